@@ -1,0 +1,357 @@
+"""The one configuration loader: config.ini, then environment variables, then CLI flags.
+
+Every setting is declared once in ``SCHEMA`` with its type, default, allowed range and help text.
+``load_config`` reads the file, applies ``LAKEHOUSE_<SECTION>_<KEY>`` environment variables and the
+overrides a script collected from its flags, validates everything, and returns a frozen ``Config``.
+Anything wrong (unknown section or key, wrong type, out-of-range value, malformed duration) raises
+``ConfigError`` whose message names the key, the value and what is allowed; entry points turn it into
+exit code 2.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+ENV_PREFIX = "LAKEHOUSE_"
+CONFIG_ENV = "LAKEHOUSE_CONFIG"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.ini"
+
+
+class ConfigError(ValueError):
+    """A configuration value (file, environment or flag) is missing, unknown or invalid."""
+
+
+# --- value parsers ---------------------------------------------------------------------------------
+
+_DURATION_UNITS = {
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001,
+    "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A length of time as written by the user (``10 minutes``), kept in seconds."""
+
+    seconds: float
+    text: str
+
+    def spark(self) -> str:
+        """The form Spark's watermark and trigger APIs accept, e.g. ``600 seconds``."""
+        if self.seconds == int(self.seconds):
+            return f"{int(self.seconds)} seconds"
+        return f"{int(round(self.seconds * 1000))} milliseconds"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_duration(text: str) -> Duration:
+    """Parse ``<number> <unit>`` (ms, s, min, h, d and their long forms) into a ``Duration``."""
+    match = _DURATION_RE.match(text)
+    if not match or match.group(2).lower() not in _DURATION_UNITS:
+        units = "ms, s, min, h, d (or milliseconds, seconds, minutes, hours, days)"
+        raise ValueError(f"expected a duration like '10 minutes' or '500 ms' with a unit among {units}")
+    return Duration(float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()], text.strip())
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"true", "yes", "on", "1"}:
+        return True
+    if lowered in {"false", "no", "off", "0"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError as e:
+        raise ValueError("expected a whole number") from e
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text.strip())
+    except ValueError as e:
+        raise ValueError("expected a number") from e
+
+
+def _parse_str(text: str) -> str:
+    return text.strip()
+
+
+_PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _parse_bool, int: _parse_int, float: _parse_float, str: _parse_str, Duration: parse_duration,
+}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its type, default (as written in config.ini), allowed values and meaning."""
+
+    type: type
+    default: str
+    help: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    pattern: str | None = None
+    allow_empty: bool = False
+
+    def parse(self, raw: str) -> Any:
+        """Convert ``raw`` to the option's type, or raise ``ValueError`` saying what is allowed."""
+        if raw.strip() == "":
+            if self.allow_empty:
+                return None
+            raise ValueError("a value is required")
+        value = _PARSERS[self.type](raw)
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"expected one of {', '.join(self.choices)}")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"expected {self.help.split(';')[0]}")
+        number = value.seconds if isinstance(value, Duration) else value
+        if self.min is not None and number < self.min:
+            raise ValueError(f"expected at least {_fmt_bound(self, self.min)}")
+        if self.max is not None and number > self.max:
+            raise ValueError(f"expected at most {_fmt_bound(self, self.max)}")
+        return value
+
+
+def _fmt_bound(option: Option, bound: float) -> str:
+    if option.type is Duration:
+        return f"{bound:g} seconds"
+    return f"{bound:g}"
+
+
+_HOSTPORTS = r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9_.\-\[\]:]+:\d{1,5})*"
+
+SCHEMA: Mapping[str, Mapping[str, Option]] = {
+    "kafka": {
+        "bootstrap_servers": Option(str, "localhost:9092", "host:port[,host:port...] of the Kafka brokers",
+                                    pattern=_HOSTPORTS),
+        "topic": Option(str, "ventes_stream", "topic the sales events flow through",
+                        pattern=r"[A-Za-z0-9._\-]{1,249}"),
+        "partitions": Option(int, "3", "partition count used when the topic is created", min=1, max=1000),
+        "replication_factor": Option(int, "1", "replication factor used when the topic is created",
+                                     min=1, max=10),
+        "connect_timeout": Option(Duration, "10 seconds", "how long clients wait for the broker to answer",
+                                  min=0.1, max=600),
+        "broker_version": Option(str, "4.4.0", "Apache Kafka version of the local broker's jars",
+                                 pattern=r"4\.\d+\.\d+"),
+        "controller_port": Option(int, "9093", "KRaft controller port of the local broker", min=1,
+                                  max=65535),
+        "broker_heap": Option(str, "512m", "JVM heap of the local broker (-Xmx)", pattern=r"\d+[mMgG]"),
+        "broker_start_timeout": Option(Duration, "60 seconds",
+                                       "how long 'kafka_local start' waits for the broker", min=1, max=600),
+    },
+    "spark": {
+        "master": Option(str, "local[*]", "Spark master when not launched by spark-submit"),
+        "timezone": Option(str, "UTC", "session time zone (naive timestamps are read in it)"),
+        "shuffle_partitions": Option(int, "4", "spark.sql.shuffle.partitions", min=1, max=10000),
+        "driver_memory": Option(str, "2g", "driver JVM memory when started from python",
+                                pattern=r"\d+[mMgG]"),
+        "log_level": Option(str, "WARN", "Spark's own log level",
+                            choices=("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")),
+        "ui_enabled": Option(bool, "false", "start the Spark web UI"),
+        "jars_repositories": Option(str, "", "extra Maven repositories (comma-separated URLs) for the "
+                                    "Kafka and Delta jars, e.g. a company mirror", allow_empty=True),
+    },
+    "paths": {
+        "data_dir": Option(str, "./data", "root of all data (tables, checkpoints, broker data, logs); "
+                           "relative paths are resolved against the config file's folder"),
+        "cache_dir": Option(str, "./.cache", "downloaded jars (Kafka broker, Spark's Ivy cache); "
+                            "relative paths are resolved against the config file's folder"),
+    },
+    "streaming": {
+        "starting_offsets": Option(str, "earliest", "where a first start reads the topic from",
+                                   choices=("earliest", "latest")),
+        "fail_on_data_loss": Option(bool, "true", "stop when Kafka offsets were lost (e.g. retention)"),
+        "trigger_interval": Option(Duration, "1 second", "processing-time trigger of the Bronze stream",
+                                   min=0, max=3600),
+        "max_offsets_per_trigger": Option(int, "100000", "upper bound of records per micro-batch",
+                                          min=1),
+        "watermark_delay": Option(Duration, "10 minutes", "late-data tolerance and duplicate window",
+                                  min=0, max=7 * 86400),
+        "max_event_bytes": Option(int, "65536", "largest accepted Kafka value; larger is quarantined",
+                                  min=256, max=10 * 1024 * 1024),
+    },
+    "producer": {
+        "rate": Option(float, "0.5", "events per second (0.5 = one sale every 2 seconds)", min=0.001,
+                       max=1_000_000),
+        "seed": Option(int, "", "random seed for the client pool and events (empty = random)",
+                       allow_empty=True, min=0),
+        "clients": Option(int, "500", "size of the simulated client pool", min=1, max=1_000_000),
+        "linger_ms": Option(int, "20", "kafka-python linger_ms (batching delay)", min=0, max=10_000),
+        "batch_size": Option(int, "262144", "kafka-python batch_size in bytes", min=1024,
+                             max=16 * 1024 * 1024),
+        "compression": Option(str, "lz4", "compression of produced batches",
+                              choices=("none", "gzip", "snappy", "lz4", "zstd")),
+    },
+    "analytics": {
+        "loyalty_threshold": Option(int, "2", "purchases from which a client is loyal", min=1),
+        "premium_threshold": Option(float, "500", "lifetime spend (EUR) from which a client is Premium",
+                                    min=0),
+        "standard_threshold": Option(float, "100", "lifetime spend (EUR) from which a client is Standard",
+                                     min=0),
+        "silver_interval": Option(Duration, "60 seconds", "period of 'streaming_silver.py --interval'",
+                                  min=1, max=86400),
+        "bronze_retention_days": Option(int, "90", "Bronze partitions older than this are deleted", min=1),
+        "vacuum_retention": Option(Duration, "7 days", "Delta history kept by VACUUM", min=0),
+    },
+    "monitoring": {
+        "log_level": Option(str, "INFO", "log level of the project's scripts",
+                            choices=("DEBUG", "INFO", "WARNING", "ERROR")),
+        "metrics_enabled": Option(bool, "true", "write per-batch metrics to the metrics table"),
+        "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboard",
+                                    min=0.5, max=3600),
+    },
+}
+
+
+def env_var_name(section: str, key: str) -> str:
+    """The environment variable that overrides ``[section] key``."""
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+_ENV_TO_KEY = {env_var_name(s, k): (s, k) for s, opts in SCHEMA.items() for k in opts}
+
+
+class Section:
+    """Read-only attribute access to one validated section."""
+
+    def __init__(self, name: str, values: Mapping[str, Any]):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_values", MappingProxyType(dict(values)))
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError as e:
+            raise AttributeError(f"[{self._name}] has no key {key!r}") from e
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        raise AttributeError("configuration is read-only")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration, with paths resolved to absolute ``Path`` objects."""
+
+    source: Path | None
+    sections: Mapping[str, Section]
+    base_dir: Path
+
+    def __getattr__(self, name: str) -> Section:
+        sections = object.__getattribute__(self, "sections")
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
+
+    @property
+    def data_dir(self) -> Path:
+        return self._resolve(self.sections["paths"].data_dir)
+
+    @property
+    def cache_dir(self) -> Path:
+        return self._resolve(self.sections["paths"].cache_dir)
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+
+def _check(section: str, key: str, raw: str, origin: str) -> Any:
+    option = SCHEMA[section][key]
+    try:
+        return option.parse(raw)
+    except ValueError as e:
+        raise ConfigError(f"{origin}: [{section}] {key} = {raw!r} is invalid: {e}") from e
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[tuple[str, str], Any] | None = None,
+) -> Config:
+    """Read and validate the configuration.
+
+    ``path`` defaults to ``$LAKEHOUSE_CONFIG`` then to the project's config.ini (a missing default file
+    means all defaults). ``env`` defaults to ``os.environ``. ``overrides`` maps ``(section, key)`` to
+    values from CLI flags (``None`` entries are ignored, so unset flags can be passed through as is).
+    """
+    env = os.environ if env is None else env
+    explicit = path is not None or bool(env.get(CONFIG_ENV))
+    config_path = Path(path if path is not None else env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    raw: dict[str, dict[str, tuple[str, str]]] = {
+        s: {k: (o.default, "default") for k, o in opts.items()} for s, opts in SCHEMA.items()
+    }
+
+    source: Path | None = None
+    if config_path.exists():
+        source = config_path.resolve()
+        parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+        try:
+            parser.read(config_path, encoding="utf-8")
+        except configparser.Error as e:
+            raise ConfigError(f"{config_path}: cannot be parsed: {e}") from e
+        for section in parser.sections():
+            if section not in SCHEMA:
+                raise ConfigError(f"{config_path}: unknown section [{section}]; allowed sections: "
+                                  f"{', '.join(SCHEMA)}")
+            for key, value in parser.items(section):
+                if key not in SCHEMA[section]:
+                    raise ConfigError(f"{config_path}: unknown key [{section}] {key!r}; allowed keys: "
+                                      f"{', '.join(SCHEMA[section])}")
+                raw[section][key] = (value, str(config_path))
+    elif explicit:
+        raise ConfigError(f"config file {config_path} does not exist")
+
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_ENV:
+            continue
+        if name not in _ENV_TO_KEY:
+            raise ConfigError(f"environment variable {name} is not a known setting; names look like "
+                              f"{ENV_PREFIX}<SECTION>_<KEY>, e.g. {env_var_name('kafka', 'topic')}")
+        section, key = _ENV_TO_KEY[name]
+        raw[section][key] = (value, f"environment {name}")
+
+    for (section, key), value in (overrides or {}).items():
+        if value is None:
+            continue
+        if section not in SCHEMA or key not in SCHEMA[section]:
+            raise ConfigError(f"override of unknown setting [{section}] {key}")
+        raw[section][key] = (str(value), "command line")
+
+    sections = {
+        s: Section(s, {k: _check(s, k, text, origin) for k, (text, origin) in keys.items()})
+        for s, keys in raw.items()
+    }
+    analytics = sections["analytics"]
+    if analytics.standard_threshold > analytics.premium_threshold:
+        raise ConfigError(
+            f"[analytics] standard_threshold = {analytics.standard_threshold:g} is invalid: expected at most "
+            f"premium_threshold ({analytics.premium_threshold:g})")
+    base_dir = source.parent if source is not None else PROJECT_DIR
+    return Config(source=source, sections=MappingProxyType(sections), base_dir=base_dir)
+
+
+def describe_settings() -> list[tuple[str, str, str, str, str]]:
+    """Rows (section, key, default, environment variable, meaning) for documentation."""
+    return [(s, k, o.default, env_var_name(s, k), o.help) for s, opts in SCHEMA.items()
+            for k, o in opts.items()]

@@ -1,0 +1,74 @@
+"""The one place that knows where tables, checkpoints, logs and caches live."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.config import Config
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Absolute locations derived from ``[paths]`` in the configuration."""
+
+    data_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Paths":
+        return cls(data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
+
+    # Delta tables
+    @property
+    def delta_dir(self) -> Path:
+        return self.data_dir / "delta"
+
+    @property
+    def bronze(self) -> Path:
+        return self.delta_dir / "bronze" / "ventes"
+
+    @property
+    def quarantine(self) -> Path:
+        return self.delta_dir / "bronze" / "ventes_quarantine"
+
+    @property
+    def silver_dir(self) -> Path:
+        return self.delta_dir / "silver"
+
+    @property
+    def bronze_metrics(self) -> Path:
+        return self.delta_dir / "monitoring" / "bronze_metrics"
+
+    @property
+    def smoke_table(self) -> Path:
+        return self.delta_dir / "smoke" / "ventes"
+
+    # Streaming state
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def bronze_checkpoint(self) -> Path:
+        return self.checkpoints_dir / "bronze_ventes"
+
+    # Local broker, logs, caches
+    @property
+    def kafka_data(self) -> Path:
+        return self.data_dir / "kafka"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def ivy_dir(self) -> Path:
+        return self.cache_dir / "ivy"
+
+    def kafka_libs(self, version: str) -> Path:
+        return self.cache_dir / f"kafka-{version}" / "libs"
+
+    def data_dirs(self) -> list[Path]:
+        """Directories the pipeline writes to and that setup creates."""
+        return [self.delta_dir, self.checkpoints_dir, self.kafka_data, self.logs_dir]

@@ -1,0 +1,111 @@
+"""The one SparkSession factory: Delta Lake and the Kafka source, sized for a small machine."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import version
+
+import pyspark
+from py4j.protocol import Py4JJavaError
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from lakehouse.config import Config
+from lakehouse.paths import Paths
+
+log = logging.getLogger(__name__)
+
+SCALA_BINARY = "2.13"
+REQUIRED_CLASSES = {
+    "org.apache.spark.sql.delta.catalog.DeltaCatalog": "Delta Lake",
+    "org.apache.spark.sql.kafka010.KafkaSourceProvider": "the Kafka source",
+}
+
+
+class SparkSetupError(RuntimeError):
+    """Spark started without the jars or settings this project needs."""
+
+
+def spark_packages() -> list[str]:
+    """Maven coordinates of the Kafka source and Delta jars matching the installed pyspark/delta-spark.
+
+    Delta publishes one jar per Spark minor version (``delta-spark_<spark major.minor>_<scala>``);
+    the Kafka source is versioned exactly like Spark.
+    """
+    spark_version = pyspark.__version__
+    spark_minor = ".".join(spark_version.split(".")[:2])
+    return [
+        f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{spark_version}",
+        f"io.delta:delta-spark_{spark_minor}_{SCALA_BINARY}:{version('delta-spark')}",
+    ]
+
+
+def spark_submit_options(cfg: Config) -> list[str]:
+    """The spark-submit options that give a job the same jars and Delta settings as ``build_spark``."""
+    options = ["--packages", ",".join(spark_packages()),
+               "--conf", f"spark.jars.ivy={Paths.from_config(cfg).ivy_dir}"]
+    if cfg.spark.jars_repositories:
+        options += ["--repositories", cfg.spark.jars_repositories]
+    return options
+
+
+def _launched_by_spark_submit() -> bool:
+    # Under spark-submit the JVM exists before Python runs, and SparkConf() sees its spark.* settings.
+    return SparkConf().contains("spark.master")
+
+
+def build_spark(cfg: Config, app_name: str) -> SparkSession:
+    """Create (or return) the SparkSession with Delta and the Kafka source configured.
+
+    Started with ``python``, the session fetches the jars through Spark's Ivy into the cache
+    directory. Started with ``spark-submit``, the jars must come from ``--packages`` (see
+    ``spark_submit_options``); master and memory then come from spark-submit too.
+    """
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.session.timeZone", cfg.spark.timezone)
+        .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
+        .config("spark.ui.enabled", str(cfg.spark.ui_enabled).lower())
+        # Small tables and a 2-core machine: avoid the 200-task defaults and adaptive coalescing noise.
+        .config("spark.default.parallelism", str(cfg.spark.shuffle_partitions))
+        # Delta reads its log with 50 tasks by default; a handful is faster for tables of this size.
+        .config("spark.databricks.delta.snapshotPartitions", str(cfg.spark.shuffle_partitions))
+        # Progress bars would garble the logs and the dashboards printed on the same terminal.
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if not _launched_by_spark_submit():
+        builder = (
+            builder.master(cfg.spark.master)
+            .config("spark.driver.memory", cfg.spark.driver_memory)
+            .config("spark.jars.packages", ",".join(spark_packages()))
+            .config("spark.jars.ivy", str(Paths.from_config(cfg).ivy_dir))
+        )
+        if cfg.spark.jars_repositories:
+            builder = builder.config("spark.jars.repositories", cfg.spark.jars_repositories)
+    try:
+        spark = builder.getOrCreate()
+    except Exception as e:  # py4j surfaces JVM failures (jar resolution, class loading) as plain errors
+        raise SparkSetupError(
+            f"Spark could not start with Delta and the Kafka source ({e.__class__.__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). With spark-submit, pass: "
+            f"{' '.join(spark_submit_options(cfg))}") from e
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    check_jars(spark, cfg)
+    return spark
+
+
+def check_jars(spark: SparkSession, cfg: Config) -> None:
+    """Fail with the exact spark-submit options when Delta or the Kafka source is missing."""
+    jvm = spark.sparkContext._jvm
+    loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+    missing = []
+    for class_name, what in REQUIRED_CLASSES.items():
+        try:
+            jvm.java.lang.Class.forName(class_name, False, loader)
+        except Py4JJavaError:  # ClassNotFoundException on the JVM side
+            missing.append(what)
+    if missing:
+        raise SparkSetupError(f"Spark is running without {' and '.join(missing)}. With spark-submit, "
+                              f"pass: {' '.join(spark_submit_options(cfg))}")

@@ -1,0 +1,63 @@
+"""Idempotent topic creation with kafka-python's admin client."""
+
+from __future__ import annotations
+
+import logging
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+log = logging.getLogger(__name__)
+
+
+class TopicError(RuntimeError):
+    """The topic could not be checked or created."""
+
+
+def _admin(bootstrap_servers: str, timeout_s: float) -> KafkaAdminClient:
+    try:
+        return KafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                request_timeout_ms=int(timeout_s * 1000),
+                                bootstrap_timeout_ms=int(timeout_s * 1000),
+                                client_id="lakehouse-admin")
+    except (KafkaError, OSError) as e:
+        raise TopicError(f"Kafka broker not reachable at {bootstrap_servers}: {e!r}") from e
+
+
+def topic_exists(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> bool:
+    """True when ``topic`` exists on the cluster."""
+    admin = _admin(bootstrap_servers, timeout_s)
+    try:
+        return topic in admin.list_topics()
+    except KafkaError as e:
+        raise TopicError(f"Could not list topics at {bootstrap_servers}: {e!r}") from e
+    finally:
+        admin.close()
+
+
+def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, replication_factor: int = 1,
+                 timeout_s: float = 10.0) -> bool:
+    """Create ``topic`` unless it exists; returns True if this call created it.
+
+    An existing topic is left as it is, even with another partition count (changing partitions would
+    move keys between partitions), but a mismatch is logged.
+    """
+    admin = _admin(bootstrap_servers, timeout_s)
+    try:
+        try:
+            admin.create_topics([NewTopic(topic, partitions, replication_factor)],
+                                timeout_ms=int(timeout_s * 1000))
+            log.info("Created topic %s with %d partition(s)", topic, partitions)
+            return True
+        except TopicAlreadyExistsError:
+            described = admin.describe_topics([topic])
+            actual = len(described[0]["partitions"]) if described else None
+            if actual is not None and actual != partitions:
+                log.warning("Topic %s exists with %d partition(s), configuration says %d; left as is",
+                            topic, actual, partitions)
+            return False
+        except KafkaError as e:
+            raise TopicError(f"Could not create topic {topic} at {bootstrap_servers}: {e!r}") from e
+    finally:
+        admin.close()

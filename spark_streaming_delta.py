@@ -1,0 +1,70 @@
+"""Stream sales events from Kafka into the Bronze Delta table.
+
+Usage: spark_streaming_delta.py [--available-now] [--topic TOPIC] [--bootstrap-servers HOST:PORT]
+Example:
+    python spark_streaming_delta.py --available-now
+    spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0,io.delta:delta-spark_4.2_2.13:4.4.0 \
+        --conf spark.jars.ivy=.cache/ivy spark_streaming_delta.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from lakehouse.bronze import start_bronze_stream
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.paths import Paths
+from lakehouse.spark import SparkSetupError, build_spark
+
+log = logging.getLogger("spark_streaming_delta")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Stream sales events from Kafka into Bronze Delta.")
+    parser.add_argument("--available-now", action="store_true",
+                        help="process everything in the topic, then exit (tests, periodic runs)")
+    parser.add_argument("--topic", default=None, help="Kafka topic (overrides [kafka] topic)")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="Kafka brokers (overrides [kafka] bootstrap_servers)")
+    add_config_flag(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config_or_exit(args, {("kafka", "topic"): args.topic,
+                                ("kafka", "bootstrap_servers"): args.bootstrap_servers})
+    setup_logging(cfg.monitoring.log_level)
+    paths = Paths.from_config(cfg)
+    try:
+        spark = build_spark(cfg, "bronze_ventes")
+    except SparkSetupError as e:
+        log.error("%s", e)
+        return 1
+    query = start_bronze_stream(spark, cfg, paths.bronze, paths.bronze_checkpoint,
+                                available_now=args.available_now)
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("Signal %d received: stopping after the current batch", signum)
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    while query.isActive and not stop_requested.is_set():
+        query.awaitTermination(1)
+    if query.isActive:
+        query.stop()
+    if query.exception() is not None:
+        log.error("Bronze stream failed: %s", query.exception())
+        return 1
+    log.info("Bronze stream stopped; table %s", paths.bronze)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
