@@ -1,0 +1,40 @@
+# The two commands: `make demo` (set up everything, run the pipeline) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help setup demo test broker-start broker-stop broker-status broker-wipe check
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(INSTALLED): requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(INSTALLED)
+
+setup: $(INSTALLED)  ## Virtual environment, pinned packages, Kafka broker jars
+	$(BIN)/python -m lakehouse.kafka_local fetch
+
+broker-start: setup  ## Start the local Kafka broker (KRaft) on localhost:9092
+	$(BIN)/python -m lakehouse.kafka_local start
+
+broker-stop:  ## Stop the local Kafka broker
+	$(BIN)/python -m lakehouse.kafka_local stop
+
+broker-status:  ## Say whether the local broker runs
+	$(BIN)/python -m lakehouse.kafka_local status
+
+broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
+	$(BIN)/python -m lakehouse.kafka_local wipe
+
+check: setup  ## Run every setup check, Spark included, creating what is missing
+	$(BIN)/python setup_utils.py --fix --spark
+
+demo: broker-start  ## Set up everything, then send sales through Kafka into Delta and show them
+	$(BIN)/python setup_utils.py --fix
+	$(BIN)/python -m lakehouse.smoke
+
+test: setup  ## Run the test suite (starts a local broker for the session if none is running)
+	$(BIN)/python -m pytest

@@ -1,0 +1,101 @@
+"""Shared fixtures: one SparkSession and one real Kafka broker for the whole test session."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from lakehouse.config import PROJECT_DIR, Config, load_config
+from lakehouse.kafka_local import BrokerSettings, broker_answers, start, stop
+from lakehouse.topics import ensure_topic
+
+
+def make_config(data_dir: Path, **overrides: object) -> Config:
+    """A test configuration: defaults, the given data directory, the project's jar caches.
+
+    ``overrides`` are ``section__key=value`` pairs. The environment is ignored so that a developer's
+    LAKEHOUSE_* variables cannot change what the tests see.
+    """
+    values = {("paths", "data_dir"): str(data_dir), ("paths", "cache_dir"): str(PROJECT_DIR / ".cache"),
+              ("spark", "master"): "local[2]", ("spark", "shuffle_partitions"): 2}
+    for name, value in overrides.items():
+        section, key = name.split("__")
+        values[(section, key)] = value
+    return load_config(PROJECT_DIR / "config.ini", env={}, overrides=values)
+
+
+def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
+    """Write ``cfg``'s paths and Kafka settings (plus ``extra`` sections) as a config file for scripts
+    run as subprocesses."""
+    sections: dict[str, dict[str, object]] = {
+        "paths": {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir},
+        "kafka": {"bootstrap_servers": cfg.kafka.bootstrap_servers, "topic": cfg.kafka.topic},
+        "spark": {"master": "local[2]", "shuffle_partitions": 2},
+    }
+    for section, values in extra.items():
+        sections.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {v}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("lakehouse")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(session_dir: Path) -> str:
+    """A real broker: the one already running at the configured address (CI starts it with the
+    user-facing launcher), or one this session starts with the same launcher and stops at the end."""
+    cfg = make_config(session_dir / "broker")
+    servers = cfg.kafka.bootstrap_servers
+    if broker_answers(servers, 2.0):
+        yield servers
+        return
+    settings = BrokerSettings.from_config(cfg)
+    start(settings)
+    try:
+        yield servers
+    finally:
+        stop(settings)
+
+
+@pytest.fixture(scope="session")
+def spark(session_dir: Path):
+    from lakehouse.spark import build_spark
+
+    session = build_spark(make_config(session_dir / "spark"), "tests")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def topic(kafka_bootstrap: str) -> str:
+    """A fresh single-use topic with 3 partitions."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    ensure_topic(kafka_bootstrap, name, partitions=3)
+    return name
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:
+    """Send raw (key, value) records and wait until every one is acknowledged."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    try:
+        futures = [producer.send(topic, key=k.encode() if k is not None else None, value=v)
+                   for k, v in records]
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close()
+
+
+def sale_json(**fields: object) -> bytes:
+    return json.dumps(fields).encode("utf-8")

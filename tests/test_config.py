@@ -1,0 +1,114 @@
+"""The configuration loader: defaults, precedence, and every kind of bad value."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, parse_duration
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.ini"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_when_file_is_empty(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, ""), env={})
+    assert cfg.kafka.bootstrap_servers == "localhost:9092"
+    assert cfg.kafka.topic == "ventes_stream"
+    assert cfg.kafka.partitions == 3
+    assert cfg.spark.master == "local[*]"
+    assert cfg.spark.timezone == "UTC"
+    assert cfg.streaming.watermark_delay.seconds == 600
+    assert cfg.streaming.fail_on_data_loss is True
+    assert cfg.producer.seed is None
+    assert cfg.data_dir == (tmp_path / "data").resolve()
+
+
+def test_project_config_ini_documents_every_setting_with_its_default() -> None:
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
+    parser.read(PROJECT_DIR / "config.ini", encoding="utf-8")
+    written = {(s, k): v for s in parser.sections() for k, v in parser.items(s)}
+    defaults = {(s, k): o.default for s, opts in SCHEMA.items() for k, o in opts.items()}
+    assert written == defaults
+
+
+def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka]\ntopic = from_file\npartitions = 5\n[producer]\nrate = 2\n")
+    env = {env_var_name("kafka", "topic"): "from_env", env_var_name("producer", "rate"): "7"}
+    cfg = load_config(path, env=env, overrides={("kafka", "topic"): "from_flag",
+                                                 ("producer", "rate"): None})
+    assert (cfg.kafka.topic, cfg.kafka.partitions, cfg.producer.rate) == ("from_flag", 5, 7.0)
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[kafka]\ntopic = via_env_path\n")
+    assert load_config(env={"LAKEHOUSE_CONFIG": str(path)}).kafka.topic == "via_env_path"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[kafak]\ntopic = x\n", r"unknown section \[kafak\]; allowed sections: kafka, spark"),
+    ("[kafka]\ntopik = x\n", r"unknown key \[kafka\] 'topik'; allowed keys: bootstrap_servers"),
+    ("[kafka]\npartitions = three\n", r"\[kafka\] partitions = 'three' is invalid: expected a whole number"),
+    ("[kafka]\npartitions = 0\n", r"\[kafka\] partitions = '0' is invalid: expected at least 1"),
+    ("[streaming]\nwatermark_delay = 10 minuts\n",
+     r"\[streaming\] watermark_delay = '10 minuts' is invalid: expected a duration like '10 minutes'"),
+    ("[streaming]\nfail_on_data_loss = maybe\n", r"fail_on_data_loss = 'maybe' is invalid: expected true or false"),
+    ("[streaming]\nstarting_offsets = newest\n", r"expected one of earliest, latest"),
+    ("[kafka]\nbootstrap_servers = localhost\n", r"bootstrap_servers = 'localhost' is invalid: expected host:port"),
+    ("[producer]\nrate = -1\n", r"\[producer\] rate = '-1' is invalid: expected at least 0.001"),
+    ("[kafka]\ntopic =\n", r"\[kafka\] topic = '' is invalid: a value is required"),
+    ("[analytics]\nstandard_threshold = 600\n", r"standard_threshold = 600 is invalid: expected at most premium"),
+    ("[kafka\n", r"cannot be parsed"),
+])
+def test_bad_file_values_name_key_value_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, text), env={})
+
+
+def test_bad_environment_values_are_reported_with_the_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+    with pytest.raises(ConfigError, match=r"environment LAKEHOUSE_KAFKA_PARTITIONS: \[kafka\] partitions"):
+        load_config(path, env={"LAKEHOUSE_KAFKA_PARTITIONS": "x"})
+    with pytest.raises(ConfigError, match=r"LAKEHOUSE_KAFKA_TOPICS is not a known setting"):
+        load_config(path, env={"LAKEHOUSE_KAFKA_TOPICS": "x"})
+
+
+def test_bad_flag_value_is_reported_as_command_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"command line: \[producer\] rate = 'fast'"):
+        load_config(write(tmp_path, ""), env={}, overrides={("producer", "rate"): "fast"})
+
+
+def test_missing_explicit_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.ini", env={})
+
+
+@pytest.mark.parametrize("text, seconds, spark", [
+    ("10 minutes", 600, "600 seconds"), ("500 ms", 0.5, "500 milliseconds"), ("1 second", 1, "1 seconds"),
+    ("2h", 7200, "7200 seconds"), ("7 days", 604800, "604800 seconds"), ("1.5 min", 90, "90 seconds"),
+])
+def test_durations(text: str, seconds: float, spark: str) -> None:
+    duration = parse_duration(text)
+    assert (duration.seconds, duration.spark(), str(duration)) == (seconds, spark, text)
+
+
+def test_entry_point_exits_2_on_bad_config(tmp_path: Path) -> None:
+    path = write(tmp_path, "[streaming]\nwatermark_delay = 10 minuts\n")
+    result = subprocess.run([sys.executable, "setup_utils.py", "--config", str(path)], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "[streaming] watermark_delay = '10 minuts' is invalid" in result.stderr
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    missing = [env_var_name(s, k) for s, opts in SCHEMA.items() for k in opts
+               if f"`{env_var_name(s, k)}`" not in readme]
+    assert missing == []

@@ -1,0 +1,68 @@
+"""The local broker launcher users run: start/stop/status idempotence, errors, wipe."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import PROJECT_DIR
+from lakehouse.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
+from tests.conftest import make_config, write_config
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lakehouse.kafka_local", command, "--config", str(config)],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
+
+
+def test_start_stop_status_are_idempotent(tmp_path: Path) -> None:
+    port, controller = free_port(), free_port()
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=f"localhost:{port}",
+                      kafka__controller_port=controller)
+    config = write_config(tmp_path / "config.ini", cfg, kafka={"controller_port": controller})
+    try:
+        assert launcher(config, "status").returncode == 3
+        assert launcher(config, "stop").returncode == 0  # stop while stopped is fine
+        first = launcher(config, "start")
+        assert first.returncode == 0, first.stderr
+        pid = running_pid(BrokerSettings.from_config(cfg))
+        assert pid is not None and broker_answers(f"localhost:{port}", 5.0)
+        again = launcher(config, "start")  # start while running: same broker, no second one
+        assert again.returncode == 0 and "already running" in again.stderr
+        assert running_pid(BrokerSettings.from_config(cfg)) == pid
+        status = launcher(config, "status")
+        assert status.returncode == 0 and f"running (pid {pid})" in status.stdout
+        assert "Stop the broker before wiping" in launcher(config, "wipe").stderr
+        assert launcher(config, "stop").returncode == 0
+        assert running_pid(BrokerSettings.from_config(cfg)) is None
+        assert not broker_answers(f"localhost:{port}", 1.0)
+        assert (tmp_path / "data" / "kafka" / "kraft-logs" / "meta.properties").exists()  # data kept
+        assert launcher(config, "wipe").returncode == 0
+        assert not (tmp_path / "data" / "kafka").exists()
+    finally:
+        stop(BrokerSettings.from_config(cfg))
+
+
+def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("localhost", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=f"localhost:{port}",
+                          kafka__controller_port=free_port())
+        with pytest.raises(BrokerError, match=f"Port {port} on localhost is already in use"):
+            start(BrokerSettings.from_config(cfg))
+
+
+def test_wipe_when_nothing_exists_is_fine(tmp_path: Path) -> None:
+    wipe(BrokerSettings.from_config(make_config(tmp_path / "data")))
