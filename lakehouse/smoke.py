@@ -8,59 +8,45 @@ if needed.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import sys
-import uuid
-from datetime import datetime, timezone
+import threading
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from lakehouse.bronze import start_bronze_stream
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.config import Config
 from lakehouse.paths import Paths
+from lakehouse.producer import ProducerError, ProducerSettings, connect, run
+from lakehouse.simulator import SalesSimulator
 from lakehouse.spark import SparkSetupError, build_spark
 from lakehouse.topics import TopicError, ensure_topic
 
 log = logging.getLogger("lakehouse.smoke")
 
-_SAMPLE_CLIENTS = [("C001", "Jean Dupont", "France", "B2C"), ("C002", "Maria Garcia", "Espagne", "B2C"),
-                   ("C003", "Müller GmbH", "Allemagne", "B2B")]
-_SAMPLE_PRODUCTS = [("P01", "Ordinateur portable", "Informatique", "899.99"),
-                    ("P02", "Clavier mécanique", "Accessoires", "75.00")]
 
+def send_sales(cfg: Config, count: int) -> list[str]:
+    """Send ``count`` simulated sales and return their vente_ids once Kafka acknowledged them all."""
+    seed = cfg.producer.seed if cfg.producer.seed is not None else random.SystemRandom().randrange(2**31)
+    simulator = SalesSimulator(seed, cfg.producer.clients, max_event_bytes=cfg.streaming.max_event_bytes)
+    sent: list[str] = []
 
-def sample_sale(rng: random.Random) -> dict:
-    """One contract-shaped sale from a tiny fixed pool (the real simulator is producer_ventes.py)."""
-    client_id, client_nom, pays, segment = rng.choice(_SAMPLE_CLIENTS)
-    produit_id, produit_nom, categorie, prix = rng.choice(_SAMPLE_PRODUCTS)
-    quantite = rng.randint(1, 3)
-    return {
-        "vente_id": str(uuid.UUID(int=rng.getrandbits(128))), "client_id": client_id,
-        "produit_id": produit_id, "timestamp": datetime.now(timezone.utc).isoformat(),
-        "quantite": quantite, "montant": round(float(prix) * quantite, 2), "client_nom": client_nom,
-        "produit_nom": produit_nom, "categorie": categorie, "pays": pays, "segment": segment,
-    }
+    def remembered(records):
+        for record in records:
+            sent.append(record.event["vente_id"])
+            yield record
 
-
-def send_samples(cfg: Config, count: int, seed: int | None) -> list[dict]:
-    """Send ``count`` sample sales and wait for every acknowledgement."""
-    rng = random.Random(seed)
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, acks="all",
-                             bootstrap_timeout_ms=int(cfg.kafka.connect_timeout.seconds * 1000),
-                             key_serializer=str.encode,
-                             value_serializer=lambda v: json.dumps(v).encode("utf-8"))
-    try:
-        sales = [sample_sale(rng) for _ in range(count)]
-        futures = [producer.send(cfg.kafka.topic, key=s["client_id"], value=s) for s in sales]
-        for future in futures:
-            future.get(timeout=cfg.kafka.connect_timeout.seconds)
-        return sales
-    finally:
-        producer.close()
+    settings = ProducerSettings(
+        bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic, rate=None, count=count,
+        duration_s=None, linger_ms=cfg.producer.linger_ms, batch_size=cfg.producer.batch_size,
+        compression=cfg.producer.compression, connect_timeout_s=cfg.kafka.connect_timeout.seconds,
+        max_event_bytes=cfg.streaming.max_event_bytes)
+    result = run(connect(settings), remembered(simulator.records()), settings, threading.Event())
+    if result.stats.delivered != count:
+        raise ProducerError(result.summary_line())
+    return sent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions,
                      cfg.kafka.replication_factor, cfg.kafka.connect_timeout.seconds)
-        sent = send_samples(cfg, args.count, cfg.producer.seed)
-        log.info("Sent %d sales to %s", len(sent), cfg.kafka.topic)
+        ids = send_sales(cfg, args.count)
+        log.info("Sent %d sales to %s", len(ids), cfg.kafka.topic)
         spark = build_spark(cfg, "smoke")
-    except (TopicError, KafkaError, SparkSetupError) as e:
+    except (TopicError, ProducerError, KafkaError, SparkSetupError) as e:
         log.error("%s", e)
         return 1
     query = start_bronze_stream(spark, cfg, paths.smoke_table, paths.checkpoints_dir / "smoke_ventes",
                                 available_now=True)
     query.awaitTermination()
     table = spark.read.format("delta").load(str(paths.smoke_table))
-    ids = [s["vente_id"] for s in sent]
     landed = table.filter(table.vente_id.isin(ids))
     print(f"\nDelta table {paths.smoke_table}: {table.count()} rows in total; the {len(ids)} just sent:")
     landed.select("vente_id", "client_nom", "pays", "segment", "produit_nom", "quantite", "montant",

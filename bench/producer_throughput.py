@@ -1,0 +1,66 @@
+"""Benchmark: producer_ventes.py --max against the local broker (acks=all, idempotent, generation
+included). Prints sustained events/s and MB/s per run and the median.
+
+Usage: python bench/producer_throughput.py [--count N] [--runs N]
+Needs a running broker (python -m lakehouse.kafka_local start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Measure the producer's sustained throughput.")
+    parser.add_argument("--count", type=int, default=300_000, help="events per run (default 300000)")
+    parser.add_argument("--runs", type=int, default=3, help="number of runs (default 3)")
+    parser.add_argument("--config", default=None, help="configuration file passed to the producer")
+    args = parser.parse_args(argv)
+    print(f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
+    rates, mbs = [], []
+    for run in range(1, args.runs + 1):
+        topic = f"bench_producer_{uuid.uuid4().hex[:8]}"
+        with tempfile.TemporaryDirectory() as tmp:
+            summary_path = Path(tmp) / "summary.json"
+            cmd = [sys.executable, "producer_ventes.py", "--max", "--count", str(args.count), "--seed", "1",
+                   "--topic", topic, "--summary-json", str(summary_path)]
+            if args.config:
+                cmd += ["--config", args.config]
+            result = subprocess.run(cmd, cwd=PROJECT_DIR, capture_output=True, text=True)
+            if result.returncode != 0:
+                print(result.stderr[-2000:], file=sys.stderr)
+                return 1
+            summary = json.loads(summary_path.read_text())
+        rates.append(summary["events_per_s"])
+        mbs.append(summary["mb_per_s"])
+        print(f"run {run}: {summary['sent']} events in {summary['elapsed_s']:.2f} s — "
+              f"{summary['events_per_s']:,.0f} events/s, {summary['mb_per_s']:.2f} MB/s "
+              f"(delivered {summary['delivered']}, failed {summary['failed']})")
+    print(f"median: {statistics.median(rates):,.0f} events/s, {statistics.median(mbs):.2f} MB/s "
+          f"(goal ≥ 15,000 events/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""The Kafka side of the sales producer: configuration, the paced send loop, delivery accounting."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+
+from lakehouse.simulator import Record
+
+log = logging.getLogger("producer_ventes")
+
+# Above this rate each sale is no longer logged; a periodic summary is logged instead.
+PER_SALE_LOG_MAX_RATE = 5.0
+SUMMARY_EVERY_S = 5.0
+
+
+class ProducerError(RuntimeError):
+    """The producer could not start (broker unreachable, topic missing...)."""
+
+
+@dataclass(frozen=True)
+class ProducerSettings:
+    bootstrap_servers: str
+    topic: str
+    rate: float | None  # None: as fast as possible
+    count: int | None
+    duration_s: float | None
+    linger_ms: int
+    batch_size: int
+    compression: str
+    connect_timeout_s: float
+    max_event_bytes: int
+
+
+def kafka_config(settings: ProducerSettings) -> dict:
+    """The producer configuration, in one place."""
+    return {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": "producer_ventes",
+        # Durability: every in-sync replica must have the record, and retries cannot duplicate it.
+        "acks": "all",
+        "enable_idempotence": True,
+        # Throughput: fill large batches for a few milliseconds before sending them.
+        "linger_ms": settings.linger_ms,
+        "batch_size": settings.batch_size,
+        "compression_type": None if settings.compression == "none" else settings.compression,
+        # Oversized test records must reach the broker so the pipeline can quarantine them.
+        "max_request_size": max(1_048_576, 2 * settings.max_event_bytes + 1024),
+        "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
+        # send() blocks this long at most when the buffer is full or metadata is missing.
+        "max_block_ms": int(max(settings.connect_timeout_s, 10) * 1000),
+    }
+
+
+@dataclass
+class DeliveryStats:
+    """Outcome of every record handed to Kafka, updated from kafka-python's I/O thread."""
+
+    sent: int = 0
+    delivered: int = 0
+    failed: int = 0
+    injected: Counter = field(default_factory=Counter)
+    errors: Counter = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def on_success(self, _metadata) -> None:
+        with self._lock:
+            self.delivered += 1
+
+    def on_error(self, exc: BaseException) -> None:
+        with self._lock:
+            self.failed += 1
+            self.errors[type(exc).__name__] += 1
+            first = self.failed == 1
+        if first:  # one line per failure would flood the terminal when the broker is gone
+            log.error("Delivery failed: %r (further failures are counted in the summary)", exc)
+
+    @property
+    def undelivered(self) -> int:
+        """Records whose outcome is unknown (still in flight when the producer closed)."""
+        return self.sent - self.delivered - self.failed
+
+
+@dataclass
+class RunResult:
+    stats: DeliveryStats
+    elapsed_s: float
+    bytes_sent: int
+    interrupted: bool
+
+    def as_dict(self) -> dict:
+        s = self.stats
+        return {"sent": s.sent, "delivered": s.delivered, "failed": s.failed,
+                "undelivered": s.undelivered, "injected": dict(sorted(s.injected.items())),
+                "errors": dict(s.errors), "elapsed_s": round(self.elapsed_s, 3),
+                "events_per_s": round(s.sent / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+                "mb_per_s": round(self.bytes_sent / 1e6 / self.elapsed_s, 2) if self.elapsed_s else 0.0,
+                "interrupted": self.interrupted}
+
+    def summary_line(self) -> str:
+        d = self.as_dict()
+        injected = ",".join(f"{k}:{v}" for k, v in d["injected"].items()) or "none"
+        return (f"Summary: sent={d['sent']} delivered={d['delivered']} failed={d['failed']} "
+                f"undelivered={d['undelivered']} injected={injected} events/s={d['events_per_s']} "
+                f"MB/s={d['mb_per_s']} elapsed={d['elapsed_s']}s")
+
+
+def connect(settings: ProducerSettings) -> KafkaProducer:
+    """Open the producer; an unreachable broker is a ``ProducerError`` after the connect timeout."""
+    try:
+        return KafkaProducer(**kafka_config(settings))
+    except (KafkaError, OSError) as e:
+        raise ProducerError(f"Kafka broker not reachable at {settings.bootstrap_servers} within "
+                            f"{settings.connect_timeout_s:g} s ({e.__class__.__name__}); start it with "
+                            "'python -m lakehouse.kafka_local start' or 'docker compose up -d'") from e
+
+
+class _Progress:
+    """A one-line progress bar on a terminal for --count runs."""
+
+    def __init__(self, total: int):
+        self.total, self.last = total, 0.0
+        self.enabled = sys.stderr.isatty()
+
+    def update(self, done: int, started: float, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self.enabled or (not force and now - self.last < 0.2):
+            return
+        self.last = now
+        share = done / self.total if self.total else 1.0
+        bar = "#" * int(share * 30)
+        rate = done / (now - started) if now > started else 0.0
+        sys.stderr.write(f"\r[{bar:<30}] {share:6.1%} {done}/{self.total} {rate:,.0f} events/s")
+        if force:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSettings,
+        stop: threading.Event, flush_timeout_s: float = 30.0) -> RunResult:
+    """Send records until count, duration or ``stop``; then flush and close. Never drops silently:
+    every record ends counted as delivered, failed or undelivered."""
+    stats = DeliveryStats()
+    per_sale_log = settings.rate is not None and settings.rate <= PER_SALE_LOG_MAX_RATE
+    progress = _Progress(settings.count) if settings.count else None
+    started = time.monotonic()
+    deadline = started + settings.duration_s if settings.duration_s else None
+    next_summary = started + SUMMARY_EVERY_S
+    bytes_sent = 0
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            if settings.count is not None and stats.sent >= settings.count:
+                break
+            if settings.rate is None:
+                due = 1000
+            else:
+                due = int((now - started) * settings.rate) + 1 - stats.sent
+                if due <= 0:
+                    wait = (stats.sent / settings.rate) - (now - started)
+                    stop.wait(min(max(wait, 0.001), 0.5))
+                    continue
+            if settings.count is not None:
+                due = min(due, settings.count - stats.sent)
+            for _ in range(due):
+                record = next(records)
+                future = producer.send(settings.topic, key=record.key, value=record.value)
+                future.add_callback(stats.on_success)
+                future.add_errback(stats.on_error)
+                stats.sent += 1
+                bytes_sent += len(record.value)
+                if record.kind != "sale":
+                    stats.injected[record.kind] += 1
+                if per_sale_log and record.kind == "sale":
+                    e = record.event
+                    log.info("📤 Sale #%d: %s - %s - €%.2f", stats.sent, e["client_nom"], e["produit_nom"],
+                             e["montant"])
+            if progress:
+                progress.update(stats.sent, started)
+            if not per_sale_log and time.monotonic() >= next_summary:
+                next_summary += SUMMARY_EVERY_S
+                elapsed = time.monotonic() - started
+                log.info("Sent %d (delivered %d, failed %d) — %.0f events/s", stats.sent, stats.delivered,
+                         stats.failed, stats.sent / elapsed)
+    except KafkaError as e:
+        # send() itself failed (e.g. metadata unavailable for max_block_ms): stop, but still account.
+        log.error("Sending stopped: %r", e)
+    finally:
+        interrupted = stop.is_set()
+        try:
+            producer.flush(timeout=flush_timeout_s)
+        except KafkaError as e:
+            log.error("Flush did not complete within %g s: %r", flush_timeout_s, e)
+        producer.close(timeout=flush_timeout_s)
+        elapsed = time.monotonic() - started
+        if progress:
+            progress.update(stats.sent, started, force=True)
+    return RunResult(stats, elapsed, bytes_sent, interrupted)
+
+
+def write_summary(path: str, result: RunResult) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(result.as_dict(), f, indent=2)

@@ -1,0 +1,145 @@
+"""Simulate realistic sales and send them to Kafka, one JSON event per message.
+
+Usage: python producer_ventes.py [--rate N | --max] [--count N] [--duration S] [--seed N]
+Example:
+    python producer_ventes.py                      # one sale every 2 seconds until Ctrl-C
+    python producer_ventes.py --max --count 100000 # as fast as possible, then a summary
+    python producer_ventes.py --rate 50 --bad-ratio 0.05 --duplicate-ratio 0.02 --late-ratio 0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+import signal
+import sys
+import threading
+from datetime import timedelta
+
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.config import parse_duration
+from lakehouse.producer import ProducerError, ProducerSettings, connect, run, write_summary
+from lakehouse.simulator import BAD_KINDS, SalesSimulator
+from lakehouse.topics import TopicError, ensure_topic
+
+log = logging.getLogger("producer_ventes")
+
+
+def _ratio(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a ratio between 0 and 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a whole number ≥ 1")
+    return value
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=parse_duration(text).seconds)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from e
+
+
+def _bad_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in BAD_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown kind(s) {unknown}; allowed: {', '.join(BAD_KINDS)}")
+    return kinds
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Send simulated sales events to Kafka.")
+    pace = parser.add_mutually_exclusive_group()
+    pace.add_argument("--rate", type=float, default=None,
+                      help="events per second (overrides [producer] rate; default one sale every 2 s)")
+    pace.add_argument("--max", action="store_true", help="send as fast as possible")
+    parser.add_argument("--count", type=_positive_int, default=None, help="stop after this many records")
+    parser.add_argument("--duration", type=_duration, default=None,
+                        help="stop after this long, e.g. '60 s' or '5 min'")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the client pool and events (overrides [producer] seed)")
+    parser.add_argument("--clients", type=_positive_int, default=None,
+                        help="size of the client pool (overrides [producer] clients)")
+    parser.add_argument("--topic", default=None, help="Kafka topic (overrides [kafka] topic)")
+    parser.add_argument("--bootstrap-servers", default=None,
+                        help="Kafka brokers host:port[,...] (overrides [kafka] bootstrap_servers)")
+    faults = parser.add_argument_group("fault injection (off by default; for tests)")
+    faults.add_argument("--bad-ratio", type=_ratio, default=0.0,
+                        help=f"share of malformed records, of kinds: {', '.join(BAD_KINDS)}")
+    faults.add_argument("--bad-kinds", type=_bad_kinds, default=BAD_KINDS,
+                        help="comma-separated subset of the malformed kinds to send (default: all)")
+    faults.add_argument("--duplicate-ratio", type=_ratio, default=0.0,
+                        help="share of records that re-send an already sent sale (same vente_id)")
+    faults.add_argument("--late-ratio", type=_ratio, default=0.0,
+                        help="share of sales whose timestamp lies --late-by in the past")
+    faults.add_argument("--late-by", type=_duration, default=timedelta(hours=1),
+                        help="how far in the past late sales are dated (default '1 h')")
+    parser.add_argument("--summary-json", default=None,
+                        help="also write the final summary as JSON to this file")
+    add_config_flag(parser)
+    args = parser.parse_args(argv)
+    if args.bad_ratio + args.duplicate_ratio + args.late_ratio > 1:
+        parser.error("--bad-ratio, --duplicate-ratio and --late-ratio add up to more than 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config_or_exit(args, {
+        ("producer", "rate"): args.rate, ("producer", "seed"): args.seed,
+        ("producer", "clients"): args.clients, ("kafka", "topic"): args.topic,
+        ("kafka", "bootstrap_servers"): args.bootstrap_servers})
+    setup_logging(cfg.monitoring.log_level)
+    seed = cfg.producer.seed if cfg.producer.seed is not None else random.SystemRandom().randrange(2**31)
+    settings = ProducerSettings(
+        bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic,
+        rate=None if args.max else cfg.producer.rate, count=args.count,
+        duration_s=args.duration.total_seconds() if args.duration else None,
+        linger_ms=cfg.producer.linger_ms, batch_size=cfg.producer.batch_size,
+        compression=cfg.producer.compression, connect_timeout_s=cfg.kafka.connect_timeout.seconds,
+        max_event_bytes=cfg.streaming.max_event_bytes)
+    simulator = SalesSimulator(seed, cfg.producer.clients, bad_ratio=args.bad_ratio,
+                               duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
+                               late_by=args.late_by, max_event_bytes=cfg.streaming.max_event_bytes,
+                               bad_kinds=args.bad_kinds)
+    try:
+        ensure_topic(settings.bootstrap_servers, settings.topic, cfg.kafka.partitions,
+                     cfg.kafka.replication_factor, settings.connect_timeout_s)
+        producer = connect(settings)
+    except (TopicError, ProducerError) as e:
+        log.error("%s", e)
+        return 1
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("Signal %d received: flushing and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    pace = "as fast as possible" if settings.rate is None else f"{settings.rate:g} events/s"
+    log.info("Producing to %s on %s, %s, seed %d, %d clients, %d products", settings.topic,
+             settings.bootstrap_servers, pace, seed, len(simulator.clients), len(simulator.catalog))
+    result = run(producer, simulator.records(), settings, stop)
+    log.info("%s", result.summary_line())
+    if args.summary_json:
+        write_summary(args.summary_json, result)
+    stats = result.stats
+    if stats.failed or stats.undelivered:
+        log.error("%d record(s) failed and %d have an unknown outcome (not acknowledged by Kafka)",
+                  stats.failed, stats.undelivered)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""producer_ventes.py against the real broker: exact delivery, fault reconciliation, failures, signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer
+
+from lakehouse.config import PROJECT_DIR
+from lakehouse.contract import parse_timestamp, violations
+from lakehouse.simulator import EXPECTED_REASON
+
+
+def run_producer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "producer_ventes.py", *args], cwd=PROJECT_DIR,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def consume_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 60) -> list:
+    """Read the topic from the start until ``expected`` records arrived or the time is up, then read
+    for one more second so that extra records (which would be a bug) are seen too."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False)
+    records, deadline = [], time.monotonic() + timeout_s
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records += batch
+    finally:
+        consumer.close()
+    return records
+
+
+def test_events_are_consumed_back_exactly(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = run_producer("--max", "--count", "3000", "--seed", "21", "--topic", topic,
+                          "--bootstrap-servers", kafka_bootstrap, "--summary-json", str(summary_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(summary_path.read_text())
+    assert (summary["sent"], summary["delivered"], summary["failed"], summary["undelivered"]) == (3000, 3000, 0, 0)
+    assert "Summary: sent=3000 delivered=3000 failed=0 undelivered=0 injected=none" in result.stderr
+
+    records = consume_all(kafka_bootstrap, topic, 3000)
+    assert len(records) == 3000
+    events = [json.loads(r.value) for r in records]
+    assert len({e["vente_id"] for e in events}) == 3000
+    assert [violations(r.value, 65536) for r in records] == [[]] * 3000
+    assert all(r.key.decode() == e["client_id"] for r, e in zip(records, events))
+    # A client's sales stay in one partition.
+    partitions = {}
+    for r, e in zip(records, events):
+        assert partitions.setdefault(e["client_id"], r.partition) == r.partition
+
+
+def test_injected_faults_reconcile_with_the_summary(kafka_bootstrap: str, topic: str, tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = run_producer("--max", "--count", "2000", "--seed", "5", "--topic", topic,
+                          "--bootstrap-servers", kafka_bootstrap, "--bad-ratio", "0.25",
+                          "--duplicate-ratio", "0.05", "--late-ratio", "0.05", "--late-by", "3 h",
+                          "--summary-json", str(summary_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    injected = json.loads(summary_path.read_text())["injected"]
+    records = consume_all(kafka_bootstrap, topic, 2000)
+    assert len(records) == 2000
+
+    reasons = Counter()
+    first_seen, duplicates, late = set(), 0, 0
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=2)
+    for record in records:
+        found = violations(record.value, 65536)
+        if found:
+            reasons[found[0].split(":")[0]] += 1
+            continue
+        event = json.loads(record.value)
+        if event["vente_id"] in first_seen:
+            duplicates += 1
+        else:
+            first_seen.add(event["vente_id"])
+            late += parse_timestamp(event["timestamp"]) < cutoff
+    expected_reasons = Counter()
+    for kind, n in injected.items():
+        if kind in EXPECTED_REASON:
+            expected_reasons[EXPECTED_REASON[kind]] += n
+    assert reasons == expected_reasons
+    assert duplicates == injected["duplicate"]
+    assert late == injected["late"]
+    assert sum(injected.values()) > 500  # every kind really was exercised
+    assert len(expected_reasons) == 10
+
+
+def test_unreachable_broker_exits_nonzero_fast(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    config = tmp_path / "config.ini"
+    config.write_text("[kafka]\nconnect_timeout = 3 seconds\n", encoding="utf-8")
+    result = run_producer("--count", "5", "--bootstrap-servers", f"localhost:{port}", "--config",
+                          str(config), timeout=60)
+    assert result.returncode == 1
+    assert f"Kafka broker not reachable at localhost:{port}" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_run_flushes_and_reports(kafka_bootstrap: str, topic: str, tmp_path: Path,
+                                            signum: int) -> None:
+    summary_path = tmp_path / "summary.json"
+    proc = subprocess.Popen([sys.executable, "producer_ventes.py", "--rate", "500", "--topic", topic,
+                             "--bootstrap-servers", kafka_bootstrap, "--summary-json", str(summary_path)],
+                            cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "Producing to" not in (proc.stderr.readline() or ""):
+            pass  # wait until it really produces
+        time.sleep(2)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["interrupted"] is True
+    assert summary["sent"] == summary["delivered"] > 0 and summary["failed"] == summary["undelivered"] == 0
+    assert f"Summary: sent={summary['sent']} delivered={summary['sent']}" in stderr
+    assert len(consume_all(kafka_bootstrap, topic, summary["sent"])) == summary["sent"]
