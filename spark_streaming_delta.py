@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 
-from lakehouse.bronze import start_bronze_stream
+from lakehouse.bronze import start_bronze_stream, stop_after_current_batch
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.paths import Paths
 from lakehouse.spark import SparkSetupError, build_spark
@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--available-now", action="store_true",
                         help="process everything in the topic, then exit (tests, periodic runs)")
     parser.add_argument("--topic", default=None, help="Kafka topic (overrides [kafka] topic)")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None,
+                        help="upper bound of records per micro-batch "
+                             "(overrides [streaming] max_offsets_per_trigger)")
     parser.add_argument("--bootstrap-servers", default=None,
                         help="Kafka brokers (overrides [kafka] bootstrap_servers)")
     add_config_flag(parser)
@@ -37,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_or_exit(args, {("kafka", "topic"): args.topic,
-                                ("kafka", "bootstrap_servers"): args.bootstrap_servers})
+                                ("kafka", "bootstrap_servers"): args.bootstrap_servers,
+                                ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger})
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
     try:
@@ -45,8 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except SparkSetupError as e:
         log.error("%s", e)
         return 1
-    query = start_bronze_stream(spark, cfg, paths.bronze, paths.bronze_checkpoint,
-                                available_now=args.available_now)
+    query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
     stop_requested = threading.Event()
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     while query.isActive and not stop_requested.is_set():
         query.awaitTermination(1)
     if query.isActive:
-        query.stop()
+        stop_after_current_batch(query)
     if query.exception() is not None:
         log.error("Bronze stream failed: %s", query.exception())
         return 1

@@ -40,10 +40,6 @@ class Paths:
     def bronze_metrics(self) -> Path:
         return self.delta_dir / "monitoring" / "bronze_metrics"
 
-    @property
-    def smoke_table(self) -> Path:
-        return self.delta_dir / "smoke" / "ventes"
-
     # Streaming state
     @property
     def checkpoints_dir(self) -> Path:

@@ -1,4 +1,4 @@
-"""End-to-end smoke run: a few sales through a real Kafka broker into Bronze Delta, printed back.
+"""End-to-end smoke run: a few sales through a real Kafka broker into the Bronze table, printed back.
 
 Usage: python -m lakehouse.smoke [--count N] [--config config.ini]
 It expects the broker to be running (``python -m lakehouse.kafka_local start``) and creates the topic
@@ -66,12 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     except (TopicError, ProducerError, KafkaError, SparkSetupError) as e:
         log.error("%s", e)
         return 1
-    query = start_bronze_stream(spark, cfg, paths.smoke_table, paths.checkpoints_dir / "smoke_ventes",
-                                available_now=True)
-    query.awaitTermination()
-    table = spark.read.format("delta").load(str(paths.smoke_table))
+    start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
+    table = spark.read.format("delta").load(str(paths.bronze))
     landed = table.filter(table.vente_id.isin(ids))
-    print(f"\nDelta table {paths.smoke_table}: {table.count()} rows in total; the {len(ids)} just sent:")
+    print(f"\nBronze table {paths.bronze}: {table.count()} rows in total; the {len(ids)} just sent:")
     landed.select("vente_id", "client_nom", "pays", "segment", "produit_nom", "quantite", "montant",
                   "jour", "kafka_partition", "kafka_offset").orderBy("kafka_partition", "kafka_offset") \
         .show(truncate=False)
