@@ -1,0 +1,86 @@
+"""Benchmark: drain a pre-filled topic into Bronze (--available-now path) and compare with Spark's own
+ceiling: the same JSON records read from a local file, parsed the same way, written as Parquet.
+
+Usage: python bench/bronze_drain.py [--count 1000000]
+Needs a running broker (python -m lakehouse.kafka_local start). Work data goes to a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+from pyspark.sql import functions as F  # noqa: E402
+
+from lakehouse.bronze import start_bronze_stream, with_contract_check  # noqa: E402
+from lakehouse.config import load_config  # noqa: E402
+from lakehouse.paths import Paths  # noqa: E402
+from lakehouse.simulator import SalesSimulator  # noqa: E402
+from lakehouse.spark import build_spark  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Bronze drain rate versus Spark's JSON→Parquet ceiling.")
+    parser.add_argument("--count", type=int, default=1_000_000, help="events to pre-fill (default 1000000)")
+    parser.add_argument("--max-offsets-per-trigger", type=int, default=None,
+                        help="batch bound for the drain (default: [streaming] max_offsets_per_trigger)")
+    args = parser.parse_args(argv)
+    topic = f"bench_drain_{uuid.uuid4().hex[:8]}"
+    work = Path(tempfile.mkdtemp(prefix="bench_drain_"))
+    overrides = {("kafka", "topic"): topic, ("paths", "data_dir"): str(work / "data"),
+                 ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger}
+    cfg = load_config(overrides=overrides)
+
+    print(f"Pre-filling {topic} with {args.count:,} valid events ...", flush=True)
+    summary = work / "summary.json"
+    subprocess.run([sys.executable, "producer_ventes.py", "--max", "--count", str(args.count), "--seed", "1",
+                    "--topic", topic, "--summary-json", str(summary)], cwd=PROJECT_DIR, check=True,
+                   capture_output=True)
+    print(f"  producer: {json.loads(summary.read_text())['events_per_s']:,.0f} events/s")
+
+    # The same events, as a JSON-lines file, for the ceiling.
+    sim, lines = SalesSimulator(1, cfg.producer.clients), work / "events.jsonl"
+    records = sim.records()
+    with open(lines, "wb") as f:
+        for _ in range(args.count):
+            f.write(next(records).value + b"\n")
+
+    spark = build_spark(cfg, "bench_drain")
+    paths = Paths.from_config(cfg)
+    started = time.monotonic()
+    start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
+    drain_s = time.monotonic() - started
+    landed = spark.read.format("delta").load(str(paths.bronze)).count()
+
+    started = time.monotonic()
+    # One file would be one partition (one core); spread it like the topic's partitions are.
+    raw = spark.read.format("text").load(str(lines)).repartition(cfg.kafka.partitions)
+    kafka_like = raw.select(F.lit(None).cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
+                            F.lit(topic).alias("topic"), F.lit(0).alias("partition"),
+                            F.monotonically_increasing_id().alias("offset"),
+                            F.current_timestamp().alias("timestamp"))
+    (kafka_like.transform(lambda df: with_contract_check(df, cfg.streaming.max_event_bytes))
+     .filter(F.size("reasons") == 0).drop("raw_value", "reasons")
+     .write.mode("overwrite").partitionBy("jour").parquet(str(work / "ceiling")))
+    ceiling_s = time.monotonic() - started
+
+    drain_rate, ceiling_rate = args.count / drain_s, args.count / ceiling_s
+    print(f"Bronze drain: {landed:,} rows in {drain_s:.1f} s = {drain_rate:,.0f} events/s "
+          f"(batches of {cfg.streaming.max_offsets_per_trigger:,})")
+    print(f"Ceiling (file JSON → same parsing → Parquet): {ceiling_s:.1f} s = {ceiling_rate:,.0f} events/s")
+    print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.5)")
+    spark.stop()
+    return 0 if landed == args.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
