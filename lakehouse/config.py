@@ -214,7 +214,6 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "monitoring": {
         "log_level": Option(str, "INFO", "log level of the project's scripts",
                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-        "metrics_enabled": Option(bool, "true", "write per-batch metrics to the metrics table"),
         "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboard",
                                     min=0.5, max=3600),
     },
