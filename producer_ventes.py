@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import random
-import signal
 import sys
-import threading
 from datetime import timedelta
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.config import parse_duration
 from lakehouse.producer import ProducerError, ProducerSettings, connect, run, write_summary
 from lakehouse.simulator import BAD_KINDS, SalesSimulator
@@ -99,13 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         ("kafka", "bootstrap_servers"): args.bootstrap_servers})
     setup_logging(cfg.monitoring.log_level)
     seed = cfg.producer.seed if cfg.producer.seed is not None else random.SystemRandom().randrange(2**31)
-    settings = ProducerSettings(
-        bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic,
-        rate=None if args.max else cfg.producer.rate, count=args.count,
-        duration_s=args.duration.total_seconds() if args.duration else None,
-        linger_ms=cfg.producer.linger_ms, batch_size=cfg.producer.batch_size,
-        compression=cfg.producer.compression, connect_timeout_s=cfg.kafka.connect_timeout.seconds,
-        max_event_bytes=cfg.streaming.max_event_bytes)
+    settings = ProducerSettings.from_config(
+        cfg, rate=None if args.max else cfg.producer.rate, count=args.count,
+        duration_s=args.duration.total_seconds() if args.duration else None)
     simulator = SalesSimulator(seed, cfg.producer.clients, bad_ratio=args.bad_ratio,
                                duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
                                late_by=args.late_by, max_event_bytes=cfg.streaming.max_event_bytes,
@@ -118,14 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 1
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("Signal %d received: flushing and stopping", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
+    stop = stop_on_signals(log, "flushing and stopping")
     pace = "as fast as possible" if settings.rate is None else f"{settings.rate:g} events/s"
     log.info("Producing to %s on %s, %s, seed %d, %d clients, %d products", settings.topic,
              settings.bootstrap_servers, pace, seed, len(simulator.clients), len(simulator.catalog))

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from lakehouse.bronze import start_bronze_stream, stop_after_current_batch
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.paths import Paths
 from lakehouse.spark import SparkSetupError, build_spark
 
@@ -50,14 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 1
     query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
-    stop_requested = threading.Event()
-
-    def request_stop(signum: int, _frame: object) -> None:
-        log.info("Signal %d received: stopping after the current batch", signum)
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop_requested = stop_on_signals(log, "stopping after the current batch")
     while query.isActive and not stop_requested.is_set():
         query.awaitTermination(1)
     if query.isActive:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import Any, Mapping
 
 from lakehouse.config import Config, ConfigError, load_config
@@ -35,3 +37,16 @@ def setup_logging(level: str = "INFO") -> None:
     logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, force=True)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def stop_on_signals(logger: logging.Logger, action: str) -> threading.Event:
+    """An event set by Ctrl-C (SIGINT) or SIGTERM, so that a loop can finish its current step and stop."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("Signal %d received: %s", signum, action)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop

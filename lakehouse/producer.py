@@ -14,6 +14,7 @@ from typing import Iterator
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
+from lakehouse.config import Config
 from lakehouse.simulator import Record
 
 log = logging.getLogger("producer_ventes")
@@ -39,6 +40,16 @@ class ProducerSettings:
     compression: str
     connect_timeout_s: float
     max_event_bytes: int
+
+    @classmethod
+    def from_config(cls, cfg: Config, rate: float | None, count: int | None,
+                    duration_s: float | None) -> "ProducerSettings":
+        """Settings from the configuration plus this run's pace and bounds."""
+        return cls(bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic, rate=rate,
+                   count=count, duration_s=duration_s, linger_ms=cfg.producer.linger_ms,
+                   batch_size=cfg.producer.batch_size, compression=cfg.producer.compression,
+                   connect_timeout_s=cfg.kafka.connect_timeout.seconds,
+                   max_event_bytes=cfg.streaming.max_event_bytes)
 
 
 def kafka_config(settings: ProducerSettings) -> dict:

@@ -38,11 +38,7 @@ def send_sales(cfg: Config, count: int) -> list[str]:
             sent.append(record.event["vente_id"])
             yield record
 
-    settings = ProducerSettings(
-        bootstrap_servers=cfg.kafka.bootstrap_servers, topic=cfg.kafka.topic, rate=None, count=count,
-        duration_s=None, linger_ms=cfg.producer.linger_ms, batch_size=cfg.producer.batch_size,
-        compression=cfg.producer.compression, connect_timeout_s=cfg.kafka.connect_timeout.seconds,
-        max_event_bytes=cfg.streaming.max_event_bytes)
+    settings = ProducerSettings.from_config(cfg, rate=None, count=count, duration_s=None)
     result = run(connect(settings), remembered(simulator.records()), settings, threading.Event())
     if result.stats.delivered != count:
         raise ProducerError(result.summary_line())
