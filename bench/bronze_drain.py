@@ -68,9 +68,12 @@ def main(argv: list[str] | None = None) -> int:
                             F.lit(topic).alias("topic"), F.lit(0).alias("partition"),
                             F.monotonically_increasing_id().alias("offset"),
                             F.current_timestamp().alias("timestamp"))
-    (kafka_like.transform(lambda df: with_contract_check(df, cfg.streaming.max_event_bytes))
-     .filter(F.size("reasons") == 0).drop("raw_value", "reasons")
+    # Parsed once and cached, as the Bronze batch does: filtering on the check's result without the
+    # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
+    checked = kafka_like.transform(lambda df: with_contract_check(df, cfg.streaming.max_event_bytes)).persist()
+    (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
      .write.mode("overwrite").partitionBy("jour").parquet(str(work / "ceiling")))
+    checked.unpersist()
     ceiling_s = time.monotonic() - started
 
     drain_rate, ceiling_rate = args.count / drain_s, args.count / ceiling_s
