@@ -13,8 +13,11 @@ import argparse
 import logging
 import sys
 
-from lakehouse.bronze import start_bronze_stream, stop_after_current_batch
+from pyspark.errors import StreamingQueryException
+
+from lakehouse.bronze import remove_progress_loggers, start_bronze_stream, stop_after_current_batch
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.kafka_local import broker_answers
 from lakehouse.paths import Paths
 from lakehouse.spark import SparkSetupError, build_spark
 
@@ -42,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
                                 ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger})
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
+    servers = cfg.kafka.bootstrap_servers
+    if not broker_answers(servers, cfg.kafka.connect_timeout.seconds):
+        log.error("Kafka broker at %s is not reachable: start it (make broker-start, or docker compose "
+                  "up -d) or set [kafka] bootstrap_servers", servers)
+        return 1
     try:
         spark = build_spark(cfg, "bronze_ventes")
     except SparkSetupError as e:
@@ -49,12 +57,21 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
     stop_requested = stop_on_signals(log, "stopping after the current batch")
-    while query.isActive and not stop_requested.is_set():
-        query.awaitTermination(1)
+    try:
+        while query.isActive and not stop_requested.is_set():
+            query.awaitTermination(1)
+    except StreamingQueryException:
+        pass  # reported below from query.exception()
     if query.isActive:
         stop_after_current_batch(query)
+    remove_progress_loggers(spark)
     if query.exception() is not None:
-        log.error("Bronze stream failed: %s", query.exception())
+        if not broker_answers(servers, cfg.kafka.connect_timeout.seconds):
+            log.error("Kafka broker at %s is not reachable: the Bronze stream stopped after its last "
+                      "committed batch. Nothing is lost: start the broker again, then this job; it resumes "
+                      "from its checkpoint %s", servers, paths.bronze_checkpoint)
+        else:
+            log.error("Bronze stream failed: %s", str(query.exception()).splitlines()[0])
         return 1
     log.info("Bronze stream stopped; table %s", paths.bronze)
     return 0

@@ -1,18 +1,22 @@
 """Kafka → Bronze Delta: contract checks, quarantine, duplicates and late events, exactly once.
 
-Pure transforms (``with_contract_check``, ``to_bronze_rows``, ``to_quarantine_rows``,
-``with_duplicate_and_late_flags``) work on batch DataFrames and are unit tested; ``BronzeBatchWriter``
-is the foreachBatch edge that reads prior state and writes the three tables with idempotent Delta
-commits (``txnAppId`` + ``txnVersion`` = batch id), so a batch replayed after a crash writes nothing
-twice.
+Pure transforms (``with_contract_check``, ``to_bronze_rows``, ``to_quarantine_rows``) work on batch
+DataFrames and the duplicate check (``find_duplicates``, ``DedupState``) on plain keys; all are unit
+tested. ``BronzeBatchWriter`` is the foreachBatch edge: it decides duplicates and lateness from the
+batch's keys and appends to the three tables; every row carries the checkpoint's query id and the batch
+id, so a batch replayed after a crash finds what it already committed and writes nothing twice.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import statistics
+import threading
 import time
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -36,7 +40,7 @@ BRONZE_COLUMNS = [
     "bronze_batch_id",
 ]
 QUARANTINE_COLUMNS = ["reason", "reasons", "raw_value", "raw_text", *LINEAGE, "ingestion_ts",
-                      "bronze_batch_id"]
+                      "bronze_query_id", "bronze_batch_id"]
 METRICS_SCHEMA = T.StructType([
     T.StructField("query_id", T.StringType()), T.StructField("batch_id", T.LongType()),
     T.StructField("committed_at", T.TimestampType()), T.StructField("input_rows", T.LongType()),
@@ -139,51 +143,103 @@ def with_contract_check(kafka_df: DataFrame, max_event_bytes: int) -> DataFrame:
     )
 
 
-def with_duplicate_and_late_flags(valid_df: DataFrame, prior_df: DataFrame | None, query_id: str,
-                                  batch_id: int, delay_s: float, watermark: datetime | None) -> DataFrame:
-    """Flag duplicates and late sales among this batch's valid rows.
+@dataclass(frozen=True)
+class SaleKey:
+    """What the duplicate check needs of one valid record: its id, event time and Kafka position."""
 
-    A row is a duplicate when a row that arrived before it (earlier Bronze rows, or this batch at a lower
-    Kafka partition/offset) has the same vente_id and an event time within ``delay_s`` of its own.
-    A row is late when its event time is before ``watermark`` (latest event time of earlier batches
-    minus the delay). ``prior_df`` holds earlier Bronze rows (vente_id, event_ts, bronze_batch_id,
-    kafka_partition, kafka_offset) that could match.
+    vente_id: str
+    event_us: int  # event time, microseconds since the epoch
+    partition: int
+    offset: int
+
+
+@dataclass
+class DedupState:
+    """Event times of the sales kept in Bronze, by vente_id, for the duplicate and late checks.
+
+    ``seen`` holds every kept sale whose event time is at or after ``floor_us`` (all of them while
+    ``floor_us`` is None); older ones are pruned from memory and looked up in Bronze when a late sale
+    needs them. ``max_event_us`` is the latest event time kept, the base of the watermark.
     """
-    keys = ["vente_id", "event_ts", "kafka_partition", "kafka_offset"]
-    current = (valid_df.withColumn("bronze_query_id", F.lit(query_id))
-               .withColumn("bronze_batch_id", F.lit(batch_id).cast("long")))
-    candidates = current.select(*keys, F.lit(False).alias("is_prior"))
-    if prior_df is not None:
-        candidates = candidates.unionByName(prior_df.select(*keys, F.lit(True).alias("is_prior")))
-    c, p = current.alias("c"), candidates.alias("p")
-    delay_us = int(delay_s * 1_000_000)
-    earlier = (
-        F.col("p.is_prior")
-        | (F.col("p.kafka_partition") < F.col("c.kafka_partition"))
-        | ((F.col("p.kafka_partition") == F.col("c.kafka_partition"))
-           & (F.col("p.kafka_offset") < F.col("c.kafka_offset")))
-    )
-    close = F.abs(F.unix_micros(F.col("c.event_ts")) - F.unix_micros(F.col("p.event_ts"))) <= delay_us
-    duplicates = (
-        c.join(p, (F.col("c.vente_id") == F.col("p.vente_id")) & close & earlier, "left_semi")
-        .select("kafka_partition", "kafka_offset").withColumn("is_duplicate", F.lit(True))
-    )
-    late = F.lit(False) if watermark is None else (F.col("event_ts") < F.lit(watermark))
-    return (current.join(duplicates, ["kafka_partition", "kafka_offset"], "left")
-            .withColumn("is_duplicate", F.coalesce("is_duplicate", F.lit(False)))
-            .withColumn("is_late", late))
+
+    delay_us: int
+    seen: dict[str, list[int]] = field(default_factory=dict)
+    max_event_us: int | None = None
+    floor_us: int | None = None
+
+    @property
+    def watermark_us(self) -> int | None:
+        """Event times before this are late (None until a sale has been kept)."""
+        return None if self.max_event_us is None else self.max_event_us - self.delay_us
+
+    def needs_lookup(self, key: SaleKey) -> bool:
+        """Whether sales that could match ``key`` may have been pruned from memory."""
+        return self.floor_us is not None and key.event_us - self.delay_us < self.floor_us
+
+    def add(self, kept: dict[str, list[int]]) -> None:
+        """Record sales kept by a committed batch, then prune what no on-time sale can match."""
+        for vente_id, times in kept.items():
+            self.seen.setdefault(vente_id, []).extend(times)
+            top = max(times)
+            if self.max_event_us is None or top > self.max_event_us:
+                self.max_event_us = top
+        if self.max_event_us is None:
+            return
+        # An on-time sale (at or after the watermark) can only match sales within the delay of it.
+        floor = self.max_event_us - 2 * self.delay_us
+        # Pruning walks the whole map: do it when the floor moved by a tenth of the delay or more.
+        if self.floor_us is None or floor - self.floor_us >= self.delay_us // 10:
+            for vente_id in list(self.seen):
+                recent = [t for t in self.seen[vente_id] if t >= floor]
+                if recent:
+                    self.seen[vente_id] = recent
+                else:
+                    del self.seen[vente_id]
+            self.floor_us = floor
 
 
-def to_bronze_rows(flagged_df: DataFrame) -> DataFrame:
-    """Valid, non-duplicate sales in Bronze's column order (late ones kept, flagged)."""
-    return flagged_df.filter(~F.col("is_duplicate")).withColumnRenamed("raw_text", "raw_json") \
-        .select(*BRONZE_COLUMNS)
+def find_duplicates(keys: list[SaleKey], seen: dict[str, list[int]], delay_us: int
+                    ) -> tuple[list[SaleKey], dict[str, list[int]]]:
+    """Split a batch's valid sales into duplicates and kept sales.
+
+    A sale is a duplicate when a kept sale that arrived before it (in ``seen``, or earlier in this
+    batch by Kafka partition/offset) has the same vente_id and an event time within ``delay_us`` of
+    its own. Returns the duplicates and the kept sales' event times by vente_id; ``seen`` is not
+    modified, so a batch that fails to commit leaves the state as it was.
+    """
+    duplicates: list[SaleKey] = []
+    kept: dict[str, list[int]] = {}
+    for key in sorted(keys, key=lambda k: (k.partition, k.offset)):
+        earlier = (*seen.get(key.vente_id, ()), *kept.get(key.vente_id, ()))
+        if any(abs(key.event_us - t) <= delay_us for t in earlier):
+            duplicates.append(key)
+        else:
+            kept.setdefault(key.vente_id, []).append(key.event_us)
+    return duplicates, kept
 
 
-def to_quarantine_rows(checked_df: DataFrame, batch_id: int) -> DataFrame:
+def to_bronze_rows(checked_df: DataFrame, duplicates_df: DataFrame | None, watermark_us: int | None,
+                   query_id: str, batch_id: int) -> DataFrame:
+    """Valid, non-duplicate sales in Bronze's column order, late ones (event time before
+    ``watermark_us``, microseconds since the epoch) kept and flagged.
+
+    ``duplicates_df`` holds the (kafka_partition, kafka_offset) of the duplicates to leave out.
+    """
+    valid = checked_df.filter(F.size("reasons") == 0)
+    if duplicates_df is not None:
+        valid = valid.join(F.broadcast(duplicates_df), ["kafka_partition", "kafka_offset"], "left_anti")
+    late = F.lit(False) if watermark_us is None else F.unix_micros("event_ts") < F.lit(watermark_us)
+    return (valid.withColumn("is_late", late).withColumnRenamed("raw_text", "raw_json")
+            .withColumn("bronze_query_id", F.lit(query_id))
+            .withColumn("bronze_batch_id", F.lit(batch_id).cast("long"))
+            .select(*BRONZE_COLUMNS))
+
+
+def to_quarantine_rows(checked_df: DataFrame, query_id: str, batch_id: int) -> DataFrame:
     """Records that break the contract, with the raw bytes kept losslessly and every reason."""
     return (checked_df.filter(F.size("reasons") > 0)
             .withColumn("reason", F.split(F.col("reasons")[0], ":")[0])
+            .withColumn("bronze_query_id", F.lit(query_id))
             .withColumn("bronze_batch_id", F.lit(batch_id).cast("long"))
             .select(*QUARANTINE_COLUMNS))
 
@@ -191,7 +247,11 @@ def to_quarantine_rows(checked_df: DataFrame, batch_id: int) -> DataFrame:
 # --- the streaming edge ----------------------------------------------------------------------------
 
 def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The Kafka source as a stream, with offsets, batch bound and data-loss policy from config."""
+    """The Kafka source as a stream, with offsets, batch bound, data-loss policy and broker timeout
+    from config."""
+    # Without these, an unreachable broker keeps the driver's offset lookups and the executors' fetches
+    # waiting for minutes (60 s per admin call, retried; 120 s per poll) before the query fails.
+    timeout_ms = str(int(cfg.streaming.broker_timeout.seconds * 1000))
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
@@ -199,30 +259,55 @@ def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
         .option("startingOffsets", cfg.streaming.starting_offsets)
         .option("failOnDataLoss", str(cfg.streaming.fail_on_data_loss).lower())
         .option("maxOffsetsPerTrigger", cfg.streaming.max_offsets_per_trigger)
+        # Spark's consumers only ask for offsets a batch planned, yet a fetch at the end of a range
+        # waits fetch.max.wait.ms (500 ms by default) for data that is not coming: measured as most of
+        # a small batch's time.
+        .option("kafka.fetch.max.wait.ms", "10")
+        .option("kafka.default.api.timeout.ms", timeout_ms)
+        .option("kafka.request.timeout.ms", timeout_ms)  # Kafka wants it ≤ default.api.timeout.ms
+        .option("kafkaConsumer.pollTimeoutMs", timeout_ms)
         .load()
     )
 
 
-def _write(df: DataFrame, path: Path, app_id: str, batch_id: int, partition_by: str | None = None) -> None:
-    writer = (df.write.format("delta").mode("append").option("txnAppId", app_id)
-              .option("txnVersion", batch_id).option("mergeSchema", "true"))
+def _append(df: DataFrame, path: Path, partition_by: str | None = None) -> None:
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
     if partition_by:
         writer = writer.partitionBy(partition_by)
     writer.save(str(path))
 
 
 def _table_exists(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
+    # A commit file, not just the folder: a job killed during a table's first commit leaves an empty log.
+    return any((path / "_delta_log").glob("*.json"))
+
+
+# Commits between two Delta log checkpoints of the tables the stream creates (Delta's default: 10).
+LOG_CHECKPOINT_INTERVAL = 100
+
+# Rows per Bronze file a batch aims at: a trickle writes one file per day touched and batch, a drain
+# batch still uses every core.
+ROWS_PER_FILE = 50_000
+
+
+def _utc(micros: int | None) -> datetime | None:
+    return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
 
 
 class BronzeBatchWriter:
-    """foreachBatch function: one micro-batch → quarantine, Bronze, metrics, each committed once."""
+    """foreachBatch function: one checked micro-batch → quarantine, Bronze, metrics, each committed once.
+
+    Duplicate and late decisions are made on the driver from the batch's keys and an in-memory
+    ``DedupState`` rebuilt from Bronze at start, so a batch costs one collect, one write per table and
+    no read of Bronze in the common case.
+    """
 
     def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path):
         self.spark, self.cfg, self.paths, self.checkpoint = spark, cfg, paths, checkpoint
-        self.delay_s = cfg.streaming.watermark_delay.seconds
+        self.delay_us = int(cfg.streaming.watermark_delay.seconds * 1_000_000)
         self._query_id: str | None = None
-        self._max_ts: dict[tuple[str, int], datetime] | None = None
+        self._state: DedupState | None = None
+        self._first_batch = True
         self.last_kafka_lag: int | None = None
         self.last_counts: dict[int, dict] = {}
 
@@ -234,87 +319,124 @@ class BronzeBatchWriter:
             self._query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
         return self._query_id
 
-    def _watermark(self, batch_id: int) -> datetime | None:
-        if self._max_ts is None:
-            self._max_ts = {}
-            if _table_exists(self.paths.bronze_metrics):
-                for row in (self.spark.read.format("delta").load(str(self.paths.bronze_metrics))
-                            .select("query_id", "batch_id", "max_event_ts").collect()):
-                    if row.max_event_ts is not None:
-                        self._max_ts[(row.query_id, row.batch_id)] = row.max_event_ts
-        earlier = [ts for (qid, bid), ts in self._max_ts.items() if qid != self.query_id or bid < batch_id]
-        if not earlier:
-            return None
-        return max(earlier) - timedelta(seconds=self.delay_s)
+    def _already_written(self, batch_id: int) -> set[Path]:
+        """Tables that already hold this batch's rows.
 
-    def _prior_rows(self, min_ts: datetime | None, max_ts: datetime | None, batch_id: int) -> DataFrame | None:
-        """Earlier Bronze rows a sale of this batch could duplicate: same days, event time within the
-        delay, and not written by this very batch (a batch replayed after a crash may find its own
-        rows already committed)."""
-        if min_ts is None or not _table_exists(self.paths.bronze):
-            return None
-        delay = timedelta(seconds=self.delay_s)
-        bronze = self.spark.read.format("delta").load(str(self.paths.bronze))
+        Spark re-runs a batch only when the job stopped after planning it and before recording it as
+        done, and then it is the first batch of the next run: so only that batch is checked, and
+        later ones are written without Delta's idempotent-write options (which cost a log state
+        reconstruction per commit, measured at about a second each here).
+        """
+        written = set()
+        for path, query_col, batch_col in ((self.paths.quarantine, "bronze_query_id", "bronze_batch_id"),
+                                           (self.paths.bronze, "bronze_query_id", "bronze_batch_id"),
+                                           (self.paths.bronze_metrics, "query_id", "batch_id")):
+            if not _table_exists(path):
+                continue
+            table = self.spark.read.format("delta").load(str(path))
+            if query_col in table.columns and not table.filter(
+                    (F.col(query_col) == self.query_id) & (F.col(batch_col) == batch_id)).isEmpty():
+                written.add(path)
+        if written:
+            log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
+                     ", ".join(str(p) for p in sorted(written)))
+        return written
+
+    def _earlier_bronze(self, batch_id: int) -> DataFrame:
+        """Bronze rows of earlier batches: a batch replayed after a crash may find its own rows (and
+        later ones) already committed, and must decide as it did the first time."""
         own_later = (F.col("bronze_query_id") == self.query_id) & (F.col("bronze_batch_id") >= batch_id)
-        return bronze.filter(
-            F.col("jour").between(F.lit((min_ts - delay).date()), F.lit((max_ts + delay).date()))
-            & F.col("event_ts").between(F.lit(min_ts - delay), F.lit(max_ts + delay))
-            & ~own_later)
+        return self.spark.read.format("delta").load(str(self.paths.bronze)).filter(~own_later)
 
-    def __call__(self, batch_df: DataFrame, batch_id: int) -> None:
+    def _load_state(self, batch_id: int) -> DedupState:
+        """Rebuild the duplicate/late state from Bronze: the latest event time, and every sale an
+        on-time sale could duplicate."""
+        state = DedupState(self.delay_us)
+        if not _table_exists(self.paths.bronze):
+            return state
+        earlier = self._earlier_bronze(batch_id)
+        top = earlier.agg(F.max(F.unix_micros("event_ts"))).first()[0]
+        if top is None:
+            return state
+        floor = top - 2 * self.delay_us
+        recent = earlier.filter((F.col("jour") >= F.to_date(F.timestamp_micros(F.lit(floor))))
+                                & (F.unix_micros("event_ts") >= floor))
+        for vente_id, event_us in recent.select("vente_id", F.unix_micros("event_ts")).collect():
+            state.seen.setdefault(vente_id, []).append(event_us)
+        state.max_event_us, state.floor_us = top, floor
+        log.info("Duplicate check state: %d recent sales from Bronze, watermark %s", len(state.seen),
+                 _utc(state.watermark_us))
+        return state
+
+    def _look_up(self, state: DedupState, vente_ids: set[str], batch_id: int) -> None:
+        """Bring older kept sales with these ids into memory (late sales can match pruned ones)."""
+        rows = (self._earlier_bronze(batch_id).filter(F.col("vente_id").isin(*sorted(vente_ids)))
+                .select("vente_id", F.unix_micros("event_ts")).collect())
+        for vente_id, event_us in rows:
+            times = state.seen.setdefault(vente_id, [])
+            if event_us not in times:
+                times.append(event_us)
+
+    def __call__(self, checked_df: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        checked = batch_df.transform(lambda df: with_contract_check(df, self.cfg.streaming.max_event_bytes))
-        checked = checked.persist()
+        # Cached once: the keys are collected from it, then each table is written from it.
+        checked = checked_df.persist()
         try:
             self._process(checked, batch_id, started)
         finally:
             checked.unpersist()
 
     def _process(self, checked: DataFrame, batch_id: int, started: float) -> None:
-        is_valid = F.size("reasons") == 0
-        first = checked.agg(
-            F.count(F.lit(1)).alias("input_rows"),
-            F.sum(F.when(~is_valid, 1).otherwise(0)).alias("quarantined"),
-            F.min(F.when(is_valid, F.col("event_ts"))).alias("min_ts"),
-            F.max(F.when(is_valid, F.col("event_ts"))).alias("max_ts"),
-            F.percentile_approx(F.unix_millis("kafka_timestamp"), 0.5).alias("kafka_p50_ms"),
-            F.min(F.unix_millis("kafka_timestamp")).alias("kafka_min_ms"),
-        ).first()
+        rows = checked.select(F.size("reasons") == 0, "vente_id", F.unix_micros("event_ts"),
+                              "kafka_partition", "kafka_offset", F.unix_millis("kafka_timestamp")).collect()
+        if self._state is None:
+            self._state = self._load_state(batch_id)
+        state = self._state
+        valid = [SaleKey(r[1], r[2], r[3], r[4]) for r in rows if r[0]]
+        quarantined = len(rows) - len(valid)
+        to_look_up = {k.vente_id for k in valid if state.needs_lookup(k)}
+        if to_look_up:
+            self._look_up(state, to_look_up, batch_id)
+        watermark_us = state.watermark_us
+        duplicates, kept = find_duplicates(valid, state.seen, self.delay_us)
+        kept_times = [t for times in kept.values() for t in times]
+        late = 0 if watermark_us is None else sum(t < watermark_us for t in kept_times)
+
         app = self.query_id
-        if first.quarantined:
-            _write(to_quarantine_rows(checked, batch_id), self.paths.quarantine, f"{app}:quarantine", batch_id)
-        watermark = self._watermark(batch_id)
-        duplicates = late = bronze_rows = 0
-        if first.input_rows - (first.quarantined or 0) > 0:
-            prior = self._prior_rows(first.min_ts, first.max_ts, batch_id)
-            flagged = with_duplicate_and_late_flags(checked.filter(is_valid), prior, self.query_id,
-                                                    batch_id, self.delay_s, watermark).persist()
-            try:
-                counts = flagged.agg(F.sum(F.col("is_duplicate").cast("int")).alias("dup"),
-                                     F.sum((F.col("is_late") & ~F.col("is_duplicate")).cast("int")).alias("late"),
-                                     F.count(F.lit(1)).alias("n")).first()
-                duplicates, late = counts.dup or 0, counts.late or 0
-                bronze_rows = counts.n - duplicates
-                _write(to_bronze_rows(flagged), self.paths.bronze, f"{app}:bronze", batch_id, "jour")
-            finally:
-                flagged.unpersist()
-        committed_ms = int(time.time() * 1000)
+        written: set[Path] = set()
+        if self._first_batch:
+            written = self._already_written(batch_id)
+            self._first_batch = False
+        if quarantined and self.paths.quarantine not in written:
+            _append(to_quarantine_rows(checked, app, batch_id), self.paths.quarantine)
+        if kept_times and self.paths.bronze not in written:
+            duplicates_df = None
+            if duplicates:
+                duplicates_df = self.spark.createDataFrame(
+                    [(d.partition, d.offset) for d in duplicates], "kafka_partition INT, kafka_offset LONG")
+            files = max(1, min(self.spark.sparkContext.defaultParallelism,
+                               math.ceil(len(kept_times) / ROWS_PER_FILE)))
+            bronze_df = to_bronze_rows(checked, duplicates_df, watermark_us, app, batch_id).coalesce(files)
+            _append(bronze_df, self.paths.bronze, "jour")
+
+        committed = datetime.now(timezone.utc)
+        committed_ms = int(committed.timestamp() * 1000)
         duration_ms = int((time.monotonic() - started) * 1000)
+        kafka_ms = [r[5] for r in rows if r[5] is not None]
         row = {
-            "query_id": self.query_id, "batch_id": batch_id,
-            "committed_at": datetime.fromtimestamp(committed_ms / 1000),
-            "input_rows": first.input_rows, "bronze_rows": bronze_rows,
-            "quarantined_rows": first.quarantined or 0, "duplicate_rows": duplicates, "late_rows": late,
-            "max_event_ts": first.max_ts, "watermark": watermark, "duration_ms": duration_ms,
-            "rows_per_s": first.input_rows / (duration_ms / 1000) if duration_ms else None,
-            "latency_p50_ms": committed_ms - first.kafka_p50_ms if first.kafka_p50_ms else None,
-            "latency_max_ms": committed_ms - first.kafka_min_ms if first.kafka_min_ms else None,
+            "query_id": app, "batch_id": batch_id, "committed_at": committed,
+            "input_rows": len(rows), "bronze_rows": len(kept_times), "quarantined_rows": quarantined,
+            "duplicate_rows": len(duplicates), "late_rows": late,
+            "max_event_ts": _utc(max(kept_times, default=None)), "watermark": _utc(watermark_us),
+            "duration_ms": duration_ms,
+            "rows_per_s": len(rows) / (duration_ms / 1000) if duration_ms else None,
+            "latency_p50_ms": committed_ms - statistics.median_low(kafka_ms) if kafka_ms else None,
+            "latency_max_ms": committed_ms - min(kafka_ms) if kafka_ms else None,
             "kafka_lag": self.last_kafka_lag,
         }
-        _write(self.spark.createDataFrame([row], METRICS_SCHEMA), self.paths.bronze_metrics,
-               f"{app}:metrics", batch_id)
-        if first.max_ts is not None:
-            self._max_ts[(self.query_id, batch_id)] = first.max_ts
+        if self.paths.bronze_metrics not in written:
+            _append(self.spark.createDataFrame([row], METRICS_SCHEMA), self.paths.bronze_metrics)
+        state.add(kept)
         self.last_counts[batch_id] = row
 
 
@@ -323,6 +445,7 @@ class BronzeProgressLogger(StreamingQueryListener):
 
     def __init__(self, writer: BronzeBatchWriter):
         self.writer = writer
+        self.terminated = threading.Event()  # events arrive in order: after this one, none is pending
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API names)
         log.info("Bronze stream started (id %s, run %s)", event.id, event.runId)
@@ -348,17 +471,40 @@ class BronzeProgressLogger(StreamingQueryListener):
         pass
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802
+        self.terminated.set()
         if event.exception:
             log.error("Bronze stream failed: %s", event.exception.splitlines()[0])
+
+
+# Listeners registered by start_bronze_stream, so that an entry point can remove them before it exits.
+_progress_loggers: list[BronzeProgressLogger] = []
+
+
+def remove_progress_loggers(spark: SparkSession, timeout_s: float = 10.0) -> None:
+    """Once the queries have stopped, let the listeners log their last events, then unregister them: an
+    event delivered after Python has exited makes Spark log a py4j error at every stop."""
+    while _progress_loggers:
+        listener = _progress_loggers.pop()
+        listener.terminated.wait(timeout_s)
+        spark.streams.removeListener(listener)
 
 
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
                         checkpoint: Path | None = None) -> StreamingQuery:
     """Start the Kafka → Bronze/quarantine/metrics query."""
     checkpoint = checkpoint or paths.bronze_checkpoint
+    # Tables this session creates (Bronze, quarantine, metrics) get a log checkpoint every 100 commits
+    # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
+    spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
+                   str(LOG_CHECKPOINT_INTERVAL))
     writer = BronzeBatchWriter(spark, cfg, paths, checkpoint)
-    spark.streams.addListener(BronzeProgressLogger(writer))
-    stream = (read_kafka_stream(spark, cfg).writeStream.foreachBatch(writer)
+    listener = BronzeProgressLogger(writer)
+    spark.streams.addListener(listener)
+    _progress_loggers.append(listener)
+    # The contract check is part of the streaming plan, built once, not rebuilt in every batch.
+    checked = read_kafka_stream(spark, cfg).transform(
+        lambda df: with_contract_check(df, cfg.streaming.max_event_bytes))
+    stream = (checked.writeStream.foreachBatch(writer)
               .option("checkpointLocation", str(checkpoint)).queryName("bronze_ventes"))
     stream = (stream.trigger(availableNow=True) if available_now
               else stream.trigger(processingTime=cfg.streaming.trigger_interval.spark()))

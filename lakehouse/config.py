@@ -187,6 +187,8 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                   min=0, max=7 * 86400),
         "max_event_bytes": Option(int, "65536", "largest accepted Kafka value; larger is quarantined",
                                   min=256, max=10 * 1024 * 1024),
+        "broker_timeout": Option(Duration, "30 seconds", "how long the stream waits for an unreachable "
+                                 "Kafka broker before it stops with an error", min=1, max=3600),
     },
     "producer": {
         "rate": Option(float, "0.5", "events per second (0.5 = one sale every 2 seconds)", min=0.001,

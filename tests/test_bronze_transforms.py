@@ -10,8 +10,8 @@ from pyspark.sql import Row
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze import (BRONZE_COLUMNS, QUARANTINE_COLUMNS, to_bronze_rows, to_quarantine_rows,
-                              with_contract_check, with_duplicate_and_late_flags)
+from lakehouse.bronze import (BRONZE_COLUMNS, QUARANTINE_COLUMNS, DedupState, SaleKey, find_duplicates,
+                              to_bronze_rows, to_quarantine_rows, with_contract_check)
 from lakehouse.contract import violations
 from lakehouse.simulator import SalesSimulator
 
@@ -69,56 +69,69 @@ def test_valid_shapes_are_typed_and_normalized(spark) -> None:
 def test_quarantine_keeps_raw_bytes_and_every_reason(spark) -> None:
     values = [b"\xff\xfebad", b"", b'{"quantite": 0}']
     checked = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, 65536))
-    actual_df = to_quarantine_rows(checked, 4).select("kafka_offset", "reason", "raw_value", "raw_text",
-                                                      "bronze_batch_id")
+    actual_df = to_quarantine_rows(checked, "q", 4).select("kafka_offset", "reason", "raw_value", "raw_text",
+                                                           "bronze_query_id", "bronze_batch_id")
     expected_df = spark.createDataFrame([
-        (0, "non_utf8", bytearray(b"\xff\xfebad"), None, 4),
-        (1, "empty", bytearray(b""), None, 4),
-        (2, "missing_field", bytearray(b'{"quantite": 0}'), '{"quantite": 0}', 4),
+        (0, "non_utf8", bytearray(b"\xff\xfebad"), None, "q", 4),
+        (1, "empty", bytearray(b""), None, "q", 4),
+        (2, "missing_field", bytearray(b'{"quantite": 0}'), '{"quantite": 0}', "q", 4),
     ], actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
-    assert to_quarantine_rows(checked, 4).columns == QUARANTINE_COLUMNS
-    reasons = {r.kafka_offset: r.reasons for r in to_quarantine_rows(checked, 4).collect()}
+    assert to_quarantine_rows(checked, "q", 4).columns == QUARANTINE_COLUMNS
+    reasons = {r.kafka_offset: r.reasons for r in to_quarantine_rows(checked, "q", 4).collect()}
     assert reasons[2][-1] == "bad_quantity" and "missing_field:vente_id" in reasons[2]
 
 
-def test_duplicates_within_batch_and_against_prior_rows_and_late_flags(spark) -> None:
-    t0 = dt.datetime(2024, 12, 12, 10, 0)
-    schema = "vente_id STRING, event_ts TIMESTAMP, kafka_partition INT, kafka_offset LONG"
-    valid_df = spark.createDataFrame([
-        ("A", t0, 0, 10),                                   # first A
-        ("A", t0, 1, 3),                                    # same A, later partition: duplicate
-        ("B", t0, 0, 11),                                   # B seen in a prior batch: duplicate
-        ("C", t0 + dt.timedelta(minutes=30), 0, 12),        # C seen before, but 30 min away: kept
-        ("D", t0 - dt.timedelta(hours=2), 0, 13),           # late
-        ("E", None, 0, 14),                                 # no event time (cannot happen for valid rows)
-    ], schema)
-    prior_df = spark.createDataFrame([("B", t0 + dt.timedelta(minutes=5), 2, 0), ("C", t0, 2, 1)], schema)
-    actual_df = with_duplicate_and_late_flags(valid_df, prior_df, "q1", 7, 600.0,
-                                              t0 - dt.timedelta(minutes=10)) \
-        .select("vente_id", "kafka_partition", "kafka_offset", "is_duplicate", "is_late",
-                "bronze_query_id", "bronze_batch_id")
-    expected_df = spark.createDataFrame([
-        ("A", 0, 10, False, False, "q1", 7), ("A", 1, 3, True, False, "q1", 7),
-        ("B", 0, 11, True, False, "q1", 7), ("C", 0, 12, False, False, "q1", 7),
-        ("D", 0, 13, False, True, "q1", 7), ("E", 0, 14, False, None, "q1", 7),
-    ], actual_df.schema)
-    assertDataFrameEqual(actual_df, expected_df)
+MIN_US = 60_000_000
+DELAY_US = 10 * MIN_US
 
 
-def test_no_watermark_yet_means_nothing_is_late(spark) -> None:
-    valid_df = spark.createDataFrame([("A", dt.datetime(2000, 1, 1), 0, 1)],
-                                     "vente_id STRING, event_ts TIMESTAMP, kafka_partition INT, kafka_offset LONG")
-    flagged = with_duplicate_and_late_flags(valid_df, None, "q", 0, 600.0, None)
-    assert [(r.is_duplicate, r.is_late) for r in flagged.collect()] == [(False, False)]
+def test_duplicates_within_batch_and_against_earlier_batches() -> None:
+    t0 = 1_734_000_000_000_000
+    keys = [
+        SaleKey("A", t0, 0, 10),                  # first A
+        SaleKey("A", t0 + MIN_US, 1, 3),          # same A a minute later, later partition: duplicate
+        SaleKey("A", t0, 0, 9),                   # ... but this one came first in partition 0
+        SaleKey("B", t0, 0, 11),                  # B kept by an earlier batch 5 minutes away: duplicate
+        SaleKey("C", t0 + 30 * MIN_US, 0, 12),    # C kept before, but 30 minutes away: kept
+        SaleKey("D", t0 - 120 * MIN_US, 0, 13),   # new, old event time (late): kept
+    ]
+    seen = {"B": [t0 + 5 * MIN_US], "C": [t0]}
+    duplicates, kept = find_duplicates(keys, seen, DELAY_US)
+    assert duplicates == [SaleKey("A", t0, 0, 10), SaleKey("B", t0, 0, 11), SaleKey("A", t0 + MIN_US, 1, 3)]
+    assert kept == {"A": [t0], "C": [t0 + 30 * MIN_US], "D": [t0 - 120 * MIN_US]}
+    assert seen == {"B": [t0 + 5 * MIN_US], "C": [t0]}  # unchanged until the batch commits
 
 
-def test_bronze_rows_drop_duplicates_and_keep_columns(spark) -> None:
-    checked = kafka_rows(spark, [json.dumps({
-        "vente_id": 1, "client_id": 2, "produit_id": 3, "timestamp": "2024-12-12T10:00:00", "quantite": 1,
-        "montant": 1, "client_nom": "a", "produit_nom": "b", "categorie": "c", "pays": "d",
-        "segment": "B2C"}).encode()] * 2).transform(lambda df: with_contract_check(df, 65536))
-    flagged = with_duplicate_and_late_flags(checked, None, "q", 0, 600.0, None)
-    bronze = to_bronze_rows(flagged)
+def test_state_watermark_pruning_and_lookups() -> None:
+    state = DedupState(DELAY_US)
+    assert state.watermark_us is None and not state.needs_lookup(SaleKey("X", 0, 0, 0))
+    t0 = 1_734_000_000_000_000
+    state.add({"A": [t0], "B": [t0 + 5 * MIN_US]})
+    assert state.watermark_us == t0 + 5 * MIN_US - DELAY_US
+    state.add({"C": [t0 + 40 * MIN_US]})
+    # The floor is the latest event time minus twice the delay: A and B can no longer match an on-time sale.
+    assert state.floor_us == t0 + 20 * MIN_US and state.seen == {"C": [t0 + 40 * MIN_US]}
+    assert state.watermark_us == t0 + 30 * MIN_US
+    on_time, late = SaleKey("Y", t0 + 31 * MIN_US, 0, 0), SaleKey("A", t0 + 2 * MIN_US, 0, 1)
+    assert not state.needs_lookup(on_time) and state.needs_lookup(late)
+
+
+def test_bronze_rows_leave_out_duplicates_and_flag_late_sales(spark) -> None:
+    def sale(vente_id, timestamp):
+        return json.dumps({"vente_id": vente_id, "client_id": 2, "produit_id": 3, "timestamp": timestamp,
+                           "quantite": 1, "montant": 1, "client_nom": "a", "produit_nom": "b",
+                           "categorie": "c", "pays": "d", "segment": "B2C"}).encode()
+    checked = kafka_rows(spark, [sale(1, "2024-12-12T10:00:00"), sale(1, "2024-12-12T10:00:00"),
+                                 sale(2, "2024-12-12T08:00:00"), b"{}"]) \
+        .transform(lambda df: with_contract_check(df, 65536))
+    duplicates_df = spark.createDataFrame([(0, 1)], "kafka_partition INT, kafka_offset LONG")
+    watermark_us = int(dt.datetime(2024, 12, 12, 9, 50, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
+    bronze = to_bronze_rows(checked, duplicates_df, watermark_us, "q", 5)
     assert bronze.columns == BRONZE_COLUMNS
-    assert [(r.vente_id, r.kafka_offset) for r in bronze.collect()] == [("1", 0)]
+    actual_df = bronze.select("vente_id", "kafka_offset", "is_late", "bronze_query_id", "bronze_batch_id")
+    expected_df = spark.createDataFrame([("1", 0, False, "q", 5), ("2", 2, True, "q", 5)], actual_df.schema)
+    assertDataFrameEqual(actual_df, expected_df)
+    no_watermark = to_bronze_rows(checked, None, None, "q", 5).select("kafka_offset", "is_late")
+    assertDataFrameEqual(no_watermark, spark.createDataFrame([(0, False), (1, False), (2, False)],
+                                                             no_watermark.schema))
