@@ -36,6 +36,14 @@ class Paths:
     def silver_dir(self) -> Path:
         return self.delta_dir / "silver"
 
+    def silver(self, table: str) -> Path:
+        return self.silver_dir / table
+
+    @property
+    def silver_pairs(self) -> Path:
+        """Distinct pairs behind Silver's distinct counts (internal)."""
+        return self.silver_dir / "_pairs"
+
     @property
     def bronze_metrics(self) -> Path:
         return self.delta_dir / "monitoring" / "bronze_metrics"
@@ -48,6 +56,10 @@ class Paths:
     @property
     def bronze_checkpoint(self) -> Path:
         return self.checkpoints_dir / "bronze_ventes"
+
+    @property
+    def silver_checkpoint(self) -> Path:
+        return self.checkpoints_dir / "silver"
 
     # Local broker, logs, caches
     @property

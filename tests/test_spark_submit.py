@@ -25,7 +25,8 @@ def test_readme_packages_match_installed_pyspark_and_delta() -> None:
     assert readme_packages() == [",".join(spark_packages())]
 
 
-def test_spark_submit_runs_the_bronze_job(spark, tmp_path: Path, kafka_bootstrap: str, topic: str) -> None:
+def test_spark_submit_runs_the_bronze_and_silver_jobs(spark, tmp_path: Path, kafka_bootstrap: str,
+                                                      topic: str) -> None:
     sales = [sale_json(vente_id=i, client_id=f"C{i}", produit_id="P1", timestamp="2024-12-12T10:15:25",
                        quantite=1, montant=9.99, client_nom="Jean Dupont", produit_nom="Stylo",
                        categorie="Bureau", pays="France", segment="B2C") for i in range(5)]
@@ -41,6 +42,12 @@ def test_spark_submit_runs_the_bronze_job(spark, tmp_path: Path, kafka_bootstrap
     assert result.returncode == 0, result.stderr[-3000:]
     bronze = spark.read.format("delta").load(str(Paths.from_config(cfg).bronze))
     assert sorted(r.vente_id for r in bronze.select("vente_id").collect()) == [str(i) for i in range(5)]
+
+    silver = [*cmd[:cmd.index("spark_streaming_delta.py")], "streaming_silver.py", "--config", str(config)]
+    result = subprocess.run(silver, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Sales 5   Revenue 49.95 €   Clients 5" in result.stdout
+    assert "Premium 0 (0.0 %)   Standard 0 (0.0 %)   Economy 5 (100.0 %)" in result.stdout
 
 
 def test_spark_submit_without_packages_says_what_to_pass(tmp_path: Path) -> None:

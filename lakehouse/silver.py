@@ -1,0 +1,347 @@
+"""Silver: clients, countries, segments and days computed from Bronze sales, exactly to the cent.
+
+Pure DataFrame → DataFrame transforms over Bronze rows (duplicates are already out of Bronze; late
+sales are in it and count like any other sale). Money stays DECIMAL all the way: sums never drift.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.config import Config
+from lakehouse.paths import Paths
+
+log = logging.getLogger(__name__)
+
+TIERS = ("Premium", "Standard", "Economy")
+
+CLIENTS_COLUMNS = [
+    "client_id", "client_nom", "pays", "segment", "nb_achats", "total_quantite", "total_depense",
+    "panier_moyen", "achat_min", "achat_max", "nb_produits_distincts", "premier_achat", "dernier_achat",
+    "dernier_vente_id", "est_client_fidele", "segment_depense", "updated_at",
+]
+PAYS_COLUMNS = ["pays", "nb_ventes", "chiffre_affaires", "panier_moyen", "quantite_vendue", "nb_clients"]
+SEGMENTS_COLUMNS = ["segment", "nb_ventes", "chiffre_affaires", "panier_moyen", "nb_clients", "nb_pays"]
+VENTES_JOUR_COLUMNS = ["jour", "nb_ventes", "chiffre_affaires", "nb_clients"]
+
+
+@dataclass(frozen=True)
+class ClientRules:
+    """Loyalty and spending-tier thresholds (boundaries inclusive)."""
+
+    loyalty_threshold: int
+    premium_threshold: Decimal
+    standard_threshold: Decimal
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "ClientRules":
+        # Through str: 500.0 must become Decimal("500.0"), not a binary float's expansion.
+        return cls(cfg.analytics.loyalty_threshold, Decimal(str(cfg.analytics.premium_threshold)),
+                   Decimal(str(cfg.analytics.standard_threshold)))
+
+
+def average(total: Column, count: Column) -> Column:
+    """A money average rounded half-up to the cent, still a DECIMAL."""
+    return F.round(total / count, 2).cast("decimal(24,2)")
+
+
+def with_client_flags(clients_df: DataFrame, rules: ClientRules) -> DataFrame:
+    """Add ``est_client_fidele`` (nb_achats ≥ loyalty threshold) and ``segment_depense`` (Premium,
+    Standard or Economy on lifetime total_depense)."""
+    total = F.col("total_depense")
+    return (clients_df
+            .withColumn("est_client_fidele", F.col("nb_achats") >= F.lit(rules.loyalty_threshold))
+            .withColumn("segment_depense",
+                        F.when(total >= F.lit(rules.premium_threshold), F.lit("Premium"))
+                        .when(total >= F.lit(rules.standard_threshold), F.lit("Standard"))
+                        .otherwise(F.lit("Economy"))))
+
+
+def clients_from_bronze(bronze_df: DataFrame, rules: ClientRules, updated_at: Column | None = None
+                        ) -> DataFrame:
+    """One row per client over its whole history; name, country and segment are those of its latest
+    sale (by event time, then vente_id)."""
+    latest = F.struct("event_ts", "vente_id")
+    df = bronze_df.groupBy("client_id").agg(
+        F.max_by(F.struct("client_nom", "pays", "segment"), latest).alias("_last"),
+        F.count(F.lit(1)).alias("nb_achats"),
+        F.sum("quantite").cast("long").alias("total_quantite"),
+        F.sum("montant").cast("decimal(24,2)").alias("total_depense"),
+        F.min("montant").alias("achat_min"),
+        F.max("montant").alias("achat_max"),
+        F.count_distinct("produit_id").alias("nb_produits_distincts"),
+        F.min("event_ts").alias("premier_achat"),
+        F.max("event_ts").alias("dernier_achat"),
+        F.max_by("vente_id", latest).alias("dernier_vente_id"),
+    )
+    return (df.select("*", "_last.client_nom", "_last.pays", "_last.segment").drop("_last")
+            .withColumn("panier_moyen", average(F.col("total_depense"), F.col("nb_achats")))
+            .transform(lambda d: with_client_flags(d, rules))
+            .withColumn("updated_at", updated_at if updated_at is not None else F.current_timestamp())
+            .select(*CLIENTS_COLUMNS))
+
+
+def pays_from_bronze(bronze_df: DataFrame) -> DataFrame:
+    """Revenue, basket and clients by country (the country written on each sale)."""
+    return (bronze_df.groupBy("pays").agg(
+        F.count(F.lit(1)).alias("nb_ventes"),
+        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
+        F.sum("quantite").cast("long").alias("quantite_vendue"),
+        F.count_distinct("client_id").alias("nb_clients"))
+        .withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
+        .select(*PAYS_COLUMNS))
+
+
+def segments_from_bronze(bronze_df: DataFrame) -> DataFrame:
+    """Revenue, basket, clients and countries for B2B and B2C."""
+    return (bronze_df.groupBy("segment").agg(
+        F.count(F.lit(1)).alias("nb_ventes"),
+        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
+        F.count_distinct("client_id").alias("nb_clients"),
+        F.count_distinct("pays").alias("nb_pays"))
+        .withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
+        .select(*SEGMENTS_COLUMNS))
+
+
+def ventes_jour_from_bronze(bronze_df: DataFrame) -> DataFrame:
+    """Sales, revenue and buying clients per event day."""
+    return (bronze_df.groupBy("jour").agg(
+        F.count(F.lit(1)).alias("nb_ventes"),
+        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
+        F.count_distinct("client_id").alias("nb_clients"))
+        .select(*VENTES_JOUR_COLUMNS))
+
+
+# --- incremental: combine what Silver holds with the aggregates of new Bronze rows ---------------------
+
+# Distinct counts cannot be added up, so the distinct pairs behind them are kept in one table:
+# dim → (key column, member column). A count is then the number of pairs of a key.
+PAIRS = {
+    "client_produits": ("client_id", "produit_id"),
+    "pays_clients": ("pays", "client_id"),
+    "segment_clients": ("segment", "client_id"),
+    "segment_pays": ("segment", "pays"),
+    "jour_clients": ("jour", "client_id"),
+}
+PAIRS_COLUMNS = ["dim", "key", "member"]
+
+
+def pairs_from_bronze(bronze_df: DataFrame) -> DataFrame:
+    """The distinct (dim, key, member) pairs of these sales, all as strings."""
+    parts = [bronze_df.select(F.lit(dim).alias("dim"), F.col(key).cast("string").alias("key"),
+                              F.col(member).cast("string").alias("member"))
+             for dim, (key, member) in PAIRS.items()]
+    df = parts[0]
+    for part in parts[1:]:
+        df = df.unionByName(part)
+    return df.distinct()
+
+
+def pair_counts(pairs_df: DataFrame, dim: str, key_type: str = "string") -> DataFrame:
+    """Number of distinct members per key of one dim, as (key column, n), the key cast back to its
+    type."""
+    key_col = PAIRS[dim][0]
+    return (pairs_df.filter(F.col("dim") == dim).groupBy("key").agg(F.count(F.lit(1)).alias("n"))
+            .select(F.col("key").cast(key_type).alias(key_col), "n"))
+
+
+def _client_increments(bronze_df: DataFrame) -> DataFrame:
+    latest = F.struct("event_ts", "vente_id")
+    return bronze_df.groupBy("client_id").agg(
+        F.max_by(F.struct("client_nom", "pays", "segment"), latest).alias("last"),
+        F.count(F.lit(1)).alias("nb_achats"),
+        F.sum("quantite").cast("long").alias("total_quantite"),
+        F.sum("montant").cast("decimal(24,2)").alias("total_depense"),
+        F.min("montant").alias("achat_min"), F.max("montant").alias("achat_max"),
+        F.min("event_ts").alias("premier_achat"), F.max("event_ts").alias("dernier_achat"),
+        F.max_by("vente_id", latest).alias("dernier_vente_id"),
+    )
+
+
+def _added(name: str) -> Column:
+    return F.coalesce(F.col(f"e.{name}"), F.lit(0)) + F.coalesce(F.col(f"i.{name}"), F.lit(0))
+
+
+def combine_clients(existing_df: DataFrame | None, new_bronze_df: DataFrame, product_counts_df: DataFrame,
+                    rules: ClientRules, updated_at: Column) -> DataFrame:
+    """The clients table after new sales: sums added, extremes kept, latest attributes from the newer
+    sale, distinct products from ``product_counts_df`` (client_id, n)."""
+    inc = _client_increments(new_bronze_df).alias("i")
+    if existing_df is None:  # first run: an empty table of the right shape
+        existing_df = clients_from_bronze(new_bronze_df.limit(0), rules, updated_at)
+    e = existing_df.alias("e")
+    joined = e.join(inc, F.col("e.client_id") == F.col("i.client_id"), "full_outer") \
+        .join(product_counts_df.alias("c"), F.coalesce(F.col("e.client_id"), F.col("i.client_id"))
+              == F.col("c.client_id"), "left")
+    new_is_latest = F.col("i.client_id").isNotNull() & (
+        F.col("e.client_id").isNull()
+        | (F.struct(F.col("i.dernier_achat"), F.col("i.dernier_vente_id"))
+           > F.struct(F.col("e.dernier_achat"), F.col("e.dernier_vente_id"))))
+
+    def latest(col_e: str, col_i: str) -> Column:
+        return F.when(new_is_latest, F.col(col_i)).otherwise(F.col(col_e))
+
+    total = _added("total_depense").cast("decimal(24,2)")
+    count = _added("nb_achats")
+    return (joined.select(
+        F.coalesce(F.col("e.client_id"), F.col("i.client_id")).alias("client_id"),
+        latest("e.client_nom", "i.last.client_nom").alias("client_nom"),
+        latest("e.pays", "i.last.pays").alias("pays"),
+        latest("e.segment", "i.last.segment").alias("segment"),
+        count.alias("nb_achats"), _added("total_quantite").cast("long").alias("total_quantite"),
+        total.alias("total_depense"), average(total, count).alias("panier_moyen"),
+        F.least(F.col("e.achat_min"), F.col("i.achat_min")).alias("achat_min"),
+        F.greatest(F.col("e.achat_max"), F.col("i.achat_max")).alias("achat_max"),
+        F.coalesce(F.col("c.n"), F.col("e.nb_produits_distincts")).alias("nb_produits_distincts"),
+        F.least(F.col("e.premier_achat"), F.col("i.premier_achat")).alias("premier_achat"),
+        F.greatest(F.col("e.dernier_achat"), F.col("i.dernier_achat")).alias("dernier_achat"),
+        latest("e.dernier_vente_id", "i.dernier_vente_id").alias("dernier_vente_id"),
+        F.when(F.col("i.client_id").isNotNull(), updated_at).otherwise(F.col("e.updated_at"))
+        .alias("updated_at"))
+        .transform(lambda d: with_client_flags(d, rules))
+        .select(*CLIENTS_COLUMNS))
+
+
+# table → (key column, additive measures, distinct counts from PAIRS, full-recompute function)
+TOTALS = {
+    "pays": ("pays", ("nb_ventes", "chiffre_affaires", "quantite_vendue"), {"nb_clients": "pays_clients"},
+             pays_from_bronze),
+    "segments": ("segment", ("nb_ventes", "chiffre_affaires"),
+                 {"nb_clients": "segment_clients", "nb_pays": "segment_pays"}, segments_from_bronze),
+    "ventes_jour": ("jour", ("nb_ventes", "chiffre_affaires"), {"nb_clients": "jour_clients"},
+                    ventes_jour_from_bronze),
+}
+
+
+def _measure(name: str) -> Column:
+    return {"nb_ventes": lambda: F.count(F.lit(1)),
+            "chiffre_affaires": lambda: F.sum("montant").cast("decimal(24,2)"),
+            "quantite_vendue": lambda: F.sum("quantite").cast("long")}[name]()
+
+
+def combine_totals(table: str, existing_df: DataFrame | None, new_bronze_df: DataFrame,
+                   pairs_df: DataFrame) -> DataFrame:
+    """The ``pays``, ``segments`` or ``ventes_jour`` table after new sales: measures added, distinct
+    counts taken from the pairs table (which already holds the new sales' pairs)."""
+    key, measures, counted, from_bronze = TOTALS[table]
+    empty = from_bronze(new_bronze_df.limit(0))
+    columns, key_type = empty.columns, empty.schema[key].dataType.simpleString()
+    existing_df = empty if existing_df is None else existing_df
+    inc = new_bronze_df.groupBy(key).agg(*[_measure(m).alias(m) for m in measures])
+    df = existing_df.alias("e").join(inc.alias("i"), F.col(f"e.{key}") == F.col(f"i.{key}"), "full_outer") \
+        .select(F.coalesce(F.col(f"e.{key}"), F.col(f"i.{key}")).alias(key),
+                *[_added(m).cast(empty.schema[m].dataType).alias(m) for m in measures])
+    for column, dim in counted.items():
+        counts = pair_counts(pairs_df, dim, key_type).withColumnRenamed("n", column)
+        df = df.join(counts, key, "left").withColumn(column, F.coalesce(column, F.lit(0)))
+    if "panier_moyen" in columns:
+        df = df.withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
+    return df.select(*columns)
+
+
+# --- the job's edge: an available-now stream over Bronze, each batch merged into Silver ---------------
+
+SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour")
+
+
+class SilverInputError(RuntimeError):
+    """Silver cannot run: its input is missing."""
+
+BRONZE_INPUT = ["vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant",
+                "client_nom", "pays", "segment"]
+
+
+def _read(spark: SparkSession, path: Path) -> DataFrame | None:
+    if not any((path / "_delta_log").glob("*.json")):
+        return None
+    return spark.read.format("delta").load(str(path))
+
+
+def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int,
+          partition_by: str | None = None) -> None:
+    # Idempotent: Delta skips a write whose (txnAppId, txnVersion) it has already committed, so a batch
+    # re-run after a crash leaves each table as if it had run once.
+    writer = (df.write.format("delta").mode(mode).option("txnAppId", app_id)
+              .option("txnVersion", batch_id))
+    if mode == "overwrite":
+        writer = writer.option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(partition_by)
+    writer.save(str(path))
+
+
+class SilverBatchWriter:
+    """foreachBatch function: new Bronze rows → distinct pairs, then each Silver table rewritten from
+    what it held plus the new rows (the tables are small: one row per client, country, segment, day)."""
+
+    def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: Path):
+        self.spark, self.rules, self.paths, self.checkpoint = spark, rules, paths, checkpoint
+        self.rows_merged = 0
+
+    def _app(self, table: str) -> str:
+        query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+        return f"{query_id}:{table}"
+
+    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
+        new = bronze_batch_df.select(*BRONZE_INPUT).persist()
+        try:
+            self._merge(new, batch_id)
+        finally:
+            new.unpersist()
+
+    def _merge(self, new: DataFrame, batch_id: int) -> None:
+        paths = self.paths
+        pairs = pairs_from_bronze(new)
+        existing_pairs = _read(self.spark, paths.silver_pairs)
+        if existing_pairs is not None:
+            pairs = pairs.join(existing_pairs, PAIRS_COLUMNS, "left_anti")
+        _save(pairs, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
+        all_pairs = _read(self.spark, paths.silver_pairs).persist()
+        updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
+        try:
+            clients = combine_clients(_read(self.spark, paths.silver("clients")), new,
+                                      pair_counts(all_pairs, "client_produits"), self.rules, updated_at)
+            # Materialized before the overwrite: the new version must not be computed from itself.
+            _save(clients.localCheckpoint(), paths.silver("clients"), "overwrite", self._app("clients"),
+                  batch_id)
+            for table in TOTALS:
+                combined = combine_totals(table, _read(self.spark, paths.silver(table)), new, all_pairs)
+                _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
+        finally:
+            all_pairs.unpersist()
+        self.rows_merged += new.count()
+
+
+def run_silver(spark: SparkSession, rules: ClientRules, paths: Paths, full_refresh: bool = False) -> int:
+    """Merge what Bronze committed since the last run into Silver; returns the number of new Bronze rows.
+
+    Progress is the checkpoint of an available-now Delta stream over Bronze, so each run reads only
+    the Bronze versions it has not seen. ``full_refresh`` deletes Silver and its checkpoint first.
+    """
+    if full_refresh:
+        for path in (*[paths.silver(t) for t in SILVER_TABLES], paths.silver_pairs, paths.silver_checkpoint):
+            shutil.rmtree(path, ignore_errors=True)
+        log.info("Full refresh: Silver tables and checkpoint deleted, rebuilding from Bronze")
+    if _read(spark, paths.bronze) is None:
+        raise SilverInputError(f"Bronze table {paths.bronze} does not exist yet: run spark_streaming_delta.py "
+                               "first (it creates it with the first sales)")
+    writer = SilverBatchWriter(spark, rules, paths, paths.silver_checkpoint)
+    query = (spark.readStream.format("delta")
+             # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
+             .option("ignoreDeletes", "true")
+             .load(str(paths.bronze))
+             .writeStream.foreachBatch(writer).trigger(availableNow=True)
+             .option("checkpointLocation", str(paths.silver_checkpoint)).queryName("silver_ventes")
+             .start())
+    query.awaitTermination()
+    return writer.rows_merged
+

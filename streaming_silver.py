@@ -1,0 +1,74 @@
+"""Build the Silver tables (clients, pays, segments, ventes_jour) from what Bronze committed since the last run.
+
+Usage: streaming_silver.py [--interval SECONDS] [--full-refresh] [--no-dashboard] [--config PATH]
+Example:
+    python streaming_silver.py                 # one incremental run, then the dashboard
+    python streaming_silver.py --interval 60   # every minute until Ctrl-C
+    spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0,io.delta:delta-spark_4.2_2.13:4.4.0 \
+        --conf spark.jars.ivy=.cache/ivy streaming_silver.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import datetime
+
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.dashboard import dashboard_text
+from lakehouse.paths import Paths
+from lakehouse.silver import ClientRules, SilverInputError, run_silver
+from lakehouse.spark import SparkSetupError, build_spark
+
+log = logging.getLogger("streaming_silver")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Merge new Bronze sales into the Silver tables.")
+    parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
+                        help="run every SECONDS seconds until Ctrl-C/SIGTERM (default: run once)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="delete the Silver tables and their checkpoint, rebuild from all of Bronze")
+    parser.add_argument("--no-dashboard", action="store_true", help="do not print the dashboard after a run")
+    add_config_flag(parser)
+    args = parser.parse_args(argv)
+    if args.interval is not None and args.interval <= 0:
+        parser.error(f"--interval must be a positive number of seconds, got {args.interval:g}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config_or_exit(args)
+    setup_logging(cfg.monitoring.log_level)
+    paths = Paths.from_config(cfg)
+    rules = ClientRules.from_config(cfg)
+    try:
+        spark = build_spark(cfg, "silver_ventes")
+    except SparkSetupError as e:
+        log.error("%s", e)
+        return 1
+    stop = stop_on_signals(log, "stopping after the current run")
+    full_refresh = args.full_refresh
+    while True:
+        started = time.monotonic()
+        try:
+            rows = run_silver(spark, rules, paths, full_refresh=full_refresh)
+        except SilverInputError as e:
+            log.error("%s", e)
+            if args.interval is None:
+                return 1
+        else:
+            full_refresh = False
+            log.info("Silver run: %d new Bronze rows merged in %.1f s", rows, time.monotonic() - started)
+            if not args.no_dashboard:
+                print(dashboard_text(spark, paths, datetime.now()), flush=True)
+        if args.interval is None or stop.wait(args.interval):
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
