@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo test broker-start broker-stop broker-status broker-wipe check
+.PHONY: help setup demo test broker-start broker-stop broker-status broker-wipe check upkeep
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ check: setup  ## Run every setup check, Spark included, creating what is missing
 demo: broker-start  ## Set up everything, then send sales through Kafka into Delta and show them
 	$(BIN)/python setup_utils.py --fix
 	$(BIN)/python -m lakehouse.smoke
+
+upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe while the streams run)
+	$(BIN)/python -m lakehouse.upkeep
 
 test: setup  ## Run the test suite (starts a local broker for the session if none is running)
 	$(BIN)/python -m pytest

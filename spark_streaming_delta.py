@@ -19,7 +19,7 @@ from lakehouse.bronze import remove_progress_loggers, start_bronze_stream, stop_
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.kafka_local import broker_answers
 from lakehouse.paths import Paths
-from lakehouse.spark import SparkSetupError, build_spark
+from lakehouse.spark import build_spark_or_log
 
 log = logging.getLogger("spark_streaming_delta")
 
@@ -50,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("Kafka broker at %s is not reachable: start it (make broker-start, or docker compose "
                   "up -d) or set [kafka] bootstrap_servers", servers)
         return 1
-    try:
-        spark = build_spark(cfg, "bronze_ventes")
-    except SparkSetupError as e:
-        log.error("%s", e)
+    spark = build_spark_or_log(cfg, "bronze_ventes", log)
+    if spark is None:
         return 1
     query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
     stop_requested = stop_on_signals(log, "stopping after the current batch")

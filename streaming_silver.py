@@ -20,7 +20,7 @@ from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_o
 from lakehouse.dashboard import dashboard_text
 from lakehouse.paths import Paths
 from lakehouse.silver import ClientRules, SilverInputError, run_silver
-from lakehouse.spark import SparkSetupError, build_spark
+from lakehouse.spark import build_spark_or_log
 
 log = logging.getLogger("streaming_silver")
 
@@ -45,10 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
     rules = ClientRules.from_config(cfg)
-    try:
-        spark = build_spark(cfg, "silver_ventes")
-    except SparkSetupError as e:
-        log.error("%s", e)
+    spark = build_spark_or_log(cfg, "silver_ventes", log)
+    if spark is None:
         return 1
     stop = stop_on_signals(log, "stopping after the current run")
     full_refresh = args.full_refresh

@@ -96,6 +96,15 @@ def build_spark(cfg: Config, app_name: str) -> SparkSession:
     return spark
 
 
+def build_spark_or_log(cfg: Config, app_name: str, logger: logging.Logger) -> SparkSession | None:
+    """``build_spark`` for an entry point: on a setup error, log it and return None (exit 1)."""
+    try:
+        return build_spark(cfg, app_name)
+    except SparkSetupError as e:
+        logger.error("%s", e)
+        return None
+
+
 def check_jars(spark: SparkSession, cfg: Config) -> None:
     """Fail with the exact spark-submit options when Delta or the Kafka source is missing."""
     jvm = spark.sparkContext._jvm
