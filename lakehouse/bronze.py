@@ -26,7 +26,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from lakehouse.config import Config
 from lakehouse.contract import FIELDS, SEGMENT_ALIASES
-from lakehouse.paths import Paths
+from lakehouse.paths import Paths, delta_table_exists
 
 log = logging.getLogger(__name__)
 
@@ -277,11 +277,6 @@ def _append(df: DataFrame, path: Path, partition_by: str | None = None) -> None:
     writer.save(str(path))
 
 
-def _table_exists(path: Path) -> bool:
-    # A commit file, not just the folder: a job killed during a table's first commit leaves an empty log.
-    return any((path / "_delta_log").glob("*.json"))
-
-
 # Commits between two Delta log checkpoints of the tables the stream creates (Delta's default: 10).
 LOG_CHECKPOINT_INTERVAL = 100
 
@@ -331,7 +326,7 @@ class BronzeBatchWriter:
         for path, query_col, batch_col in ((self.paths.quarantine, "bronze_query_id", "bronze_batch_id"),
                                            (self.paths.bronze, "bronze_query_id", "bronze_batch_id"),
                                            (self.paths.bronze_metrics, "query_id", "batch_id")):
-            if not _table_exists(path):
+            if not delta_table_exists(path):
                 continue
             table = self.spark.read.format("delta").load(str(path))
             if query_col in table.columns and not table.filter(
@@ -352,7 +347,7 @@ class BronzeBatchWriter:
         """Rebuild the duplicate/late state from Bronze: the latest event time, and every sale an
         on-time sale could duplicate."""
         state = DedupState(self.delay_us)
-        if not _table_exists(self.paths.bronze):
+        if not delta_table_exists(self.paths.bronze):
             return state
         earlier = self._earlier_bronze(batch_id)
         top = earlier.agg(F.max(F.unix_micros("event_ts"))).first()[0]

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.paths import Paths
+from lakehouse.paths import Paths, delta_table_exists
 from lakehouse.silver import SILVER_TABLES, TIERS
 
 TOP_CLIENTS = 10
@@ -90,6 +90,6 @@ def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
 
 def dashboard_text(spark: SparkSession, paths: Paths, now: datetime) -> str:
     """Read Silver and format it; a clear line when Silver does not exist yet."""
-    if not all(any((paths.silver(t) / "_delta_log").glob("*.json")) for t in SILVER_TABLES):
+    if not all(delta_table_exists(paths.silver(t)) for t in SILVER_TABLES):
         return f"Silver tables not found under {paths.silver_dir}: run streaming_silver.py first."
     return format_dashboard(read_snapshot(spark, paths), now)

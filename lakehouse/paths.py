@@ -8,6 +8,12 @@ from pathlib import Path
 from lakehouse.config import Config
 
 
+def delta_table_exists(path: Path) -> bool:
+    """A Delta table with at least one commit (a job killed during a table's first commit leaves an
+    empty ``_delta_log``, which Delta cannot read)."""
+    return any((path / "_delta_log").glob("*.json"))
+
+
 @dataclass(frozen=True)
 class Paths:
     """Absolute locations derived from ``[paths]`` in the configuration."""

@@ -18,7 +18,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.config import Config
-from lakehouse.paths import Paths
+from lakehouse.paths import Paths, delta_table_exists
 
 log = logging.getLogger(__name__)
 
@@ -66,59 +66,65 @@ def with_client_flags(clients_df: DataFrame, rules: ClientRules) -> DataFrame:
                         .otherwise(F.lit("Economy"))))
 
 
+def _measure(name: str) -> Column:
+    """The aggregate behind a sales measure shared by several tables."""
+    return {"nb_ventes": lambda: F.count(F.lit(1)),
+            "chiffre_affaires": lambda: F.sum("montant").cast("decimal(24,2)"),
+            "quantite_vendue": lambda: F.sum("quantite").cast("long")}[name]()
+
+
+def _client_aggregates(bronze_df: DataFrame, *extra: Column) -> DataFrame:
+    """Per-client sums, extremes and latest sale (``last``: name, country, segment), plus ``extra``."""
+    latest = F.struct("event_ts", "vente_id")
+    return bronze_df.groupBy("client_id").agg(
+        F.max_by(F.struct("client_nom", "pays", "segment"), latest).alias("last"),
+        F.count(F.lit(1)).alias("nb_achats"),
+        F.sum("quantite").cast("long").alias("total_quantite"),
+        F.sum("montant").cast("decimal(24,2)").alias("total_depense"),
+        F.min("montant").alias("achat_min"), F.max("montant").alias("achat_max"),
+        F.min("event_ts").alias("premier_achat"), F.max("event_ts").alias("dernier_achat"),
+        F.max_by("vente_id", latest).alias("dernier_vente_id"),
+        *extra,
+    )
+
+
 def clients_from_bronze(bronze_df: DataFrame, rules: ClientRules, updated_at: Column | None = None
                         ) -> DataFrame:
     """One row per client over its whole history; name, country and segment are those of its latest
     sale (by event time, then vente_id)."""
-    latest = F.struct("event_ts", "vente_id")
-    df = bronze_df.groupBy("client_id").agg(
-        F.max_by(F.struct("client_nom", "pays", "segment"), latest).alias("_last"),
-        F.count(F.lit(1)).alias("nb_achats"),
-        F.sum("quantite").cast("long").alias("total_quantite"),
-        F.sum("montant").cast("decimal(24,2)").alias("total_depense"),
-        F.min("montant").alias("achat_min"),
-        F.max("montant").alias("achat_max"),
-        F.count_distinct("produit_id").alias("nb_produits_distincts"),
-        F.min("event_ts").alias("premier_achat"),
-        F.max("event_ts").alias("dernier_achat"),
-        F.max_by("vente_id", latest).alias("dernier_vente_id"),
-    )
-    return (df.select("*", "_last.client_nom", "_last.pays", "_last.segment").drop("_last")
+    df = _client_aggregates(bronze_df, F.count_distinct("produit_id").alias("nb_produits_distincts"))
+    return (df.select("*", "last.client_nom", "last.pays", "last.segment").drop("last")
             .withColumn("panier_moyen", average(F.col("total_depense"), F.col("nb_achats")))
             .transform(lambda d: with_client_flags(d, rules))
             .withColumn("updated_at", updated_at if updated_at is not None else F.current_timestamp())
             .select(*CLIENTS_COLUMNS))
 
 
+def _totals_from_bronze(bronze_df: DataFrame, key: str, measures: tuple[str, ...],
+                        distinct: dict[str, str], columns: list[str]) -> DataFrame:
+    df = bronze_df.groupBy(key).agg(*[_measure(m).alias(m) for m in measures],
+                                    *[F.count_distinct(c).alias(name) for name, c in distinct.items()])
+    if "panier_moyen" in columns:
+        df = df.withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
+    return df.select(*columns)
+
+
 def pays_from_bronze(bronze_df: DataFrame) -> DataFrame:
     """Revenue, basket and clients by country (the country written on each sale)."""
-    return (bronze_df.groupBy("pays").agg(
-        F.count(F.lit(1)).alias("nb_ventes"),
-        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
-        F.sum("quantite").cast("long").alias("quantite_vendue"),
-        F.count_distinct("client_id").alias("nb_clients"))
-        .withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
-        .select(*PAYS_COLUMNS))
+    return _totals_from_bronze(bronze_df, "pays", ("nb_ventes", "chiffre_affaires", "quantite_vendue"),
+                               {"nb_clients": "client_id"}, PAYS_COLUMNS)
 
 
 def segments_from_bronze(bronze_df: DataFrame) -> DataFrame:
     """Revenue, basket, clients and countries for B2B and B2C."""
-    return (bronze_df.groupBy("segment").agg(
-        F.count(F.lit(1)).alias("nb_ventes"),
-        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
-        F.count_distinct("client_id").alias("nb_clients"),
-        F.count_distinct("pays").alias("nb_pays"))
-        .withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
-        .select(*SEGMENTS_COLUMNS))
+    return _totals_from_bronze(bronze_df, "segment", ("nb_ventes", "chiffre_affaires"),
+                               {"nb_clients": "client_id", "nb_pays": "pays"}, SEGMENTS_COLUMNS)
 
 
 def ventes_jour_from_bronze(bronze_df: DataFrame) -> DataFrame:
     """Sales, revenue and buying clients per event day."""
-    return (bronze_df.groupBy("jour").agg(
-        F.count(F.lit(1)).alias("nb_ventes"),
-        F.sum("montant").cast("decimal(24,2)").alias("chiffre_affaires"),
-        F.count_distinct("client_id").alias("nb_clients"))
-        .select(*VENTES_JOUR_COLUMNS))
+    return _totals_from_bronze(bronze_df, "jour", ("nb_ventes", "chiffre_affaires"),
+                               {"nb_clients": "client_id"}, VENTES_JOUR_COLUMNS)
 
 
 # --- incremental: combine what Silver holds with the aggregates of new Bronze rows ---------------------
@@ -154,19 +160,6 @@ def pair_counts(pairs_df: DataFrame, dim: str, key_type: str = "string") -> Data
             .select(F.col("key").cast(key_type).alias(key_col), "n"))
 
 
-def _client_increments(bronze_df: DataFrame) -> DataFrame:
-    latest = F.struct("event_ts", "vente_id")
-    return bronze_df.groupBy("client_id").agg(
-        F.max_by(F.struct("client_nom", "pays", "segment"), latest).alias("last"),
-        F.count(F.lit(1)).alias("nb_achats"),
-        F.sum("quantite").cast("long").alias("total_quantite"),
-        F.sum("montant").cast("decimal(24,2)").alias("total_depense"),
-        F.min("montant").alias("achat_min"), F.max("montant").alias("achat_max"),
-        F.min("event_ts").alias("premier_achat"), F.max("event_ts").alias("dernier_achat"),
-        F.max_by("vente_id", latest).alias("dernier_vente_id"),
-    )
-
-
 def _added(name: str) -> Column:
     return F.coalesce(F.col(f"e.{name}"), F.lit(0)) + F.coalesce(F.col(f"i.{name}"), F.lit(0))
 
@@ -175,7 +168,7 @@ def combine_clients(existing_df: DataFrame | None, new_bronze_df: DataFrame, pro
                     rules: ClientRules, updated_at: Column) -> DataFrame:
     """The clients table after new sales: sums added, extremes kept, latest attributes from the newer
     sale, distinct products from ``product_counts_df`` (client_id, n)."""
-    inc = _client_increments(new_bronze_df).alias("i")
+    inc = _client_aggregates(new_bronze_df).alias("i")
     if existing_df is None:  # first run: an empty table of the right shape
         existing_df = clients_from_bronze(new_bronze_df.limit(0), rules, updated_at)
     e = existing_df.alias("e")
@@ -222,12 +215,6 @@ TOTALS = {
 }
 
 
-def _measure(name: str) -> Column:
-    return {"nb_ventes": lambda: F.count(F.lit(1)),
-            "chiffre_affaires": lambda: F.sum("montant").cast("decimal(24,2)"),
-            "quantite_vendue": lambda: F.sum("quantite").cast("long")}[name]()
-
-
 def combine_totals(table: str, existing_df: DataFrame | None, new_bronze_df: DataFrame,
                    pairs_df: DataFrame) -> DataFrame:
     """The ``pays``, ``segments`` or ``ventes_jour`` table after new sales: measures added, distinct
@@ -261,7 +248,7 @@ BRONZE_INPUT = ["vente_id", "client_id", "produit_id", "event_ts", "jour", "quan
 
 
 def _read(spark: SparkSession, path: Path) -> DataFrame | None:
-    if not any((path / "_delta_log").glob("*.json")):
+    if not delta_table_exists(path):
         return None
     return spark.read.format("delta").load(str(path))
 
@@ -286,10 +273,12 @@ class SilverBatchWriter:
     def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: Path):
         self.spark, self.rules, self.paths, self.checkpoint = spark, rules, paths, checkpoint
         self.rows_merged = 0
+        self._query_id: str | None = None
 
     def _app(self, table: str) -> str:
-        query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
-        return f"{query_id}:{table}"
+        if self._query_id is None:  # written by Spark when the query starts
+            self._query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
+        return f"{self._query_id}:{table}"
 
     def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
         new = bronze_batch_df.select(*BRONZE_INPUT).persist()

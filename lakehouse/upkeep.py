@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.config import Config
-from lakehouse.paths import Paths
+from lakehouse.paths import Paths, delta_table_exists
 from lakehouse.silver import SILVER_TABLES
 from lakehouse.spark import build_spark_or_log
 
@@ -36,7 +36,7 @@ def tables(paths: Paths) -> list[Path]:
     """Every Delta table of the pipeline that exists."""
     candidates = [paths.bronze, paths.quarantine, paths.bronze_metrics, paths.silver_pairs,
                   *[paths.silver(t) for t in SILVER_TABLES]]
-    return [p for p in candidates if any((p / "_delta_log").glob("*.json"))]
+    return [p for p in candidates if delta_table_exists(p)]
 
 
 def delete_old_bronze_days(spark: SparkSession, paths: Paths, keep_days: int, today: date) -> int:
