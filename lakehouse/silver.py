@@ -154,10 +154,19 @@ def pairs_from_bronze(bronze_df: DataFrame) -> DataFrame:
 
 def pair_counts(pairs_df: DataFrame, dim: str, key_type: str = "string") -> DataFrame:
     """Number of distinct members per key of one dim, as (key column, n), the key cast back to its
-    type."""
+    type. Only the keys present in ``pairs_df`` get a count."""
     key_col = PAIRS[dim][0]
     return (pairs_df.filter(F.col("dim") == dim).groupBy("key").agg(F.count(F.lit(1)).alias("n"))
             .select(F.col("key").cast(key_type).alias(key_col), "n"))
+
+
+def touched_pairs(existing_pairs_df: DataFrame | None, batch_pairs_df: DataFrame) -> DataFrame:
+    """The stored pairs of the (dim, key)s that new sales touch: enough to recount those keys, and
+    small whatever the history (a broadcast semi-join: one scan of the pairs table, no shuffle)."""
+    if existing_pairs_df is None:
+        return batch_pairs_df.limit(0)
+    keys = F.broadcast(batch_pairs_df.select("dim", "key").distinct())
+    return existing_pairs_df.select(*PAIRS_COLUMNS).join(keys, ["dim", "key"], "left_semi")
 
 
 def _added(name: str) -> Column:
@@ -218,7 +227,8 @@ TOTALS = {
 def combine_totals(table: str, existing_df: DataFrame | None, new_bronze_df: DataFrame,
                    pairs_df: DataFrame) -> DataFrame:
     """The ``pays``, ``segments`` or ``ventes_jour`` table after new sales: measures added, distinct
-    counts taken from the pairs table (which already holds the new sales' pairs)."""
+    counts of the keys in ``pairs_df`` (at least every pair, old and new, of the keys the new sales
+    touch) recounted from it, other keys' counts kept."""
     key, measures, counted, from_bronze = TOTALS[table]
     empty = from_bronze(new_bronze_df.limit(0))
     columns, key_type = empty.columns, empty.schema[key].dataType.simpleString()
@@ -226,10 +236,13 @@ def combine_totals(table: str, existing_df: DataFrame | None, new_bronze_df: Dat
     inc = new_bronze_df.groupBy(key).agg(*[_measure(m).alias(m) for m in measures])
     df = existing_df.alias("e").join(inc.alias("i"), F.col(f"e.{key}") == F.col(f"i.{key}"), "full_outer") \
         .select(F.coalesce(F.col(f"e.{key}"), F.col(f"i.{key}")).alias(key),
-                *[_added(m).cast(empty.schema[m].dataType).alias(m) for m in measures])
+                *[_added(m).cast(empty.schema[m].dataType).alias(m) for m in measures],
+                *[F.col(f"e.{c}").alias(f"_e_{c}") for c in counted])
     for column, dim in counted.items():
-        counts = pair_counts(pairs_df, dim, key_type).withColumnRenamed("n", column)
-        df = df.join(counts, key, "left").withColumn(column, F.coalesce(column, F.lit(0)))
+        # Keys the new sales touched get their recount; the others keep the count they had.
+        counts = pair_counts(pairs_df, dim, key_type).withColumnRenamed("n", f"_n_{column}")
+        df = df.join(counts, key, "left").withColumn(
+            column, F.coalesce(f"_n_{column}", f"_e_{column}", F.lit(0)).cast("long"))
     if "panier_moyen" in columns:
         df = df.withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
     return df.select(*columns)
@@ -289,24 +302,24 @@ class SilverBatchWriter:
 
     def _merge(self, new: DataFrame, batch_id: int) -> None:
         paths = self.paths
-        pairs = pairs_from_bronze(new)
-        existing_pairs = _read(self.spark, paths.silver_pairs)
-        if existing_pairs is not None:
-            pairs = pairs.join(existing_pairs, PAIRS_COLUMNS, "left_anti")
-        _save(pairs, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
-        all_pairs = _read(self.spark, paths.silver_pairs).persist()
+        batch_pairs = pairs_from_bronze(new)
+        # Materialized (small), and before the append below changes the pairs table under them.
+        known = touched_pairs(_read(self.spark, paths.silver_pairs), batch_pairs).localCheckpoint()
+        added = batch_pairs.join(known, PAIRS_COLUMNS, "left_anti").localCheckpoint()
+        _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
+        pairs = known.unionByName(added).persist()
         updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
         try:
             clients = combine_clients(_read(self.spark, paths.silver("clients")), new,
-                                      pair_counts(all_pairs, "client_produits"), self.rules, updated_at)
+                                      pair_counts(pairs, "client_produits"), self.rules, updated_at)
             # Materialized before the overwrite: the new version must not be computed from itself.
             _save(clients.localCheckpoint(), paths.silver("clients"), "overwrite", self._app("clients"),
                   batch_id)
             for table in TOTALS:
-                combined = combine_totals(table, _read(self.spark, paths.silver(table)), new, all_pairs)
+                combined = combine_totals(table, _read(self.spark, paths.silver(table)), new, pairs)
                 _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
         finally:
-            all_pairs.unpersist()
+            pairs.unpersist()
         self.rows_merged += new.count()
 
 
