@@ -1,0 +1,249 @@
+"""The read side of the lakehouse: its tables by name, the questions users ask of them, read-only SQL.
+
+Questions are DataFrame → DataFrame transforms over the tables (tested on batch DataFrames); finding
+the tables, time travel and SQL sit in ``Lakehouse`` at the edge.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from lakehouse.paths import Paths, delta_table_exists
+
+BRONZE_JOB = "spark_streaming_delta.py (it creates them with the first sales)"
+SILVER_JOB = "streaming_silver.py"
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    location: Callable[[Paths], Path]
+    created_by: str
+    optional: bool = False  # may be missing while the pipeline is healthy (no bad record yet)
+
+
+TABLES = {t.name: t for t in (
+    TableInfo("ventes", lambda p: p.bronze, BRONZE_JOB),
+    TableInfo("ventes_quarantine", lambda p: p.quarantine, BRONZE_JOB + ", at the first bad record",
+              optional=True),
+    TableInfo("bronze_metrics", lambda p: p.bronze_metrics, BRONZE_JOB),
+    TableInfo("clients", lambda p: p.silver("clients"), SILVER_JOB),
+    TableInfo("pays", lambda p: p.silver("pays"), SILVER_JOB),
+    TableInfo("segments", lambda p: p.silver("segments"), SILVER_JOB),
+    TableInfo("ventes_jour", lambda p: p.silver("ventes_jour"), SILVER_JOB),
+)}
+
+
+class MissingTableError(LookupError):
+    """A table the question needs does not exist (yet)."""
+
+    def __init__(self, info: TableInfo, path: Path):
+        super().__init__(f"Table {info.name} not found at {path}: run {info.created_by} first.")
+        self.table = info.name
+
+
+class QueryInputError(ValueError):
+    """Bad input to a question: the message says what is allowed."""
+
+
+# --- questions: pure transforms ----------------------------------------------------------------------
+
+def recent_sales(ventes_df: DataFrame, limit: int = 10) -> DataFrame:
+    """The latest sales by event time (newest first)."""
+    return (ventes_df.orderBy(F.desc("event_ts"), F.desc("vente_id"))
+            .select("event_ts", "vente_id", "client_nom", "pays", "segment", "produit_nom", "quantite",
+                    "montant", "is_late").limit(limit))
+
+
+CLIENT_COLUMNS = ["client_id", "client_nom", "pays", "segment", "nb_achats", "total_depense", "panier_moyen",
+                  "segment_depense", "est_client_fidele", "dernier_achat"]
+
+
+def top_clients(clients_df: DataFrame, limit: int = 10) -> DataFrame:
+    """Clients by lifetime revenue, highest first."""
+    return clients_df.orderBy(F.desc("total_depense"), "client_id").select(*CLIENT_COLUMNS).limit(limit)
+
+
+def filter_client(clients_df: DataFrame, text: str) -> DataFrame:
+    """Clients whose id is ``text`` (any case) or whose name contains it (any case)."""
+    text = text.strip()
+    if not text:
+        raise QueryInputError("Type a client id (e.g. C000042) or part of a name.")
+    needle = F.lit(text.lower())
+    return (clients_df.filter((F.lower("client_id") == needle) | F.lower("client_nom").contains(needle))
+            .orderBy(F.desc("total_depense"), "client_id"))
+
+
+def countries(pays_df: DataFrame) -> DataFrame:
+    return pays_df.orderBy(F.desc("chiffre_affaires"), "pays")
+
+
+def segments(segments_df: DataFrame) -> DataFrame:
+    return segments_df.orderBy("segment")
+
+
+def daily_revenue(ventes_jour_df: DataFrame, days: int | None = None) -> DataFrame:
+    """Revenue per day, oldest first; only the last ``days`` days with sales if given."""
+    df = ventes_jour_df.orderBy(F.desc("jour"))
+    if days is not None:
+        df = df.limit(days)
+    return df.orderBy("jour")
+
+
+def quarantine_summary(quarantine_df: DataFrame) -> DataFrame:
+    """Quarantined records per reason, most frequent first, with the first and last arrival."""
+    return (quarantine_df.groupBy("reason")
+            .agg(F.count(F.lit(1)).alias("records"), F.min("ingestion_ts").alias("first_seen"),
+                 F.max("ingestion_ts").alias("last_seen"))
+            .orderBy(F.desc("records"), "reason"))
+
+
+def quarantine_samples(quarantine_df: DataFrame, per_reason: int = 2) -> DataFrame:
+    """The latest ``per_reason`` raw records of each reason, with every reason they broke."""
+    from pyspark.sql.window import Window
+    latest = Window.partitionBy("reason").orderBy(F.desc("ingestion_ts"), F.desc("kafka_offset"))
+    return (quarantine_df.withColumn("n", F.row_number().over(latest)).filter(F.col("n") <= per_reason)
+            .select("reason", F.array_join("reasons", ", ").alias("reasons"), "kafka_partition", "kafka_offset",
+                    # Not valid UTF-8 (raw_text is null): the first bytes in hex rather than mojibake.
+                    F.coalesce(F.substring("raw_text", 1, 120),
+                               F.concat(F.lit("hex "), F.hex(F.substring("raw_value", 1, 48))))
+                    .alias("raw_record"))
+            .orderBy("reason", F.desc("kafka_offset")))
+
+
+def last_batches(metrics_df: DataFrame, limit: int = 10) -> DataFrame:
+    """The Bronze stream's last micro-batches, newest first."""
+    return (metrics_df.orderBy(F.desc("committed_at"), F.desc("batch_id"))
+            .select("batch_id", "committed_at", "input_rows", "bronze_rows", "quarantined_rows",
+                    "duplicate_rows", "late_rows", "duration_ms", "latency_p50_ms", "latency_max_ms",
+                    "kafka_lag").limit(limit))
+
+
+# --- read-only SQL -----------------------------------------------------------------------------------
+
+READ_ONLY_START = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALUES", "TABLE", "FROM")
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+# Plans that only read, among those Spark counts as commands.
+_READING_COMMANDS = ("Show", "Describe", "Explain")
+_WRITING_STATEMENTS = ("InsertIntoStatement",)
+
+
+def _first_word(sql: str) -> str:
+    match = re.match(r"[\s(]*([A-Za-z]+)", _COMMENT.sub(" ", sql))
+    return match.group(1).upper() if match else ""
+
+
+def check_read_only(spark: SparkSession, sql: str) -> None:
+    """Raise ``QueryInputError`` unless ``sql`` is one statement that only reads.
+
+    Two checks: the first keyword must be a reading one, and Spark's parsed plan must hold no command
+    (INSERT, MERGE, DELETE, UPDATE, CREATE, DROP, ALTER, SET, CACHE, OPTIMIZE, VACUUM... are all
+    commands or insert statements), except SHOW/DESCRIBE/EXPLAIN at the top.
+    """
+    if not sql.strip():
+        raise QueryInputError("Type a SQL query, e.g. SELECT pays, chiffre_affaires FROM pays")
+    word = _first_word(sql)
+    if word not in READ_ONLY_START:
+        raise QueryInputError(f"Only read-only queries are allowed (starting with {', '.join(READ_ONLY_START)});"
+                              f" got {word or 'no keyword'}.")
+    jvm = spark.sparkContext._jvm
+    plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)  # raises ParseException
+    command = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
+    nodes, root = [plan], True
+    while nodes:
+        node = nodes.pop()
+        name = node.getClass().getSimpleName()
+        if command.isInstance(node) or name in _WRITING_STATEMENTS:
+            if not (root and name.startswith(_READING_COMMANDS)):
+                raise QueryInputError(f"Only read-only queries are allowed: this one is a {name}.")
+            break  # SHOW/DESCRIBE/EXPLAIN: their inner plan is only described, never run
+        root = False
+        children = node.children()
+        nodes += [children.apply(i) for i in range(children.size())]
+
+
+# --- the edge: the tables on disk ---------------------------------------------------------------------
+
+REQUIRED_TABLES = [n for n, t in TABLES.items() if not t.optional]
+
+
+def missing_tables(paths: Paths, names: list[str] | None = None) -> list[MissingTableError]:
+    """One error per table among ``names`` (default: the required ones) that does not exist; no Spark
+    needed."""
+    infos = [TABLES[n] for n in (names or REQUIRED_TABLES)]
+    return [MissingTableError(t, t.location(paths)) for t in infos if not delta_table_exists(t.location(paths))]
+
+
+def parse_as_of(text: str) -> tuple[str, str]:
+    """``"3"`` → ("versionAsOf", "3"); ``"2026-11-26 10:00"`` → ("timestampAsOf", "2026-11-26 10:00:00")."""
+    text = text.strip()
+    if text.isdigit():
+        return "versionAsOf", text
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
+        try:
+            return "timestampAsOf", datetime.strptime(text, fmt).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            continue
+    raise QueryInputError(f"Not a version or a timestamp: {text!r}. Type a version number (e.g. 3) or a "
+                          "timestamp like 2026-11-26 10:00:00 (session time zone).")
+
+
+class Lakehouse:
+    """The lakehouse's tables, read with one SparkSession."""
+
+    def __init__(self, spark: SparkSession, paths: Paths):
+        self.spark, self.paths = spark, paths
+
+    def info(self, name: str) -> TableInfo:
+        try:
+            return TABLES[name.strip()]
+        except KeyError as e:
+            raise QueryInputError(f"Unknown table {name.strip()!r}: choose one of {', '.join(TABLES)}.") from e
+
+    def exists(self, name: str) -> bool:
+        return delta_table_exists(TABLES[name].location(self.paths))
+
+    def table(self, name: str, **options: str) -> DataFrame:
+        """A table by name (``options``: Delta read options such as versionAsOf)."""
+        info = self.info(name)
+        path = info.location(self.paths)
+        if not delta_table_exists(path):
+            raise MissingTableError(info, path)
+        return self.spark.read.format("delta").options(**options).load(str(path))
+
+    def quarantine(self) -> DataFrame | None:
+        """The quarantine table, or None while no bad record has arrived."""
+        return self.table("ventes_quarantine") if self.exists("ventes_quarantine") else None
+
+    def as_of(self, name: str, when: str) -> DataFrame:
+        """A table as of a version number or a timestamp."""
+        option, value = parse_as_of(when)
+        return self.table(name, **{option: value})
+
+    def history(self, name: str, limit: int = 20) -> DataFrame:
+        """The table's last commits: version, time, operation, rows written."""
+        self.table(name)  # the missing-table message
+        return (DeltaTable.forPath(self.spark, str(self.info(name).location(self.paths))).history(limit)
+                .select("version", "timestamp", "operation",
+                        F.col("operationMetrics").getItem("numOutputRows").alias("rows_written"),
+                        F.col("operationMetrics").getItem("numFiles").alias("files_written")))
+
+    def register_views(self) -> list[str]:
+        """Register every existing table as a temporary view under its name; returns the names."""
+        names = [n for n in TABLES if self.exists(n)]
+        for name in names:
+            self.table(name).createOrReplaceTempView(name)
+        return names
+
+    def sql(self, query: str) -> DataFrame:
+        """A read-only query over the registered views."""
+        check_read_only(self.spark, query)
+        return self.spark.sql(query)

@@ -1,0 +1,215 @@
+"""Turning query results into what users read: aligned text tables, the batch report, Markdown, charts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from pyspark.sql import DataFrame
+
+from lakehouse.dashboard import euros, share, table
+from lakehouse.queries import (TABLES, Lakehouse, countries, daily_revenue, last_batches, quarantine_samples,
+                               quarantine_summary, segments, top_clients)
+from lakehouse.silver import TIERS
+
+log = logging.getLogger(__name__)
+
+MONEY_COLUMNS = {"montant", "prix_unitaire", "total_depense", "panier_moyen", "achat_min", "achat_max",
+                 "chiffre_affaires"}
+REPORT_DAYS = 30
+
+
+def format_value(column: str, value: object) -> str:
+    """One cell as users read it: euros for money, thousands separators, seconds-precision times."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Decimal) and column in MONEY_COLUMNS:
+        return euros(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}"
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value).replace("\n", " ")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+
+
+@dataclass
+class Section:
+    """A titled table of rows (plain Python values, formatted only when rendered)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[object]]
+    note: str = ""
+    empty: str = "(no rows)"
+
+    @classmethod
+    def from_df(cls, title: str, df: DataFrame, limit: int | None = None, **kwargs: str) -> "Section":
+        rows = df.limit(limit).collect() if limit is not None else df.collect()
+        return cls(title, df.columns, [list(r) for r in rows], **kwargs)
+
+    def cells(self) -> list[list[str]]:
+        return [[format_value(c, v) for c, v in zip(self.columns, row)] for row in self.rows]
+
+    def right_aligned(self) -> set[int]:
+        return {i for i in range(len(self.columns)) if any(_is_number(r[i]) for r in self.rows)}
+
+    def text(self) -> str:
+        out = [self.title, "=" * len(self.title)]
+        out += table(self.columns, self.cells(), self.right_aligned()) if self.rows else [self.empty]
+        if self.note:
+            out.append(self.note)
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        out = [f"## {self.title}", ""]
+        if self.rows:
+            right = self.right_aligned()
+            escape = lambda s: s.replace("|", "\\|")  # noqa: E731
+            out += ["| " + " | ".join(self.columns) + " |",
+                    "|" + "|".join("---:" if i in right else "---" for i in range(len(self.columns))) + "|"]
+            out += ["| " + " | ".join(escape(c) for c in row) + " |" for row in self.cells()]
+        else:
+            out.append(self.empty)
+        if self.note:
+            out += ["", self.note]
+        return "\n".join(out)
+
+
+@dataclass
+class Report:
+    generated_at: datetime
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, title: str) -> Section:
+        return next(s for s in self.sections if s.title == title)
+
+    def text(self) -> str:
+        head = f"Sales lakehouse report — {self.generated_at:%Y-%m-%d %H:%M:%S}"
+        return "\n\n".join([head, *[s.text() for s in self.sections]]) + "\n"
+
+    def markdown(self, charts: dict[str, Path]) -> str:
+        out = [f"# Sales lakehouse report — {self.generated_at:%Y-%m-%d %H:%M:%S}"]
+        for s in self.sections:
+            out.append(s.markdown())
+            if s.title in charts:
+                out.append(f"![{s.title}]({charts[s.title].name})")
+        return "\n\n".join(out) + "\n"
+
+
+OVERVIEW, TOP, COUNTRIES, SEGMENTS, DAILY = ("Overview", "Top clients", "Revenue by country",
+                                             "Revenue by segment", "Daily revenue")
+QUARANTINE, SAMPLES, BATCHES, TABLES_SECTION = ("Quarantine by reason", "Quarantined records (latest per reason)",
+                                                "Bronze stream: last batches", "Tables")
+
+
+def overview(clients: list[dict], pays: list[dict]) -> Section:
+    """Totals, loyalty and spending tiers from the Silver clients and pays rows."""
+    revenue = sum((p["chiffre_affaires"] for p in pays), Decimal("0.00"))
+    sales = sum(p["nb_ventes"] for p in pays)
+    n = len(clients)
+    loyal = sum(1 for c in clients if c["est_client_fidele"])
+    rows: list[list[object]] = [
+        ["Sales", sales], ["Revenue", euros(revenue)],
+        ["Average basket", euros((revenue / sales).quantize(Decimal("0.01")) if sales else None)],
+        ["Clients", n], ["Loyal clients", f"{loyal:,} ({share(loyal, n)})"]]
+    for tier in TIERS:
+        k = sum(1 for c in clients if c["segment_depense"] == tier)
+        rows.append([f"{tier} clients", f"{k:,} ({share(k, n)})"])
+    return Section(OVERVIEW, ["figure", "value"], rows)
+
+
+def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
+    """Every section of the batch report. Raises MissingTableError if a required table is missing."""
+    clients_df, pays_df = lake.table("clients"), lake.table("pays")
+    report = Report(now)
+    report.sections.append(overview([r.asDict() for r in clients_df.collect()],
+                                    [r.asDict() for r in pays_df.collect()]))
+    report.sections += [
+        Section.from_df(f"{TOP} ({top})", top_clients(clients_df, top)),
+        Section.from_df(COUNTRIES, countries(pays_df)),
+        Section.from_df(SEGMENTS, segments(lake.table("segments"))),
+        Section.from_df(DAILY, daily_revenue(lake.table("ventes_jour"), REPORT_DAYS),
+                        note=f"(last {REPORT_DAYS} days with sales)"),
+    ]
+    quarantine = lake.quarantine()
+    if quarantine is None:
+        report.sections.append(Section(QUARANTINE, ["reason", "records"], [], empty="(no quarantined record)"))
+    else:
+        report.sections += [Section.from_df(QUARANTINE, quarantine_summary(quarantine)),
+                            Section.from_df(SAMPLES, quarantine_samples(quarantine))]
+    report.sections.append(Section.from_df(BATCHES, last_batches(lake.table("bronze_metrics"))))
+    report.sections.append(tables_section(lake))
+    return report
+
+
+def tables_section(lake: Lakehouse) -> Section:
+    """Each existing table's current version, last change and row count."""
+    rows = []
+    for name in (n for n in TABLES if lake.exists(n)):
+        last = lake.history(name, 1).first()
+        rows.append([name, last["version"], last["timestamp"], last["operation"], lake.table(name).count()])
+    return Section(TABLES_SECTION, ["table", "version", "changed_at", "last_operation", "rows"], rows)
+
+
+# --- charts --------------------------------------------------------------------------------------------
+
+CHARTS = {COUNTRIES: "revenue_by_country.png", SEGMENTS: "revenue_by_segment.png", DAILY: "daily_revenue.png"}
+
+
+def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
+    """PNG charts of revenue by country, by segment and by day; section title → file."""
+    import matplotlib
+    matplotlib.use("Agg")  # files only, no display needed
+    from matplotlib import pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for title, filename in CHARTS.items():
+        s = report.section(title)
+        labels = [format_value(s.columns[0], r[0]) for r in s.rows]
+        values = [float(r[s.columns.index("chiffre_affaires")]) for r in s.rows]
+        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+        if title == DAILY:
+            ax.plot(labels, values, marker="o")
+            ax.tick_params(axis="x", labelrotation=45)
+        elif title == COUNTRIES:
+            ax.barh(labels[::-1], values[::-1])
+        else:
+            ax.bar(labels, values)
+        ax.set_title(title)
+        (ax.set_xlabel if title == COUNTRIES else ax.set_ylabel)("Revenue (€)")
+        (ax.xaxis if title == COUNTRIES else ax.yaxis).set_major_formatter(
+            FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        fig.tight_layout()
+        path = out_dir / filename
+        fig.savefig(path, format="png")
+        plt.close(fig)
+        written[title] = path
+    return written
+
+
+def write_report_files(report: Report, out_dir: Path) -> Path:
+    """Charts plus report.md embedding them; returns the Markdown file."""
+    charts = write_charts(report, out_dir)
+    path = out_dir / "report.md"
+    path.write_text(report.markdown(charts), encoding="utf-8")
+    return path
+

@@ -1,0 +1,223 @@
+"""query_utils: the questions, read-only SQL, the batch report and its charts, the menu driven through
+stdin — on a small real lakehouse (Bronze, quarantine, metrics written as Delta, Silver built by the job)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from pyspark.testing import assertDataFrameEqual
+
+from lakehouse.bronze import METRICS_SCHEMA
+from lakehouse.config import PROJECT_DIR
+from lakehouse.paths import Paths
+from lakehouse.queries import (Lakehouse, QueryInputError, check_read_only, filter_client, missing_tables,
+                               parse_as_of, quarantine_summary)
+from lakehouse.report import build_report, write_report_files
+from lakehouse.silver import run_silver
+from tests.conftest import make_config, write_config
+from tests.test_silver_transforms import RULES, D1, D2, ts
+
+BRONZE = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, quantite INT, "
+          "montant DECIMAL(14,2), client_nom STRING, pays STRING, segment STRING, produit_nom STRING, "
+          "is_late BOOLEAN")
+QUARANTINE = ("reason STRING, reasons ARRAY<STRING>, raw_value BINARY, raw_text STRING, kafka_partition INT, "
+              "kafka_offset BIGINT, ingestion_ts TIMESTAMP")
+FIRST = [  # Bronze version 0
+    ("v1", "C1", "P1", ts(D1, 9), D1, 1, Decimal("99.99"), "Alice", "France", "B2C", "Lampe", False),
+    ("v2", "C2", "P1", ts(D1, 10), D1, 2, Decimal("60.00"), "Bob", "France", "B2C", "Lampe", False),
+]
+SECOND = [  # Bronze version 1
+    ("v3", "C2", "P2", ts(D2, 8), D2, 1, Decimal("40.00"), "Bob SARL", "Belgique", "B2B", "Chaise", True),
+    ("v4", "C3", "P3", ts(D1, 11), D1, 3, Decimal("499.99"), "Chloé", "Belgique", "B2B", "Table", False),
+    ("v5", "C4", "P3", ts(D2, 9), D2, 1, Decimal("250.00"), "Dan", "Suisse", "B2B", "Table", False),
+    ("v6", "C4", "P3", ts(D2, 9), D2, 1, Decimal("250.00"), "Dan SA", "Suisse", "B2B", "Table", False),
+]
+
+
+@pytest.fixture(scope="module")
+def lake_paths(spark, tmp_path_factory) -> Paths:
+    paths = Paths.from_config(make_config(tmp_path_factory.mktemp("query") / "data"))
+    for rows in (FIRST, SECOND):
+        spark.createDataFrame(rows, BRONZE).write.format("delta").mode("append").partitionBy("jour") \
+            .save(str(paths.bronze))
+    at = dt.datetime(2026, 11, 26, 10, 0)
+    spark.createDataFrame([
+        ("not_json", ["not_json"], b"vente 9 client=C9", "vente 9 client=C9", 0, 17, at),
+        ("wrong_type", ["wrong_type:montant"], b'{"montant": "cent euros"}', '{"montant": "cent euros"}', 1, 4, at),
+        ("wrong_type", ["wrong_type:quantite", "missing:pays"], b'{"quantite": "deux"}', '{"quantite": "deux"}',
+         2, 8, at + dt.timedelta(seconds=1)),
+    ], QUARANTINE).write.format("delta").save(str(paths.quarantine))
+    metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0)
+               for b in (0, 1)]
+    spark.createDataFrame(metrics, METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    run_silver(spark, RULES, paths)
+    return paths
+
+
+# --- pure parts ----------------------------------------------------------------------------------------
+
+def test_filter_client_by_id_or_name_any_case(spark) -> None:
+    clients = spark.createDataFrame([("C1", "Alice Martin", Decimal("5.00")), ("C12", "Bob", Decimal("9.00"))],
+                                    "client_id STRING, client_nom STRING, total_depense DECIMAL(24,2)")
+    assert [r.client_id for r in filter_client(clients, "c1").collect()] == ["C1"]
+    assert [r.client_id for r in filter_client(clients, " MARTIN ").collect()] == ["C1"]
+    assert filter_client(clients, "nobody").collect() == []
+    with pytest.raises(QueryInputError, match="client id"):
+        filter_client(clients, "  ")
+
+
+def test_quarantine_summary_counts_per_reason(spark, lake_paths) -> None:
+    actual = quarantine_summary(Lakehouse(spark, lake_paths).table("ventes_quarantine")).drop("first_seen",
+                                                                                           "last_seen")
+    assertDataFrameEqual(actual, spark.createDataFrame([("wrong_type", 2), ("not_json", 1)],
+                                                       "reason STRING, records BIGINT"), checkRowOrder=True)
+
+
+def test_parse_as_of() -> None:
+    assert parse_as_of(" 3 ") == ("versionAsOf", "3")
+    assert parse_as_of("2026-11-26 10:00") == ("timestampAsOf", "2026-11-26 10:00:00")
+    assert parse_as_of("2026-11-26") == ("timestampAsOf", "2026-11-26 00:00:00")
+    with pytest.raises(QueryInputError, match="Not a version or a timestamp: 'yesterday'"):
+        parse_as_of("yesterday")
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT 1", "  -- the top countries\n select * from pays", "(SELECT 1)",
+    "WITH a AS (SELECT 1 AS x) SELECT x FROM a", "SHOW TABLES", "DESCRIBE pays", "EXPLAIN SELECT 1",
+    "VALUES (1)", "TABLE pays",
+])
+def test_read_only_queries_pass(spark, sql) -> None:
+    check_read_only(spark, sql)
+
+
+@pytest.mark.parametrize("sql", [
+    "INSERT INTO pays VALUES ('X', 1, 1, 1, 1, 1)", "FROM pays INSERT INTO pays SELECT *",
+    "WITH a AS (SELECT * FROM pays) INSERT INTO pays SELECT * FROM a", "DELETE FROM pays",
+    "UPDATE pays SET nb_ventes = 0", "MERGE INTO pays USING pays s ON true WHEN MATCHED THEN DELETE",
+    "DROP TABLE pays", "CREATE TABLE x AS SELECT 1", "SET spark.sql.shuffle.partitions = 1",
+    "CACHE TABLE pays", "OPTIMIZE pays", "VACUUM pays", "TRUNCATE TABLE pays", "",
+])
+def test_writing_queries_are_refused(spark, sql) -> None:
+    with pytest.raises(QueryInputError, match="read-only|Type a SQL query"):
+        check_read_only(spark, sql)
+
+
+def test_missing_tables_name_the_command() -> None:
+    paths = Paths(Path("/nonexistent/data"), Path("/nonexistent/cache"))
+    messages = [str(e) for e in missing_tables(paths)]
+    assert messages[0] == ("Table ventes not found at /nonexistent/data/delta/bronze/ventes: run "
+                           "spark_streaming_delta.py (it creates them with the first sales) first.")
+    assert ("Table clients not found at /nonexistent/data/delta/silver/clients: run streaming_silver.py first."
+            in messages)
+    assert len(messages) == 6  # the quarantine may be missing: no bad record yet
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+def test_report_figures(spark, lake_paths) -> None:
+    text = build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0)).text()
+    assert text.startswith("Sales lakehouse report — 2026-11-26 12:00:00")
+    for pattern in [r"Sales\s+6\n", r"Revenue\s+1,199\.98 €", r"Average basket\s+200\.00 €", r"Clients\s+4\n",
+                    r"Loyal clients\s+2 \(50\.0 %\)", r"Premium clients\s+1 \(25\.0 %\)",
+                    r"Standard clients\s+2 \(50\.0 %\)", r"Economy clients\s+1 \(25\.0 %\)",
+                    # top client, countries (by revenue), segments, days
+                    r"C4\s+Dan SA\s+Suisse\s+B2B\s+2\s+500\.00 €\s+250\.00 €\s+Premium\s+yes",
+                    r"Belgique\s+2\s+539\.99 €\s+270\.00 €\s+4\s+2\n", r"B2B\s+4\s+1,039\.99 €",
+                    r"2024-12-12\s+3\s+659\.98 €\s+3", r"2024-12-13\s+3\s+540\.00 €\s+2",
+                    r"wrong_type\s+2\s", r"not_json\s+1\s", r"wrong_type:quantite, missing:pays",
+                    r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+901",
+                    r"ventes\s+1\s+\S+ \S+\s+WRITE\s+6\n", r"clients\s+\d+\s+\S+ \S+\s+WRITE\s+4\n"]:
+        assert re.search(pattern, text), pattern
+
+
+def test_report_files_are_markdown_and_valid_pngs(spark, lake_paths, tmp_path) -> None:
+    report = build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0))
+    markdown = write_report_files(report, tmp_path / "out").read_text(encoding="utf-8")
+    for name, title in [("revenue_by_country.png", "Revenue by country"),
+                        ("revenue_by_segment.png", "Revenue by segment"), ("daily_revenue.png", "Daily revenue")]:
+        path = tmp_path / "out" / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as image:
+            image.verify()  # raises on a truncated or corrupt file
+        with Image.open(path) as image:
+            assert image.size == (800, 450)
+        assert f"![{title}]({name})" in markdown
+    assert "| Belgique | 2 | 539.99 € | 270.00 € | 4 | 2 |" in markdown
+    assert "|---|---:|---:|---:|---:|---:|" in markdown
+
+
+# --- the script ----------------------------------------------------------------------------------------
+
+def run_script(args: list[str], config: Path, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "query_utils.py", *args, "--config", str(config)], cwd=PROJECT_DIR,
+                          input=stdin, capture_output=True, text=True, timeout=300)
+
+
+def test_batch_with_missing_tables_says_which_and_how(tmp_path) -> None:
+    config = write_config(tmp_path / "config.ini", make_config(tmp_path / "empty"))
+    done = run_script(["--batch"], config)
+    assert done.returncode == 3
+    assert f"Table ventes not found at {tmp_path / 'empty' / 'delta' / 'bronze' / 'ventes'}: run " \
+           "spark_streaming_delta.py" in done.stderr
+    assert "Table ventes_jour not found" in done.stderr and "run streaming_silver.py first" in done.stderr
+    assert done.stdout == ""
+
+
+def test_batch_report_and_charts_from_the_script(lake_paths, tmp_path) -> None:
+    config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
+    done = run_script(["--batch", "--out", str(tmp_path / "report")], config)
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"Revenue\s+1,199\.98 €", done.stdout)
+    assert f"Report written to {tmp_path / 'report' / 'report.md'}" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "daily_revenue.png", "report.md", "revenue_by_country.png", "revenue_by_segment.png"]
+
+
+MENU_SESSION = [
+    ("1\n\n", [r"Recent sales\n=+", r"2024-12-13 09:00:00\s+v6\s+Dan SA", r"v3\s+Bob SARL.*40\.00 €\s+yes"]),
+    ("2\n2\n", [r"Top clients by revenue", r"C4\s+Dan SA.*500\.00 €", r"C3\s+Chloé.*499\.99 €\s+499\.99 €\s+Standard\s+no"]),
+    ("3\nbob\n", [r"Clients matching 'bob'", r"C2\s+Bob SARL\s+Belgique\s+B2B\s+2\s+100\.00 €"]),
+    ("3\nnobody\n", [r"No client with id 'nobody' or a name containing it\."]),
+    ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),
+    ("5\n", [r"Revenue by segment", r"B2C\s+2\s+159\.99 €\s+80\.00 €\s+2\s+1"]),
+    ("6\n\n", [r"Daily revenue", r"2024-12-12\s+3\s+659\.98 €"]),
+    ("7\n", [r"Quarantine by reason", r"wrong_type\s+2", r"vente 9 client=C9"]),
+    ("8\n1\n", [r"Bronze stream: last batches", r"\n\s*1\s+2026-11-26 10:00:01"]),
+    ("9\nventes\n", [r"History of ventes", r"\n\s*1\s+\S+ \S+\s+WRITE\s+4\s", r"\n\s*0\s+\S+ \S+\s+WRITE\s+2\s"]),
+    ("10\nventes\n0\n", [r"ventes as of 0: 2 rows"]),
+    ("10\nventes\n1999-01-01\n", [r"Error: .*(before the earliest|timestamp)"]),
+    ("10\nventes\nlast week\n", [r"Not a version or a timestamp: 'last week'"]),
+    ("9\nnope\n", [r"Unknown table 'nope': choose one of ventes, ventes_quarantine"]),
+    ("11\nSELECT pays, nb_clients FROM pays WHERE pays = 'Suisse'\n", [r"Query result", r"Suisse\s+1\n"]),
+    ("11\nSELECT nope FROM pays\n", [r"Error: .*nope"]),
+    ("11\nDELETE FROM ventes\n", [r"Only read-only queries are allowed .* got DELETE\."]),
+    ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 11, or q to quit\."]),
+    ("2\nmany\n", [r"Not a number from 1 to 1000: 'many'\."]),
+]
+
+
+def test_menu_through_stdin(lake_paths, tmp_path) -> None:
+    config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
+    done = run_script([], config, stdin="".join(i for i, _ in MENU_SESSION) + "q\n")
+    assert done.returncode == 0, done.stderr
+    # Each answer comes between two menus: split the output on the prompt.
+    answers = done.stdout.split("Choice: ")[1:]
+    assert len(answers) == len(MENU_SESSION) + 1
+    for (typed, patterns), answer in zip(MENU_SESSION, answers):
+        for pattern in patterns:
+            assert re.search(pattern, answer), f"{typed!r}: {pattern!r} not in:\n{answer}"
+    assert answers[-1].strip() == "Bye."
+
+
+def test_menu_leaves_at_end_of_input(lake_paths, tmp_path) -> None:
+    config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
+    done = run_script([], config, stdin="4\n")  # no q: Ctrl-D after one choice
+    assert done.returncode == 0, done.stderr
+    assert "Revenue by country" in done.stdout and done.stdout.rstrip().endswith("Bye.")
