@@ -15,7 +15,8 @@ import sys
 
 from pyspark.errors import StreamingQueryException
 
-from lakehouse.bronze import remove_progress_loggers, start_bronze_stream, stop_after_current_batch
+from lakehouse.bronze import (BronzeStateError, remove_progress_loggers, start_bronze_stream,
+                              stop_after_current_batch, stream_failure_message)
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.kafka_local import broker_answers
 from lakehouse.paths import Paths
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark_or_log(cfg, "bronze_ventes", log)
     if spark is None:
         return 1
-    query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
+    try:
+        query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
+    except BronzeStateError as e:
+        log.error("%s", e)
+        return 1
     stop_requested = stop_on_signals(log, "stopping after the current batch")
     try:
         while query.isActive and not stop_requested.is_set():
@@ -64,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         stop_after_current_batch(query)
     remove_progress_loggers(spark)
     if query.exception() is not None:
-        if not broker_answers(servers, cfg.kafka.connect_timeout.seconds):
-            log.error("Kafka broker at %s is not reachable: the Bronze stream stopped after its last "
-                      "committed batch. Nothing is lost: start the broker again, then this job; it resumes "
-                      "from its checkpoint %s", servers, paths.bronze_checkpoint)
-        else:
-            log.error("Bronze stream failed: %s", str(query.exception()).splitlines()[0])
+        log.error("%s", stream_failure_message(str(query.exception()), servers, paths.bronze_checkpoint,
+                                               broker_answers(servers, cfg.kafka.connect_timeout.seconds)))
         return 1
     log.info("Bronze stream stopped; table %s", paths.bronze)
     return 0

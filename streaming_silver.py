@@ -16,11 +16,15 @@ import sys
 import time
 from datetime import datetime
 
+from py4j.protocol import Py4JError
+from pyspark.errors import PySparkException
+
 from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.dashboard import dashboard_text
 from lakehouse.paths import Paths
 from lakehouse.silver import ClientRules, SilverInputError, run_silver
 from lakehouse.spark import build_spark_or_log
+from lakehouse.status import write_atomic
 
 log = logging.getLogger("streaming_silver")
 
@@ -31,7 +35,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run every SECONDS seconds until Ctrl-C/SIGTERM (default: run once)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="delete the Silver tables and their checkpoint, rebuild from all of Bronze")
-    parser.add_argument("--no-dashboard", action="store_true", help="do not print the dashboard after a run")
+    parser.add_argument("--no-dashboard", action="store_true",
+                        help="do not print the dashboard after a run (it is still written to "
+                             "data/status/silver_dashboard.txt)")
     add_config_flag(parser)
     args = parser.parse_args(argv)
     if args.interval is not None and args.interval <= 0:
@@ -58,11 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", e)
             if args.interval is None:
                 return 1
+        except (PySparkException, Py4JError) as e:  # the disk, the JVM...: said plainly, retried next time
+            log.error("Silver run failed (the next run starts over from the last committed batch): %s",
+                      str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__)
+            if args.interval is None:
+                return 1
         else:
             full_refresh = False
             log.info("Silver run: %d new Bronze rows merged in %.1f s", rows, time.monotonic() - started)
+            text = dashboard_text(spark, paths, datetime.now())
+            write_atomic(paths.silver_dashboard, text + "\n")  # what `make demo` shows live
             if not args.no_dashboard:
-                print(dashboard_text(spark, paths, datetime.now()), flush=True)
+                print(text, flush=True)
         if args.interval is None or stop.wait(args.interval):
             break
     return 0

@@ -27,6 +27,7 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from lakehouse.config import Config
 from lakehouse.contract import FIELDS, SEGMENT_ALIASES
 from lakehouse.paths import Paths, delta_table_exists
+from lakehouse.status import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -438,9 +439,12 @@ class BronzeBatchWriter:
 class BronzeProgressLogger(StreamingQueryListener):
     """Logs every Bronze batch: rows, rate, duration, latency, quarantined, duplicates, Kafka lag."""
 
-    def __init__(self, writer: BronzeBatchWriter):
-        self.writer = writer
+    def __init__(self, writer: BronzeBatchWriter, status_file: Path | None = None):
+        self.writer, self.status_file = writer, status_file
         self.terminated = threading.Event()  # events arrive in order: after this one, none is pending
+        self.status: dict = {"started_at": time.time(), "batches": 0, "input_rows_total": 0,
+                             "bronze_rows_total": 0, "quarantined_rows_total": 0, "duplicate_rows_total": 0,
+                             "last_batch": None, "kafka_lag": None}
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API names)
         log.info("Bronze stream started (id %s, run %s)", event.id, event.runId)
@@ -454,6 +458,7 @@ class BronzeProgressLogger(StreamingQueryListener):
                 lag = int(float(metrics["maxOffsetsBehindLatest"]))
         self.writer.last_kafka_lag = lag
         counts = self.writer.last_counts.pop(progress.batchId, None)
+        self._write_status(counts, lag)
         if counts is None:
             return
         log.info("📊 Batch %d: %d rows in %d ms (%.0f rows/s) → bronze %d, quarantined %d, duplicates %d, "
@@ -464,6 +469,21 @@ class BronzeProgressLogger(StreamingQueryListener):
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass
+
+    def _write_status(self, counts: dict | None, lag: int | None) -> None:
+        """The stream's health as a small JSON file (for the demo's live view): running totals, the last
+        batch, the Kafka lag."""
+        if self.status_file is None:
+            return
+        status = self.status
+        status.update(updated_at=time.time(), kafka_lag=lag)
+        if counts is not None:
+            status["batches"] += 1
+            for key in ("input_rows", "bronze_rows", "quarantined_rows", "duplicate_rows"):
+                status[f"{key}_total"] += counts[key]
+            status["last_batch"] = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                                    for k, v in counts.items()}
+        write_atomic(self.status_file, json.dumps(status))
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802
         self.terminated.set()
@@ -484,16 +504,48 @@ def remove_progress_loggers(spark: SparkSession, timeout_s: float = 10.0) -> Non
         spark.streams.removeListener(listener)
 
 
+class BronzeStateError(RuntimeError):
+    """The checkpoint and the tables do not belong together (one of them was deleted)."""
+
+
+def _log_entries(checkpoint: Path, log_name: str) -> bool:
+    return any(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
+
+
+def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> None:
+    """Refuse to start when the checkpoint and the tables disagree: resuming would then skip records
+    (tables deleted, checkpoint kept) or read the topic again from the start (checkpoint deleted)."""
+    tables_exist = delta_table_exists(paths.bronze) or delta_table_exists(paths.bronze_metrics)
+    if _log_entries(checkpoint, "commits"):
+        gone = not delta_table_exists(paths.bronze_metrics) or (
+            not delta_table_exists(paths.bronze)
+            and (spark.read.format("delta").load(str(paths.bronze_metrics))
+                 .agg(F.sum("bronze_rows")).first()[0] or 0) > 0)
+        if gone:
+            raise BronzeStateError(
+                f"Bronze checkpoint {checkpoint} has committed batches but the Bronze tables under "
+                f"{paths.delta_dir / 'bronze'} are gone: resuming would skip the records already read. "
+                "Delete the checkpoint too to read the topic again from [streaming] starting_offsets "
+                "(make demo ARGS=--fresh deletes both and empties the topic).")
+    elif tables_exist and not _log_entries(checkpoint, "offsets"):
+        raise BronzeStateError(
+            f"Bronze tables exist under {paths.delta_dir} but the checkpoint {checkpoint} does not: starting "
+            "would read the topic again from [streaming] starting_offsets. Restore the checkpoint, or delete "
+            "the Bronze tables too for a fresh start (make demo ARGS=--fresh).")
+
+
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
                         checkpoint: Path | None = None) -> StreamingQuery:
-    """Start the Kafka → Bronze/quarantine/metrics query."""
+    """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
+    the tables do not match)."""
     checkpoint = checkpoint or paths.bronze_checkpoint
+    check_bronze_state(spark, paths, checkpoint)
     # Tables this session creates (Bronze, quarantine, metrics) get a log checkpoint every 100 commits
     # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
     spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
                    str(LOG_CHECKPOINT_INTERVAL))
     writer = BronzeBatchWriter(spark, cfg, paths, checkpoint)
-    listener = BronzeProgressLogger(writer)
+    listener = BronzeProgressLogger(writer, paths.bronze_status)
     spark.streams.addListener(listener)
     _progress_loggers.append(listener)
     # The contract check is part of the streaming plan, built once, not rebuilt in every batch.
@@ -506,6 +558,25 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     log.info("Streaming %s → %s (quarantine %s, checkpoint %s)", cfg.kafka.topic, paths.bronze,
              paths.quarantine, checkpoint)
     return stream.start()
+
+
+def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool) -> str:
+    """What a user should read when the Bronze query failed: the likely cause and the fix."""
+    if not broker_up:
+        return (f"Kafka broker at {servers} is not reachable: the Bronze stream stopped after its last "
+                "committed batch. Nothing is lost: start the broker again, then this job; it resumes from "
+                f"its checkpoint {checkpoint}")
+    # Spark's wording ("Some data may have been lost ...", error class KAFKA_DATA_LOSS.*).
+    if "KAFKA_DATA_LOSS" in error or "Some data may have been lost" in error:
+        return (f"Kafka no longer holds records that the checkpoint {checkpoint} expects to read next (the "
+                "topic's retention deleted them, or the topic was deleted and created again). To go on from "
+                "what Kafka still has, set [streaming] fail_on_data_loss = false (the gap is logged); to "
+                "start over, make demo ARGS=--fresh.")
+    if "No space left on device" in error:
+        return (f"The disk is full (No space left on device): the Bronze stream stopped after its last "
+                f"committed batch and nothing is lost. Free space (make upkeep applies retention and VACUUM; "
+                f"old logs are in data/logs), then start this job again: it resumes from {checkpoint}")
+    return f"Bronze stream failed: {error.strip().splitlines()[0] if error.strip() else error}"
 
 
 def stop_after_current_batch(query: StreamingQuery, timeout_s: float = 120.0) -> None:

@@ -67,6 +67,23 @@ class Paths:
     def silver_checkpoint(self) -> Path:
         return self.checkpoints_dir / "silver"
 
+    # Live status files (the demo's terminal view reads them; no Spark needed)
+    @property
+    def status_dir(self) -> Path:
+        return self.data_dir / "status"
+
+    @property
+    def bronze_status(self) -> Path:
+        return self.status_dir / "bronze.json"
+
+    @property
+    def silver_dashboard(self) -> Path:
+        return self.status_dir / "silver_dashboard.txt"
+
+    @property
+    def producer_summary(self) -> Path:
+        return self.status_dir / "producer_summary.json"
+
     # Local broker, logs, caches
     @property
     def kafka_data(self) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -301,13 +302,21 @@ class SilverBatchWriter:
             new.unpersist()
 
     def _merge(self, new: DataFrame, batch_id: int) -> None:
-        paths = self.paths
+        paths, steps = self.paths, {}
+        started = time.monotonic()
+
+        def done(step: str) -> None:
+            nonlocal started
+            steps[step] = time.monotonic() - started
+            started = time.monotonic()
+
         batch_pairs = pairs_from_bronze(new)
         # Materialized (small), and before the append below changes the pairs table under them.
         known = touched_pairs(_read(self.spark, paths.silver_pairs), batch_pairs).localCheckpoint()
         added = batch_pairs.join(known, PAIRS_COLUMNS, "left_anti").localCheckpoint()
         _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
         pairs = known.unionByName(added).persist()
+        done("pairs")
         updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
         try:
             clients = combine_clients(_read(self.spark, paths.silver("clients")), new,
@@ -315,12 +324,29 @@ class SilverBatchWriter:
             # Materialized before the overwrite: the new version must not be computed from itself.
             _save(clients.localCheckpoint(), paths.silver("clients"), "overwrite", self._app("clients"),
                   batch_id)
+            done("clients")
             for table in TOTALS:
                 combined = combine_totals(table, _read(self.spark, paths.silver(table)), new, pairs)
                 _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
+                done(table)
         finally:
             pairs.unpersist()
+        log.info("Silver batch %d merged: %s", batch_id, ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
         self.rows_merged += new.count()
+
+
+def check_silver_state(paths: Paths) -> None:
+    """Silver's checkpoint says what its tables already hold: one without the other would count sales
+    twice or never. ``SilverInputError`` if they disagree."""
+    checkpoint = paths.silver_checkpoint
+    committed = any(p.name.isdigit() for p in (checkpoint / "commits").glob("*"))
+    planned = any(p.name.isdigit() for p in (checkpoint / "offsets").glob("*"))  # a crashed first run too
+    tables = [paths.silver(t) for t in SILVER_TABLES] + [paths.silver_pairs]
+    present = [delta_table_exists(t) for t in tables]
+    if (committed and not all(present)) or (any(present) and not planned):
+        raise SilverInputError(
+            f"Silver checkpoint {checkpoint} and the Silver tables under {paths.silver_dir} do not match (one "
+            "of them was deleted): run streaming_silver.py --full-refresh to rebuild Silver from Bronze")
 
 
 def run_silver(spark: SparkSession, rules: ClientRules, paths: Paths, full_refresh: bool = False) -> int:
@@ -333,6 +359,8 @@ def run_silver(spark: SparkSession, rules: ClientRules, paths: Paths, full_refre
         for path in (*[paths.silver(t) for t in SILVER_TABLES], paths.silver_pairs, paths.silver_checkpoint):
             shutil.rmtree(path, ignore_errors=True)
         log.info("Full refresh: Silver tables and checkpoint deleted, rebuilding from Bronze")
+    else:
+        check_silver_state(paths)
     if _read(spark, paths.bronze) is None:
         raise SilverInputError(f"Bronze table {paths.bronze} does not exist yet: run spark_streaming_delta.py "
                                "first (it creates it with the first sales)")

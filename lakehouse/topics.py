@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
 
 log = logging.getLogger(__name__)
 
@@ -61,3 +62,24 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, replicatio
             raise TopicError(f"Could not create topic {topic} at {bootstrap_servers}: {e!r}") from e
     finally:
         admin.close()
+
+
+def reset_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Delete ``topic`` (if it exists) and create it again, empty. The broker deletes asynchronously,
+    so creation is retried until the old topic is gone."""
+    admin = _admin(bootstrap_servers, timeout_s)
+    try:
+        try:
+            admin.delete_topics([topic], timeout_ms=int(timeout_s * 1000))
+        except UnknownTopicOrPartitionError:
+            pass
+        except KafkaError as e:
+            raise TopicError(f"Could not delete topic {topic} at {bootstrap_servers}: {e!r}") from e
+    finally:
+        admin.close()
+    deadline = time.monotonic() + timeout_s
+    while not ensure_topic(bootstrap_servers, topic, partitions, timeout_s=timeout_s):
+        if time.monotonic() > deadline:
+            raise TopicError(f"Topic {topic} at {bootstrap_servers} was deleted but could not be created "
+                             f"again within {timeout_s:g} s")
+        time.sleep(0.5)
