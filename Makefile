@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo test broker-start broker-stop broker-status broker-wipe check upkeep
+.PHONY: help setup demo smoke test broker-start broker-stop broker-status broker-wipe check upkeep
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
 check: setup  ## Run every setup check, Spark included, creating what is missing
 	$(BIN)/python setup_utils.py --fix --spark
 
-demo: broker-start  ## Set up everything, then send sales through Kafka into Delta and show them
+demo: setup  ## Set up everything, run the whole pipeline with a live view (ARGS="--fresh", "--rate 10"...)
+	$(BIN)/python -m lakehouse.demo $(ARGS)
+
+smoke: broker-start  ## Send five sales through Kafka into Delta and read them back (quick check)
 	$(BIN)/python setup_utils.py --fix
 	$(BIN)/python -m lakehouse.smoke
 

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 JARS_COMPLETE_MARKER = ".complete"
 MAVEN_HINT = ("Maven reads proxies and mirrors from ~/.m2/settings.xml "
-              "(<proxies>/<mirrors>); see TROUBLESHOOTING in README.md")
+              "(<proxies>/<mirrors>); see docs/TROUBLESHOOTING.md")
 
 
 class BrokerError(RuntimeError):

@@ -1,0 +1,326 @@
+"""The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view.
+
+Usage: python -m lakehouse.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
+                                [--no-broker] [--duration SECONDS] [--config PATH]
+(`make demo` runs it after setting everything up.)
+
+Each part runs as its own process, in a session of its own (Ctrl-C in the terminal reaches only this
+one), with its output in its own log under data/logs/. Ctrl-C or SIGTERM stops them in order: the
+producer (it flushes what it sent), the Bronze stream after its current batch, Silver after its current
+run, then the broker if this command started it. Started again, the parts resume from their
+checkpoints on the same data; --fresh deletes the tables, the checkpoints and the topic's records first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.config import PROJECT_DIR, Config
+from lakehouse.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid
+from lakehouse.kafka_local import start as start_broker
+from lakehouse.kafka_local import stop as stop_broker
+from lakehouse.paths import Paths
+from lakehouse.status import read_json
+from lakehouse.topics import TopicError, ensure_topic, reset_topic
+
+log = logging.getLogger("lakehouse.demo")
+
+DEFAULT_RATE = 3.0
+DEFAULT_SILVER_INTERVAL = 30.0
+# How long each part may take to stop cleanly before it is killed (Spark jobs finish a batch or a run).
+STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0}
+EXIT_PART_FAILED = 1
+EXIT_SETUP_FAILED = 3
+
+
+@dataclass
+class Part:
+    """One process of the pipeline."""
+
+    name: str
+    command: list[str]
+    log_file: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self, env: dict[str, str]) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as out:
+            out.write(f"\n=== {self.name} started at {datetime.now():%Y-%m-%d %H:%M:%S}: "
+                      f"{' '.join(self.command)}\n".encode())
+            out.flush()
+            # A session of its own: the terminal's Ctrl-C reaches the demo only, which stops the parts
+            # in order; the process group also holds the part's JVM, so nothing can be left behind.
+            self.proc = subprocess.Popen(self.command, cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout_s: float) -> int | None:
+        """SIGTERM to the part's Python process (each part stops cleanly on it; its JVM, which a signal
+        would stop mid-batch, follows its parent), wait, then SIGKILL whatever is left in its group."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            log.info("Stopping %s (pid %d)...", self.name, self.proc.pid)
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %g s: killed", self.name, timeout_s)
+        # Whatever is left in its group (a JVM whose parent is gone) goes too.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        return self.proc.returncode
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- the live view -------------------------------------------------------------------------------------
+
+@dataclass
+class StreamHealth:
+    """Events per second into Bronze, from two readings of the stream's status file."""
+
+    previous: tuple[float, int] | None = None
+    rate: float | None = None
+
+    def update(self, status: dict | None) -> dict | None:
+        if status is None:
+            return None
+        reading = (status.get("updated_at", 0.0), status.get("input_rows_total", 0))
+        if self.previous is not None and reading[0] > self.previous[0]:
+            self.rate = (reading[1] - self.previous[1]) / (reading[0] - self.previous[0])
+        if self.previous is None or reading[0] > self.previous[0]:
+            self.previous = reading
+        return status
+
+
+def format_health(status: dict | None, rate: float | None) -> str:
+    """One line on the Bronze stream: rate in, last batch latency, quarantined, Kafka lag."""
+    if status is None:
+        return "Stream: starting (Spark and the first batch take up to a minute)..."
+    last = status.get("last_batch") or {}
+    latency = last.get("latency_p50_ms")
+    lag = status.get("kafka_lag")
+    return (f"Stream: {'—' if rate is None else f'{rate:.1f}'} events/s in · "
+            f"{status.get('bronze_rows_total', 0):,} sales into Bronze this run · "
+            f"last batch latency {'—' if latency is None else f'{latency / 1000:.1f} s'} · "
+            f"quarantined {status.get('quarantined_rows_total', 0):,} · "
+            f"duplicates {status.get('duplicate_rows_total', 0):,} · Kafka lag {'—' if lag is None else lag}")
+
+
+def render(parts: list[Part], broker_note: str, health: str, silver_text: str | None, logs_dir: Path,
+           started: float, silver_interval: float) -> str:
+    """The whole screen."""
+    elapsed = timedelta(seconds=int(time.monotonic() - started))
+    states = " · ".join(f"{p.name} {'running' if p.running else 'stopped'}" for p in parts)
+    lines = [f"Sales lakehouse — live demo, running {elapsed} (Ctrl-C stops everything cleanly)",
+             f"Parts: broker {broker_note} · {states}",
+             health,
+             f"Logs: {logs_dir}/{{{','.join(p.name for p in parts)}}}.log",
+             ""]
+    lines.append(silver_text.rstrip() if silver_text else
+                 f"Silver: waiting for its first run (Spark starts, then a run every {silver_interval:g} s)...")
+    return "\n".join(lines)
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+
+def reset_data(paths: Paths, servers: str, topic: str, partitions: int) -> None:
+    """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
+    for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    reset_topic(servers, topic, partitions)
+    log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
+
+
+def part_commands(cfg_file: str | None, rate: float, silver_interval: float, paths: Paths) -> dict[str, list[str]]:
+    config = ["--config", cfg_file] if cfg_file else []
+    py = sys.executable
+    return {
+        "producer": [py, "producer_ventes.py", "--rate", f"{rate:g}", "--summary-json",
+                     str(paths.producer_summary), *config],
+        "bronze": [py, "spark_streaming_delta.py", *config],
+        "silver": [py, "streaming_silver.py", "--interval", f"{silver_interval:g}", "--no-dashboard", *config],
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the whole pipeline with a live view; Ctrl-C stops it.")
+    parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
+                        help=f"sales per second sent by the producer (default {DEFAULT_RATE:g})")
+    parser.add_argument("--silver-interval", type=float, default=DEFAULT_SILVER_INTERVAL, metavar="SECONDS",
+                        help=f"seconds between two Silver runs (default {DEFAULT_SILVER_INTERVAL:g})")
+    parser.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
+                        help="seconds between two refreshes of the view (default [monitoring] dashboard_refresh)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete the tables, checkpoints and the topic's records before starting")
+    parser.add_argument("--no-broker", action="store_true",
+                        help="use the broker already running at [kafka] bootstrap_servers (e.g. docker "
+                             "compose) and never start or stop one")
+    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
+                        help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    add_config_flag(parser)
+    args = parser.parse_args(argv)
+    for name in ("rate", "silver_interval", "refresh", "duration"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value:g}")
+    return args
+
+
+class Demo:
+    def __init__(self, cfg: Config, args: argparse.Namespace, out: TextIO):
+        self.cfg, self.args, self.out = cfg, args, out
+        self.paths = Paths.from_config(cfg)
+        self.broker = BrokerSettings.from_config(cfg)
+        self.owns_broker = False
+        self.parts: list[Part] = []
+        self.stop = threading.Event()
+
+    def setup(self) -> str:
+        """Broker and topic; returns how the broker was found, for the view."""
+        cfg, servers = self.cfg, self.cfg.kafka.bootstrap_servers
+        if broker_answers(servers, cfg.kafka.connect_timeout.seconds):
+            note = "already running (left running at the end)" if running_pid(self.broker) is None \
+                else "local (left running at the end)"
+        elif self.args.no_broker:
+            raise BrokerError(f"Kafka broker at {servers} is not reachable: start it (docker compose up -d) "
+                              "or run without --no-broker")
+        else:
+            start_broker(self.broker)
+            self.owns_broker, note = True, "started here"
+        if self.args.fresh:
+            reset_data(self.paths, servers, cfg.kafka.topic, cfg.kafka.partitions)
+        else:
+            ensure_topic(servers, cfg.kafka.topic, cfg.kafka.partitions)
+        for directory in self.paths.data_dirs():
+            directory.mkdir(parents=True, exist_ok=True)
+        return note
+
+    def wait_for_bronze_start(self, timeout_s: float = 300.0) -> None:
+        """Until the Bronze query runs (its status file appears with its first progress report, within
+        about 10 s of the start even without data), the Bronze job has exited, or a stop is asked."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not self.stop.is_set():
+            if self.paths.bronze_status.exists() or not self.parts[0].running:
+                return
+            self.out.write("Starting the Bronze stream (the first start also downloads Spark's jars)...\n")
+            self.out.flush()
+            self.stop.wait(5)
+
+    def run(self) -> int:
+        try:
+            broker_note = self.setup()
+        except (BrokerError, TopicError) as e:
+            log.error("%s", e)
+            if self.owns_broker:
+                stop_broker(self.broker)
+            return EXIT_SETUP_FAILED
+        started = time.monotonic()
+        for status_file in (self.paths.bronze_status, self.paths.producer_summary):
+            status_file.unlink(missing_ok=True)  # this run's figures only
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        commands = part_commands(self.args.config, self.args.rate, self.args.silver_interval, self.paths)
+        for name in ("bronze", "producer", "silver"):
+            if name == "silver":
+                # One Spark start at a time: the first one also downloads the jars into the shared Ivy
+                # cache, which two starting jobs must not write at once.
+                self.wait_for_bronze_start()
+                if self.stop.is_set():
+                    break
+            part = Part(name, commands[name], self.paths.logs_dir / f"{name}.log")
+            part.start(env)
+            self.parts.append(part)
+        log.info("Started %s; logs in %s", ", ".join(f"{p.name} (pid {p.proc.pid})" for p in self.parts),
+                 self.paths.logs_dir)
+        refresh = self.args.refresh or self.cfg.monitoring.dashboard_refresh.seconds
+        health, failed, last_screen = StreamHealth(), None, None
+        tty = self.out.isatty()
+        try:
+            while not self.stop.is_set():
+                failed = next((p for p in self.parts if not p.running), None)
+                if failed is not None:
+                    break
+                status = health.update(read_json(self.paths.bronze_status))
+                silver = self.paths.silver_dashboard.read_text(encoding="utf-8") \
+                    if self.paths.silver_dashboard.exists() else None
+                screen = render(self.parts, broker_note, format_health(status, health.rate), silver,
+                                self.paths.logs_dir, started, self.args.silver_interval)
+                if tty:
+                    self.out.write("\033[H\033[2J" + screen + "\n")
+                elif screen.split("\n", 1)[1] != last_screen:  # logs and pipes: only what changed
+                    self.out.write(screen + "\n\n")
+                last_screen = screen.split("\n", 1)[1]
+                self.out.flush()
+                if self.args.duration and time.monotonic() - started >= self.args.duration:
+                    break
+                self.stop.wait(refresh)
+        finally:
+            code = self.shutdown(failed)
+        return code
+
+    def shutdown(self, failed: Part | None) -> int:
+        """Producer, then Bronze after its batch, then Silver after its run, then our broker."""
+        if failed is not None:
+            log.error("%s exited with code %s; last lines of %s:\n%s", failed.name, failed.proc.returncode,
+                      failed.log_file, tail(failed.log_file))
+        by_name = {p.name: p for p in self.parts}
+        codes = {}
+        for name in ("producer", "bronze", "silver"):
+            if name in by_name:
+                codes[name] = by_name[name].stop(STOP_TIMEOUTS[name])
+        if self.owns_broker:
+            stop_broker(self.broker)
+        summary = read_json(self.paths.producer_summary)
+        if summary:
+            log.info("Producer: %s sales delivered this run", f"{summary.get('delivered', 0):,}")
+        log.info("Stopped: %s. Data kept in %s; run again to resume, or with --fresh to start over.",
+                 ", ".join(f"{n} (exit {c})" for n, c in codes.items()), self.paths.data_dir)
+        return EXIT_PART_FAILED if failed is not None else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = config_or_exit(args)
+    setup_logging(cfg.monitoring.log_level)
+    demo = Demo(cfg, args, sys.stdout)
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("Signal %d received: stopping the pipeline in order", signum)
+        demo.stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return demo.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

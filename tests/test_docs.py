@@ -1,0 +1,116 @@
+"""The docs stay true to the code: every message TROUBLESHOOTING quotes is one the code prints, and every
+command README and QUICKSTART give is exercised by a test or by CI."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from lakehouse.config import PROJECT_DIR
+
+DOCS = PROJECT_DIR / "docs"
+PLACEHOLDER = re.compile(r"<[^<>]*>")
+CODE_FILES = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").glob("*.py")]
+
+
+def code_pieces() -> list[str]:
+    """The constant text of every string the code builds, cut where a value is interpolated
+    (f-string fields, %-style fields)."""
+    pieces = []
+    for path in CODE_FILES:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                pieces += re.split(r"%[-.\d]*[sdgfr]", node.value)
+            elif isinstance(node, ast.JoinedStr):
+                pieces += [v.value for v in node.values if isinstance(v, ast.Constant)]
+    return pieces
+
+
+def quoted_messages(doc: Path) -> list[str]:
+    """The lines of the ```text blocks: the messages users see."""
+    return [line.strip() for block in re.findall(r"```text\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+            for line in block.splitlines() if line.strip()]
+
+
+def fragment_in_code(fragment: str, pieces: list[str]) -> bool:
+    """A fixed part of a quoted message is in one piece of code text; a part built from two pieces (a
+    check's name and detail, a message and a shared hint) is checked sentence by sentence."""
+    if any(fragment in p for p in pieces):
+        return True
+    parts = [p.strip(" .:") for p in re.split(r"\)\. |: |; ", fragment)]
+    return all(len(p) < 4 or any(p in piece for piece in pieces) for p in parts)
+
+
+MESSAGES = quoted_messages(DOCS / "TROUBLESHOOTING.md")
+
+
+def test_troubleshooting_quotes_messages() -> None:
+    assert len(MESSAGES) >= 20
+
+
+@pytest.mark.parametrize("message", MESSAGES)
+def test_quoted_message_is_printed_by_the_code(message: str) -> None:
+    pieces = code_pieces()
+    text = message.removeprefix("❌ ").removeprefix("✅ ")
+    fragments = [f for f in PLACEHOLDER.split(text) if len(f.strip(" .:()")) >= 4]
+    missing = [f for f in fragments if not fragment_in_code(f, pieces)]
+    assert not missing, f"not in the code: {missing}"
+
+
+def test_a_made_up_message_is_caught() -> None:
+    pieces = code_pieces()
+    assert not fragment_in_code("Kafka broker at localhost is on holiday", pieces)
+
+
+# --- commands --------------------------------------------------------------------------------------------
+
+# Each command the docs give → where it runs (a test, or CI's .ci/run). Keep in step with the docs.
+EXERCISED = {
+    "make demo": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (python -m lakehouse.demo)",
+    "make test": ".ci/run",
+    "make setup": ".ci/run",
+    "python -m lakehouse.kafka_local start": ".ci/run",
+    "python setup_utils.py --fix": "tests/test_setup_utils.py",
+    "python spark_streaming_delta.py": "tests/test_bronze_broker.py",
+    "spark-submit": "tests/test_spark_submit.py",
+    "python producer_ventes.py": "tests/test_producer.py",
+    "python streaming_silver.py": "tests/test_spark_submit.py",
+    "python query_utils.py": "tests/test_query_utils.py::test_menu_through_stdin",
+    "python query_utils.py --batch": "tests/test_query_utils.py::test_batch_report_and_charts_from_the_script",
+    "make upkeep": "tests/test_upkeep.py (run_upkeep)",
+    "make demo ARGS=--fresh": "tests/test_demo.py::test_fresh_empties_tables_checkpoints_and_topic",
+    "make demo ARGS=--no-broker": "tests/test_demo.py (the broker is found, not started)",
+    "docker compose up -d": "not runnable here (no Docker engine); README says so",
+    ". .venv/bin/activate": "shell set-up",
+    "git clone": "shell set-up",
+    "cd": "shell set-up",
+}
+
+
+def doc_commands(doc: Path) -> list[str]:
+    """Command lines of the ```bash blocks (comments and continuation lines dropped)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+        for line in block.splitlines():
+            line = re.sub(r"^\.venv/bin/", "", line.split("  #")[0].strip())
+            if line and not line.startswith("#") and not line.startswith("--"):
+                commands.append(line.rstrip("\\").strip())
+    return commands
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/QUICKSTART.md"])
+def test_every_documented_command_is_exercised(doc: str) -> None:
+    commands = doc_commands(PROJECT_DIR / doc)
+    assert commands
+    unexercised = [c for c in commands if not any(c == k or c.startswith(k + " ") for k in EXERCISED)]
+    assert not unexercised, f"{doc}: commands no test or CI runs: {unexercised}"
+    for where in EXERCISED.values():
+        target = where.split("::")[0].split(" ")[0]
+        if "/" in target:
+            assert (PROJECT_DIR / target).exists(), where
+        if "::" in where:
+            function = where.split("::")[1].split(" ")[0]
+            assert f"def {function}(" in (PROJECT_DIR / target).read_text(encoding="utf-8"), where
