@@ -268,6 +268,13 @@ def broker_answers(bootstrap_servers: str, timeout_s: float) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    # Nothing listening: say so without the Kafka client, whose connection errors would fill the
+    # terminal with ERROR lines before the caller's own message.
+    addresses = [a.strip().rsplit(":", 1) for a in bootstrap_servers.split(",") if a.strip()]
+    if all(len(a) == 2 and a[1].isdigit() for a in addresses) and not any(
+            port_open(host, int(port), min(timeout_s, 2.0)) for host, port in addresses):
+        return False
+
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
                                  request_timeout_ms=int(timeout_s * 1000),
