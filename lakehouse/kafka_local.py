@@ -270,9 +270,11 @@ def broker_answers(bootstrap_servers: str, timeout_s: float) -> bool:
 
     # Nothing listening: say so without the Kafka client, whose connection errors would fill the
     # terminal with ERROR lines before the caller's own message.
-    addresses = [a.strip().rsplit(":", 1) for a in bootstrap_servers.split(",") if a.strip()]
-    if all(len(a) == 2 and a[1].isdigit() for a in addresses) and not any(
-            port_open(host, int(port), min(timeout_s, 2.0)) for host, port in addresses):
+    try:
+        addresses = [first_host_port(a) for a in bootstrap_servers.split(",") if a.strip()]
+    except ValueError:  # not host:port: let the client report it
+        addresses = []
+    if addresses and not any(port_open(host, port, min(timeout_s, 2.0)) for host, port in addresses):
         return False
 
     try:

@@ -140,7 +140,7 @@ class Menu:
     def quarantine(self) -> None:
         df = self.lake.quarantine()
         if df is None:
-            self.lake.table("ventes")  # no Bronze at all: say which command creates it
+            self.lake.location("ventes")  # no Bronze at all: say which command creates it
             self.console.say("No quarantined record: every record so far met the contract.")
             return
         self.show("Quarantine by reason", quarantine_summary(df))

@@ -15,6 +15,7 @@ from typing import Callable
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from lakehouse.paths import Paths, delta_table_exists
 
@@ -108,7 +109,6 @@ def quarantine_summary(quarantine_df: DataFrame) -> DataFrame:
 
 def quarantine_samples(quarantine_df: DataFrame, per_reason: int = 2) -> DataFrame:
     """The latest ``per_reason`` raw records of each reason, with every reason they broke."""
-    from pyspark.sql.window import Window
     latest = Window.partitionBy("reason").orderBy(F.desc("ingestion_ts"), F.desc("kafka_offset"))
     return (quarantine_df.withColumn("n", F.row_number().over(latest)).filter(F.col("n") <= per_reason)
             .select("reason", F.array_join("reasons", ", ").alias("reasons"), "kafka_partition", "kafka_offset",
@@ -211,13 +211,18 @@ class Lakehouse:
     def exists(self, name: str) -> bool:
         return delta_table_exists(TABLES[name].location(self.paths))
 
-    def table(self, name: str, **options: str) -> DataFrame:
-        """A table by name (``options``: Delta read options such as versionAsOf)."""
+    def location(self, name: str) -> Path:
+        """Where a table lives; ``MissingTableError`` (with the command that creates it) if it does not
+        exist yet."""
         info = self.info(name)
         path = info.location(self.paths)
         if not delta_table_exists(path):
             raise MissingTableError(info, path)
-        return self.spark.read.format("delta").options(**options).load(str(path))
+        return path
+
+    def table(self, name: str, **options: str) -> DataFrame:
+        """A table by name (``options``: Delta read options such as versionAsOf)."""
+        return self.spark.read.format("delta").options(**options).load(str(self.location(name)))
 
     def quarantine(self) -> DataFrame | None:
         """The quarantine table, or None while no bad record has arrived."""
@@ -230,8 +235,7 @@ class Lakehouse:
 
     def history(self, name: str, limit: int = 20) -> DataFrame:
         """The table's last commits: version, time, operation, rows written."""
-        self.table(name)  # the missing-table message
-        return (DeltaTable.forPath(self.spark, str(self.info(name).location(self.paths))).history(limit)
+        return (DeltaTable.forPath(self.spark, str(self.location(name))).history(limit)
                 .select("version", "timestamp", "operation",
                         F.col("operationMetrics").getItem("numOutputRows").alias("rows_written"),
                         F.col("operationMetrics").getItem("numFiles").alias("files_written")))
