@@ -15,32 +15,32 @@ $(INSTALLED): requirements.txt
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)  ## Virtual environment, pinned packages, Kafka broker jars
-	$(BIN)/python -m lakehouse.kafka_local fetch
+	$(BIN)/python -m lakehouse.platform.kafka_local fetch
 
 broker-start: setup  ## Start the local Kafka broker (KRaft) on localhost:9092
-	$(BIN)/python -m lakehouse.kafka_local start
+	$(BIN)/python -m lakehouse.platform.kafka_local start
 
 broker-stop:  ## Stop the local Kafka broker
-	$(BIN)/python -m lakehouse.kafka_local stop
+	$(BIN)/python -m lakehouse.platform.kafka_local stop
 
 broker-status:  ## Say whether the local broker runs
-	$(BIN)/python -m lakehouse.kafka_local status
+	$(BIN)/python -m lakehouse.platform.kafka_local status
 
 broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
-	$(BIN)/python -m lakehouse.kafka_local wipe
+	$(BIN)/python -m lakehouse.platform.kafka_local wipe
 
 check: setup  ## Run every setup check, Spark included, creating what is missing
 	$(BIN)/python setup_utils.py --fix --spark
 
 demo: setup  ## Set up everything, run the whole pipeline with a live view (ARGS="--fresh", "--rate 10"...)
-	$(BIN)/python -m lakehouse.demo $(ARGS)
+	$(BIN)/python -m lakehouse.ops.demo $(ARGS)
 
 smoke: broker-start  ## Send five sales through Kafka into Delta and read them back (quick check)
 	$(BIN)/python setup_utils.py --fix
-	$(BIN)/python -m lakehouse.smoke
+	$(BIN)/python -m lakehouse.ops.smoke
 
 upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe while the streams run)
-	$(BIN)/python -m lakehouse.upkeep
+	$(BIN)/python -m lakehouse.ops.upkeep
 
 test: setup  ## Run the test suite (starts a local broker for the session if none is running)
 	$(BIN)/python -m pytest

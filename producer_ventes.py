@@ -15,11 +15,11 @@ import random
 import sys
 from datetime import timedelta
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
-from lakehouse.config import parse_duration
-from lakehouse.producer import ProducerError, ProducerSettings, connect, run, write_summary
-from lakehouse.simulator import BAD_KINDS, SalesSimulator
-from lakehouse.topics import TopicError, ensure_topic
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.config import parse_duration
+from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run, write_summary
+from lakehouse.ingest.simulator import BAD_KINDS, SalesSimulator
+from lakehouse.platform.topics import TopicError, ensure_topic
 
 log = logging.getLogger("producer_ventes")
 

@@ -17,10 +17,10 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.paths import Paths
-from lakehouse.queries import REQUIRED_TABLES, Lakehouse, MissingTableError, missing_tables
-from lakehouse.spark import build_spark_or_log
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.paths import Paths
+from lakehouse.serve.queries import REQUIRED_TABLES, Lakehouse, MissingTableError, missing_tables
+from lakehouse.platform.spark import build_spark_or_log
 
 log = logging.getLogger("query_utils")
 
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     spark.sparkContext.setLogLevel("ERROR")
     lake = Lakehouse(spark, paths)
     if args.batch:
-        from lakehouse.report import build_report, write_report_files
+        from lakehouse.serve.report import build_report, write_report_files
         try:
             report = build_report(lake, datetime.now(), args.top)
         except MissingTableError as e:  # deleted between the check and the read
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nReport written to {markdown} (charts beside it).")
         return 0
 
-    from lakehouse.menu import Console, Menu
+    from lakehouse.serve.menu import Console, Menu
     if missing:
         print("Not there yet (the choices that need them will say so):\n  "
               + "\n  ".join(str(e) for e in missing))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lakehouse import checks
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.ops import checks
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

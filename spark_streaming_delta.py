@@ -15,12 +15,13 @@ import sys
 
 from pyspark.errors import StreamingQueryException
 
-from lakehouse.bronze import (BronzeStateError, remove_progress_loggers, start_bronze_stream,
-                              stop_after_current_batch, stream_failure_message)
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
-from lakehouse.kafka_local import broker_answers
-from lakehouse.paths import Paths
-from lakehouse.spark import build_spark_or_log
+from lakehouse.bronze.monitoring import remove_progress_loggers
+from lakehouse.bronze.stream import (BronzeStateError, start_bronze_stream, stop_after_current_batch,
+                                     stream_failure_message)
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.kafka_local import broker_answers
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark_or_log
 
 log = logging.getLogger("spark_streaming_delta")
 

@@ -19,12 +19,13 @@ from datetime import datetime
 from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
-from lakehouse.dashboard import dashboard_text
-from lakehouse.paths import Paths
-from lakehouse.silver import ClientRules, SilverInputError, run_silver
-from lakehouse.spark import build_spark_or_log
-from lakehouse.status import write_atomic
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.serve.dashboard import dashboard_text
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.job import SilverInputError, run_silver
+from lakehouse.silver.transforms import ClientRules
+from lakehouse.platform.spark import build_spark_or_log
+from lakehouse.platform.status import write_atomic
 
 log = logging.getLogger("streaming_silver")
 

@@ -2,7 +2,7 @@
 ceiling: the same JSON records read from a local file, parsed the same way, written as Parquet.
 
 Usage: python bench/bronze_drain.py [--count 1000000]
-Needs a running broker (python -m lakehouse.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -21,11 +21,13 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from lakehouse.bronze import start_bronze_stream, with_contract_check  # noqa: E402
-from lakehouse.config import load_config  # noqa: E402
-from lakehouse.paths import Paths  # noqa: E402
-from lakehouse.simulator import SalesSimulator  # noqa: E402
-from lakehouse.spark import build_spark  # noqa: E402
+from lakehouse.bronze.contract_check import with_contract_check  # noqa: E402
+from lakehouse.ingest.contract import ContractLimits  # noqa: E402
+from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
+from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.paths import Paths  # noqa: E402
+from lakehouse.ingest.simulator import SalesSimulator  # noqa: E402
+from lakehouse.platform.spark import build_spark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                             F.current_timestamp().alias("timestamp"))
     # Parsed once and cached, as the Bronze batch does: filtering on the check's result without the
     # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
-    checked = kafka_like.transform(lambda df: with_contract_check(df, cfg.streaming.max_event_bytes)).persist()
+    checked = kafka_like.transform(lambda df: with_contract_check(df, ContractLimits.from_config(cfg))).persist()
     (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
      .write.mode("overwrite").partitionBy("jour").parquet(str(work / "ceiling")))
     checked.unpersist()

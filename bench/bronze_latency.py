@@ -7,7 +7,7 @@ of the Delta version that made it visible in Bronze, and prints p50/p95/p99. A w
 is left out of the figures; the batches' own figures come from the metrics table.
 
 Usage: python bench/bronze_latency.py [--rate 1000] [--seconds 60] [--warmup-seconds 20]
-Needs a running broker (python -m lakehouse.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from pyspark.sql import functions as F  # noqa: E402
 
-from lakehouse.config import load_config  # noqa: E402
-from lakehouse.paths import Paths  # noqa: E402
-from lakehouse.spark import build_spark  # noqa: E402
-from lakehouse.topics import ensure_topic  # noqa: E402
+from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.paths import Paths  # noqa: E402
+from lakehouse.platform.spark import build_spark  # noqa: E402
+from lakehouse.platform.topics import ensure_topic  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,11 +25,12 @@ sys.path.insert(0, str(PROJECT_DIR))
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from lakehouse.bronze import BRONZE_COLUMNS  # noqa: E402
-from lakehouse.config import load_config  # noqa: E402
-from lakehouse.paths import Paths  # noqa: E402
-from lakehouse.silver import ClientRules, run_silver  # noqa: E402
-from lakehouse.spark import build_spark  # noqa: E402
+from lakehouse.bronze.columns import BRONZE_COLUMNS  # noqa: E402
+from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.paths import Paths  # noqa: E402
+from lakehouse.silver.job import run_silver  # noqa: E402
+from lakehouse.silver.transforms import ClientRules  # noqa: E402
+from lakehouse.platform.spark import build_spark  # noqa: E402
 
 COUNTRIES = ["France", "Belgique", "Suisse", "Canada", "Allemagne", "Espagne", "Italie", "Maroc"]
 APPEND_ROWS = 1_000_000  # history written in commits of this size
@@ -118,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Silver's per-step timings ("Silver batch N merged: pairs 1.2 s, clients ...") and nothing else.
     logging.basicConfig(level=logging.WARNING, format="    %(message)s")
-    logging.getLogger("lakehouse.silver").setLevel(logging.INFO)
+    logging.getLogger("lakehouse.silver.job").setLevel(logging.INFO)
     work = Path(tempfile.mkdtemp(prefix="bench_silver_"))
     cfg = load_config(overrides={("paths", "data_dir"): str(work / "data")})
     spark = build_spark(cfg, "bench_silver")

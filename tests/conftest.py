@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from lakehouse.config import PROJECT_DIR, Config, load_config
-from lakehouse.kafka_local import BrokerSettings, broker_answers, start, stop
-from lakehouse.topics import ensure_topic
+from lakehouse.platform.config import PROJECT_DIR, Config, load_config
+from lakehouse.platform.kafka_local import BrokerSettings, broker_answers, start, stop
+from lakehouse.platform.topics import ensure_topic
 
 
 def make_config(data_dir: Path, **overrides: object) -> Config:
@@ -70,7 +70,7 @@ def kafka_bootstrap(session_dir: Path) -> str:
 
 @pytest.fixture(scope="session")
 def spark(session_dir: Path):
-    from lakehouse.spark import build_spark
+    from lakehouse.platform.spark import build_spark
 
     session = build_spark(make_config(session_dir / "spark"), "tests")
     yield session

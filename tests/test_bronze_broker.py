@@ -9,10 +9,10 @@ import time
 from pyspark.errors import AnalysisException
 from pyspark.sql import functions as F
 
-from lakehouse.config import PROJECT_DIR
-from lakehouse.kafka_local import BrokerSettings, start, stop
-from lakehouse.paths import Paths
-from lakehouse.topics import ensure_topic
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.kafka_local import BrokerSettings, start, stop
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.topics import ensure_topic
 from tests.conftest import make_config, write_config
 from tests.test_bronze_stream import run_producer
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze import start_bronze_stream
-from lakehouse.config import PROJECT_DIR
-from lakehouse.paths import Paths
-from lakehouse.simulator import EXPECTED_REASON
+from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.paths import Paths
+from lakehouse.ingest.simulator import EXPECTED_REASON
 from tests.conftest import make_config, produce, write_config
 
 

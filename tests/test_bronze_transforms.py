@@ -12,8 +12,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.bronze import (BRONZE_COLUMNS, QUARANTINE_COLUMNS, DedupState, SaleKey, find_duplicates,
                               to_bronze_rows, to_quarantine_rows, with_contract_check)
-from lakehouse.contract import violations
-from lakehouse.simulator import SalesSimulator
+from lakehouse.ingest.contract import violations
+from lakehouse.ingest.simulator import SalesSimulator
 
 KAFKA_SCHEMA = T.StructType([
     T.StructField("key", T.BinaryType()), T.StructField("value", T.BinaryType()),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, parse_duration
+from lakehouse.platform.config import PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, parse_duration
 
 
 def write(tmp_path: Path, text: str) -> Path:

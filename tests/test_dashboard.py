@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from lakehouse.dashboard import SilverSnapshot, euros, format_dashboard
+from lakehouse.serve.dashboard import SilverSnapshot, euros, format_dashboard
 
 
 def client(cid, nom, total, nb, tier, loyal):

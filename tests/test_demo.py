@@ -15,12 +15,12 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
-from lakehouse.bronze import start_bronze_stream
-from lakehouse.config import PROJECT_DIR
-from lakehouse.demo import format_health, reset_data
-from lakehouse.paths import Paths
-from lakehouse.silver import run_silver
-from lakehouse.status import read_json
+from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.ops.demo import format_health, reset_data
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.job import run_silver
+from lakehouse.platform.status import read_json
 from tests.conftest import make_config, produce, write_config
 from tests.test_silver_incremental import RULES, assert_silver_equals_full_recompute
 
@@ -50,7 +50,7 @@ def run_demo_until(config: Path, marker: str, condition, log: Path, what: str) -
     """Start the demo, wait for ``condition``, SIGTERM it, check it stopped cleanly and left nothing."""
     env = dict(os.environ, DEMO_TEST_MARKER=marker)
     with open(log, "ab") as out:
-        demo = subprocess.Popen([sys.executable, "-m", "lakehouse.demo", "--config", str(config), "--rate", "20",
+        demo = subprocess.Popen([sys.executable, "-m", "lakehouse.ops.demo", "--config", str(config), "--rate", "20",
                                  "--silver-interval", "5", "--refresh", "1"], cwd=PROJECT_DIR, env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
         try:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import PROJECT_DIR
+from lakehouse.platform.config import PROJECT_DIR
 
 DOCS = PROJECT_DIR / "docs"
 PLACEHOLDER = re.compile(r"<[^<>]*>")
@@ -69,10 +69,10 @@ def test_a_made_up_message_is_caught() -> None:
 
 # Each command the docs give → where it runs (a test, or CI's .ci/run). Keep in step with the docs.
 EXERCISED = {
-    "make demo": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (python -m lakehouse.demo)",
+    "make demo": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (python -m lakehouse.ops.demo)",
     "make test": ".ci/run",
     "make setup": ".ci/run",
-    "python -m lakehouse.kafka_local start": ".ci/run",
+    "python -m lakehouse.platform.kafka_local start": ".ci/run",
     "python setup_utils.py --fix": "tests/test_setup_utils.py",
     "python spark_streaming_delta.py": "tests/test_bronze_broker.py",
     "spark-submit": "tests/test_spark_submit.py",

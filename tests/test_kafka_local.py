@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.config import PROJECT_DIR
-from lakehouse.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
 from tests.conftest import make_config, write_config
 
 
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.kafka_local", command, "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config", str(config)],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
 
 

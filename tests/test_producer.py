@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from lakehouse.config import PROJECT_DIR
-from lakehouse.contract import parse_timestamp, violations
-from lakehouse.simulator import EXPECTED_REASON
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.ingest.contract import parse_timestamp, violations
+from lakehouse.ingest.simulator import EXPECTED_REASON
 
 
 def run_producer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

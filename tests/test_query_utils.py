@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze import METRICS_SCHEMA
-from lakehouse.config import PROJECT_DIR
-from lakehouse.paths import Paths
-from lakehouse.queries import (Lakehouse, QueryInputError, check_read_only, filter_client, missing_tables,
+from lakehouse.bronze.columns import METRICS_SCHEMA
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.paths import Paths
+from lakehouse.serve.queries import (Lakehouse, QueryInputError, check_read_only, filter_client, missing_tables,
                                parse_as_of, quarantine_summary)
-from lakehouse.report import build_report, write_report_files
-from lakehouse.silver import run_silver
+from lakehouse.serve.report import build_report, write_report_files
+from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
 from tests.test_silver_transforms import RULES, D1, D2, ts
 

@@ -9,8 +9,8 @@ import time
 import uuid
 from pathlib import Path
 
-from lakehouse.config import PROJECT_DIR
-from lakehouse.topics import topic_exists
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.topics import topic_exists
 from tests.conftest import make_config, write_config
 
 

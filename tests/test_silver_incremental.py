@@ -10,9 +10,10 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse import silver
-from lakehouse.paths import Paths
-from lakehouse.silver import (ClientRules, SilverInputError, clients_from_bronze, pays_from_bronze,
-                              run_silver, segments_from_bronze, ventes_jour_from_bronze)
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.job import SilverInputError, run_silver
+from lakehouse.silver.transforms import (ClientRules, clients_from_bronze, pays_from_bronze, segments_from_bronze,
+                                         ventes_jour_from_bronze)
 from tests.conftest import make_config
 from tests.test_silver_transforms import BRONZE_SCHEMA
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.silver import (CLIENTS_COLUMNS, ClientRules, clients_from_bronze, pays_from_bronze,
+from lakehouse.silver.transforms import (CLIENTS_COLUMNS, ClientRules, clients_from_bronze, pays_from_bronze,
                               segments_from_bronze, ventes_jour_from_bronze)
 
 RULES = ClientRules(loyalty_threshold=2, premium_threshold=Decimal("500"), standard_threshold=Decimal("100"))

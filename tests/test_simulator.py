@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from lakehouse.contract import REQUIRED_FIELDS, violations
-from lakehouse.simulator import BAD_KINDS, COUNTRIES, EXPECTED_REASON, SalesSimulator, encode
+from lakehouse.ingest.contract import REQUIRED_FIELDS, violations
+from lakehouse.ingest.simulator import BAD_KINDS, COUNTRIES, EXPECTED_REASON, SalesSimulator, encode
 
 FIXED_NOW = datetime(2024, 12, 12, 10, 15, 25, tzinfo=timezone.utc)
 

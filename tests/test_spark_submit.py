@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lakehouse.config import PROJECT_DIR
-from lakehouse.paths import Paths
-from lakehouse.spark import spark_packages
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import spark_packages
 from tests.conftest import make_config, produce, sale_json, write_config
 
 

@@ -8,10 +8,10 @@ import shutil
 import pytest
 from pyspark.errors import StreamingQueryException
 
-from lakehouse.bronze import BronzeStateError, start_bronze_stream, stream_failure_message
-from lakehouse.paths import Paths
-from lakehouse.silver import SilverInputError, run_silver
-from lakehouse.topics import reset_topic
+from lakehouse.bronze.stream import BronzeStateError, start_bronze_stream, stream_failure_message
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.job import SilverInputError, run_silver
+from lakehouse.platform.topics import reset_topic
 from tests.conftest import make_config, produce, sale_json
 from tests.test_silver_incremental import RULES, assert_silver_equals_full_recompute
 

@@ -11,11 +11,13 @@ import sys
 import threading
 import time
 
-from lakehouse.bronze import remove_progress_loggers, start_bronze_stream, stop_after_current_batch
-from lakehouse.config import PROJECT_DIR
-from lakehouse.paths import Paths, delta_table_exists
-from lakehouse.silver import run_silver
-from lakehouse.upkeep import run_upkeep
+from lakehouse.bronze.monitoring import remove_progress_loggers
+from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
+from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.job import run_silver
+from lakehouse.ops.upkeep import run_upkeep
 from tests.conftest import make_config
 from tests.test_silver_incremental import RULES, append_bronze, assert_silver_equals_full_recompute
 

@@ -6,24 +6,17 @@ sales are in it and count like any other sale). Money stays DECIMAL all the way:
 
 from __future__ import annotations
 
-import json
-import logging
-import shutil
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lakehouse.config import Config
-from lakehouse.paths import Paths, delta_table_exists
-
-log = logging.getLogger(__name__)
+from lakehouse.platform.config import Config
 
 TIERS = ("Premium", "Standard", "Economy")
+# The tables Silver keeps (besides its internal pairs table).
+SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour")
 
 CLIENTS_COLUMNS = [
     "client_id", "client_nom", "pays", "segment", "nb_achats", "total_quantite", "total_depense",
@@ -247,131 +240,3 @@ def combine_totals(table: str, existing_df: DataFrame | None, new_bronze_df: Dat
     if "panier_moyen" in columns:
         df = df.withColumn("panier_moyen", average(F.col("chiffre_affaires"), F.col("nb_ventes")))
     return df.select(*columns)
-
-
-# --- the job's edge: an available-now stream over Bronze, each batch merged into Silver ---------------
-
-SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour")
-
-
-class SilverInputError(RuntimeError):
-    """Silver cannot run: its input is missing."""
-
-BRONZE_INPUT = ["vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant",
-                "client_nom", "pays", "segment"]
-
-
-def _read(spark: SparkSession, path: Path) -> DataFrame | None:
-    if not delta_table_exists(path):
-        return None
-    return spark.read.format("delta").load(str(path))
-
-
-def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int,
-          partition_by: str | None = None) -> None:
-    # Idempotent: Delta skips a write whose (txnAppId, txnVersion) it has already committed, so a batch
-    # re-run after a crash leaves each table as if it had run once.
-    writer = (df.write.format("delta").mode(mode).option("txnAppId", app_id)
-              .option("txnVersion", batch_id))
-    if mode == "overwrite":
-        writer = writer.option("overwriteSchema", "true")
-    if partition_by:
-        writer = writer.partitionBy(partition_by)
-    writer.save(str(path))
-
-
-class SilverBatchWriter:
-    """foreachBatch function: new Bronze rows → distinct pairs, then each Silver table rewritten from
-    what it held plus the new rows (the tables are small: one row per client, country, segment, day)."""
-
-    def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: Path):
-        self.spark, self.rules, self.paths, self.checkpoint = spark, rules, paths, checkpoint
-        self.rows_merged = 0
-        self._query_id: str | None = None
-
-    def _app(self, table: str) -> str:
-        if self._query_id is None:  # written by Spark when the query starts
-            self._query_id = json.loads((self.checkpoint / "metadata").read_text())["id"]
-        return f"{self._query_id}:{table}"
-
-    def __call__(self, bronze_batch_df: DataFrame, batch_id: int) -> None:
-        new = bronze_batch_df.select(*BRONZE_INPUT).persist()
-        try:
-            self._merge(new, batch_id)
-        finally:
-            new.unpersist()
-
-    def _merge(self, new: DataFrame, batch_id: int) -> None:
-        paths, steps = self.paths, {}
-        started = time.monotonic()
-
-        def done(step: str) -> None:
-            nonlocal started
-            steps[step] = time.monotonic() - started
-            started = time.monotonic()
-
-        batch_pairs = pairs_from_bronze(new)
-        # Materialized (small), and before the append below changes the pairs table under them.
-        known = touched_pairs(_read(self.spark, paths.silver_pairs), batch_pairs).localCheckpoint()
-        added = batch_pairs.join(known, PAIRS_COLUMNS, "left_anti").localCheckpoint()
-        _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
-        pairs = known.unionByName(added).persist()
-        done("pairs")
-        updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
-        try:
-            clients = combine_clients(_read(self.spark, paths.silver("clients")), new,
-                                      pair_counts(pairs, "client_produits"), self.rules, updated_at)
-            # Materialized before the overwrite: the new version must not be computed from itself.
-            _save(clients.localCheckpoint(), paths.silver("clients"), "overwrite", self._app("clients"),
-                  batch_id)
-            done("clients")
-            for table in TOTALS:
-                combined = combine_totals(table, _read(self.spark, paths.silver(table)), new, pairs)
-                _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
-                done(table)
-        finally:
-            pairs.unpersist()
-        log.info("Silver batch %d merged: %s", batch_id, ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
-        self.rows_merged += new.count()
-
-
-def check_silver_state(paths: Paths) -> None:
-    """Silver's checkpoint says what its tables already hold: one without the other would count sales
-    twice or never. ``SilverInputError`` if they disagree."""
-    checkpoint = paths.silver_checkpoint
-    committed = any(p.name.isdigit() for p in (checkpoint / "commits").glob("*"))
-    planned = any(p.name.isdigit() for p in (checkpoint / "offsets").glob("*"))  # a crashed first run too
-    tables = [paths.silver(t) for t in SILVER_TABLES] + [paths.silver_pairs]
-    present = [delta_table_exists(t) for t in tables]
-    if (committed and not all(present)) or (any(present) and not planned):
-        raise SilverInputError(
-            f"Silver checkpoint {checkpoint} and the Silver tables under {paths.silver_dir} do not match (one "
-            "of them was deleted): run streaming_silver.py --full-refresh to rebuild Silver from Bronze")
-
-
-def run_silver(spark: SparkSession, rules: ClientRules, paths: Paths, full_refresh: bool = False) -> int:
-    """Merge what Bronze committed since the last run into Silver; returns the number of new Bronze rows.
-
-    Progress is the checkpoint of an available-now Delta stream over Bronze, so each run reads only
-    the Bronze versions it has not seen. ``full_refresh`` deletes Silver and its checkpoint first.
-    """
-    if full_refresh:
-        for path in (*[paths.silver(t) for t in SILVER_TABLES], paths.silver_pairs, paths.silver_checkpoint):
-            shutil.rmtree(path, ignore_errors=True)
-        log.info("Full refresh: Silver tables and checkpoint deleted, rebuilding from Bronze")
-    else:
-        check_silver_state(paths)
-    if _read(spark, paths.bronze) is None:
-        raise SilverInputError(f"Bronze table {paths.bronze} does not exist yet: run spark_streaming_delta.py "
-                               "first (it creates it with the first sales)")
-    writer = SilverBatchWriter(spark, rules, paths, paths.silver_checkpoint)
-    query = (spark.readStream.format("delta")
-             # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
-             .option("ignoreDeletes", "true")
-             .load(str(paths.bronze))
-             .writeStream.foreachBatch(writer).trigger(availableNow=True)
-             .option("checkpointLocation", str(paths.silver_checkpoint)).queryName("silver_ventes")
-             .start())
-    query.awaitTermination()
-    return writer.rows_merged
-

@@ -9,8 +9,9 @@ from decimal import Decimal
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.paths import Paths, delta_table_exists
-from lakehouse.silver import SILVER_TABLES, TIERS
+from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.transforms import SILVER_TABLES, TIERS
 
 TOP_CLIENTS = 10
 

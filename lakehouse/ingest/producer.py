@@ -14,8 +14,8 @@ from typing import Iterator
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from lakehouse.config import Config
-from lakehouse.simulator import Record
+from lakehouse.platform.config import Config
+from lakehouse.ingest.simulator import Record
 
 log = logging.getLogger("producer_ventes")
 
@@ -132,7 +132,7 @@ def connect(settings: ProducerSettings) -> KafkaProducer:
     except (KafkaError, OSError) as e:
         raise ProducerError(f"Kafka broker not reachable at {settings.bootstrap_servers} within "
                             f"{settings.connect_timeout_s:g} s ({e.__class__.__name__}); start it with "
-                            "'python -m lakehouse.kafka_local start' or 'docker compose up -d'") from e
+                            "'python -m lakehouse.platform.kafka_local start' or 'docker compose up -d'") from e
 
 
 class _Progress:

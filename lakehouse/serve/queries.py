@@ -17,7 +17,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
-from lakehouse.paths import Paths, delta_table_exists
+from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.paths import Paths
 
 BRONZE_JOB = "spark_streaming_delta.py (it creates them with the first sales)"
 SILVER_JOB = "streaming_silver.py"

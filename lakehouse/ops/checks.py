@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.kafka_local import BrokerSettings, broker_answers, jars_cached
-from lakehouse.paths import Paths
-from lakehouse.topics import TopicError, ensure_topic, topic_exists
+from lakehouse.platform.config import PROJECT_DIR, Config
+from lakehouse.platform.kafka_local import BrokerSettings, broker_answers, jars_cached
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.topics import TopicError, ensure_topic, topic_exists
 
 MIN_PYTHON = (3, 10)
 MIN_JAVA = 17
@@ -101,7 +101,7 @@ def check_kafka(cfg: Config) -> CheckResult:
         return CheckResult("Kafka broker", True, f"reachable at {servers}")
     return CheckResult("Kafka broker", False,
                        f"not reachable at {servers} within {timeout:g} s — start it: "
-                       "python -m lakehouse.kafka_local start (or docker compose up -d)")
+                       "python -m lakehouse.platform.kafka_local start (or docker compose up -d)")
 
 
 def check_topic(cfg: Config, fix: bool) -> CheckResult:
@@ -144,7 +144,7 @@ def check_data_dirs(cfg: Config, fix: bool) -> CheckResult:
 
 def check_spark(cfg: Config) -> CheckResult:
     """Start Spark with Kafka and Delta and round-trip a tiny Delta table."""
-    from lakehouse.spark import SparkSetupError, build_spark
+    from lakehouse.platform.spark import SparkSetupError, build_spark
 
     try:
         spark = build_spark(cfg, "setup_utils")

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame
 
-from lakehouse.dashboard import euros, share, table
-from lakehouse.queries import (TABLES, Lakehouse, countries, daily_revenue, last_batches, quarantine_samples,
+from lakehouse.serve.dashboard import euros, share, table
+from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, last_batches, quarantine_samples,
                                quarantine_summary, segments, top_clients)
-from lakehouse.silver import TIERS
+from lakehouse.silver.transforms import TIERS
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Mapping
 
-from lakehouse.config import Config, ConfigError, load_config
+from lakehouse.platform.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
 LOG_FORMAT = "%(asctime)s - %(levelname)s - %(name)s - %(message)s"

@@ -5,13 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.config import Config
-
-
-def delta_table_exists(path: Path) -> bool:
-    """A Delta table with at least one commit (a job killed during a table's first commit leaves an
-    empty ``_delta_log``, which Delta cannot read)."""
-    return any((path / "_delta_log").glob("*.json"))
+from lakehouse.platform.config import Config
 
 
 @dataclass(frozen=True)
@@ -37,6 +31,11 @@ class Paths:
     @property
     def quarantine(self) -> Path:
         return self.delta_dir / "bronze" / "ventes_quarantine"
+
+    @property
+    def duplicates(self) -> Path:
+        """Records that repeat a kept sale (raw bytes, Kafka position, the sale they repeat)."""
+        return self.delta_dir / "bronze" / "ventes_duplicates"
 
     @property
     def silver_dir(self) -> Path:

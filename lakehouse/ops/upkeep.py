@@ -1,6 +1,6 @@
 """Table upkeep: Bronze retention, compaction of small files, VACUUM — safe while the streams run.
 
-Usage: python -m lakehouse.upkeep [--skip-retention] [--skip-optimize] [--skip-vacuum] [--config PATH]
+Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--skip-vacuum] [--config PATH]
 
 - Retention deletes Bronze days (``jour``) older than ``[analytics] bronze_retention_days``: a
   partition-aligned delete, which Delta commits from metadata alone. Silver keeps what it counted.
@@ -28,13 +28,14 @@ from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteE
                               MetadataChangedException, ProtocolChangedException)
 from pyspark.sql import SparkSession
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.config import Config
-from lakehouse.paths import Paths, delta_table_exists
-from lakehouse.silver import SILVER_TABLES
-from lakehouse.spark import build_spark_or_log
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.config import Config
+from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.transforms import SILVER_TABLES
+from lakehouse.platform.spark import build_spark_or_log
 
-log = logging.getLogger("lakehouse.upkeep")
+log = logging.getLogger("lakehouse.ops.upkeep")
 
 # Delta refuses VACUUM below a week of history unless told the reader-safety check is off.
 DELTA_SAFE_VACUUM_HOURS = 168

@@ -3,8 +3,8 @@
 The broker's jars come from Maven Central through Maven, once, into the cache directory; its data and
 log live under the data directory, so topics survive restarts.
 
-Usage: python -m lakehouse.kafka_local {start,stop,status,wipe} [--config config.ini]
-Example: python -m lakehouse.kafka_local start && python -m lakehouse.kafka_local status
+Usage: python -m lakehouse.platform.kafka_local {start,stop,status,wipe} [--config config.ini]
+Example: python -m lakehouse.platform.kafka_local start && python -m lakehouse.platform.kafka_local status
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.config import Config
-from lakehouse.paths import Paths
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.config import Config
+from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def stop(settings: BrokerSettings, timeout_s: float = 60.0) -> bool:
 def wipe(settings: BrokerSettings) -> None:
     """Delete the broker's data (topics, offsets). Refuses while it runs."""
     if running_pid(settings) is not None:
-        raise BrokerError("Stop the broker before wiping its data (python -m lakehouse.kafka_local stop)")
+        raise BrokerError("Stop the broker before wiping its data (python -m lakehouse.platform.kafka_local stop)")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     log.info("Deleted broker data in %s", settings.data_dir)
 

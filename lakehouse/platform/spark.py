@@ -10,8 +10,8 @@ from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from lakehouse.config import Config
-from lakehouse.paths import Paths
+from lakehouse.platform.config import Config
+from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,12 @@ def build_spark(cfg: Config, app_name: str) -> SparkSession:
         .config("spark.databricks.delta.snapshotPartitions", str(cfg.spark.shuffle_partitions))
         # Progress bars would garble the logs and the dashboards printed on the same terminal.
         .config("spark.ui.showConsoleProgress", "false")
+        # Timestamps as Parquet TIMESTAMP_MICROS (Spark's default is the legacy INT96, which other
+        # engines such as delta-rs read badly or not at all).
+        .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+        # The Bronze contract check names duplicate keys itself (try_parse_json would otherwise give
+        # NULL for them, like for text that is not JSON).
+        .config("spark.sql.variant.allowDuplicateKeys", "true")
     )
     if not _launched_by_spark_submit():
         builder = (

@@ -8,10 +8,10 @@ from typing import Callable, TextIO
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 
-from lakehouse.queries import (TABLES, Lakehouse, MissingTableError, QueryInputError, countries,
+from lakehouse.serve.queries import (TABLES, Lakehouse, MissingTableError, QueryInputError, countries,
                                daily_revenue, filter_client, last_batches, quarantine_samples,
                                quarantine_summary, recent_sales, segments, top_clients, CLIENT_COLUMNS)
-from lakehouse.report import Section
+from lakehouse.serve.report import Section
 
 ROWS_SHOWN = 20
 

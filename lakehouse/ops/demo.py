@@ -1,6 +1,6 @@
 """The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view.
 
-Usage: python -m lakehouse.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
+Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
                                 [--no-broker] [--duration SECONDS] [--config PATH]
 (`make demo` runs it after setting everything up.)
 
@@ -27,16 +27,16 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.config import PROJECT_DIR, Config
-from lakehouse.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid
-from lakehouse.kafka_local import start as start_broker
-from lakehouse.kafka_local import stop as stop_broker
-from lakehouse.paths import Paths
-from lakehouse.status import read_json
-from lakehouse.topics import TopicError, ensure_topic, reset_topic
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.config import PROJECT_DIR, Config
+from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid
+from lakehouse.platform.kafka_local import start as start_broker
+from lakehouse.platform.kafka_local import stop as stop_broker
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.status import read_json
+from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
 
-log = logging.getLogger("lakehouse.demo")
+log = logging.getLogger("lakehouse.ops.demo")
 
 DEFAULT_RATE = 3.0
 DEFAULT_SILVER_INTERVAL = 30.0

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from faker import Faker
 
-from lakehouse.contract import CANALS, CONTRACT_VERSION, REQUIRED_FIELDS
+from lakehouse.ingest.contract import CANALS, CONTRACT_VERSION, REQUIRED_FIELDS
 
 
 @dataclass(frozen=True)

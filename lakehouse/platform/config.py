@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping
 
 ENV_PREFIX = "LAKEHOUSE_"
 CONFIG_ENV = "LAKEHOUSE_CONFIG"
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG_PATH = PROJECT_DIR / "config.ini"
 
 
@@ -187,6 +187,12 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                   min=0, max=7 * 86400),
         "max_event_bytes": Option(int, "65536", "largest accepted Kafka value; larger is quarantined",
                                   min=256, max=10 * 1024 * 1024),
+        "max_quantite": Option(int, "100000", "largest accepted quantite; larger is quarantined "
+                               "(bad_quantity)", min=1, max=2 ** 31 - 1),
+        "max_future_skew": Option(Duration, "5 minutes", "how far a sale's event time may be ahead of its "
+                                  "Kafka timestamp; further is quarantined (future_event)", min=0, max=7 * 86400),
+        "max_event_age": Option(Duration, "365 days", "how far a sale's event time may be behind its Kafka "
+                                "timestamp; further is quarantined (stale_event)", min=60, max=100 * 365 * 86400),
         "broker_timeout": Option(Duration, "30 seconds", "how long the stream waits for an unreachable "
                                  "Kafka broker before it stops with an error", min=1, max=3600),
     },

@@ -1,7 +1,7 @@
 """End-to-end smoke run: a few sales through a real Kafka broker into the Bronze table, printed back.
 
-Usage: python -m lakehouse.smoke [--count N] [--config config.ini]
-It expects the broker to be running (``python -m lakehouse.kafka_local start``) and creates the topic
+Usage: python -m lakehouse.ops.smoke [--count N] [--config config.ini]
+It expects the broker to be running (``python -m lakehouse.platform.kafka_local start``) and creates the topic
 if needed.
 """
 
@@ -15,16 +15,16 @@ import threading
 
 from kafka.errors import KafkaError
 
-from lakehouse.bronze import start_bronze_stream
-from lakehouse.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.config import Config
-from lakehouse.paths import Paths
-from lakehouse.producer import ProducerError, ProducerSettings, connect, run
-from lakehouse.simulator import SalesSimulator
-from lakehouse.spark import SparkSetupError, build_spark
-from lakehouse.topics import TopicError, ensure_topic
+from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.config import Config
+from lakehouse.platform.paths import Paths
+from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run
+from lakehouse.ingest.simulator import SalesSimulator
+from lakehouse.platform.spark import SparkSetupError, build_spark
+from lakehouse.platform.topics import TopicError, ensure_topic
 
-log = logging.getLogger("lakehouse.smoke")
+log = logging.getLogger("lakehouse.ops.smoke")
 
 
 def send_sales(cfg: Config, count: int) -> list[str]:

@@ -1,0 +1,155 @@
+"""The sale contract on Spark: the same verdict as ``lakehouse.ingest.contract.violations``, record by
+record, as column expressions (no Python in the stream's hot path).
+
+Each step mirrors the Python one: size, UTF-8, the blanked structure, the JSON parse (Spark's
+``try_parse_json``, with duplicate keys allowed by the session so that they can be named), then each
+field's kind and value in ``FIELDS`` order. Requires ``spark.sql.variant.allowDuplicateKeys=true``
+(set by ``lakehouse.platform.spark``).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from lakehouse.bronze.columns import LINEAGE, MONEY
+from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, ESCAPE_MARK, ESCAPED_BACKSLASH,
+                                       ESCAPED_QUOTE, FIELDS, FLAT_OBJECT, LONG_NUMBER, MAX_ID_CHARS, MAX_TEXT_CHARS,
+                                       NESTED_OBJECT, SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK,
+                                       STRING_TOKEN, TIMESTAMP, ContractLimits, Field, java_pattern)
+
+_INT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
+
+
+def _record_reason(size: Column, utf8: Column, text: Column, v: Column, max_bytes: int) -> Column:
+    """The record-level reason (null for a flat object with unique keys), as ``contract._record_reason``."""
+    normalized = F.replace(F.replace(text, F.lit(ESCAPED_BACKSLASH), F.lit(ESCAPE_MARK)),
+                           F.lit(ESCAPED_QUOTE), F.lit(ESCAPE_MARK))
+    shape = F.regexp_replace(normalized, STRING_TOKEN, STRING_MARK)
+    flat = shape.rlike(java_pattern(FLAT_OBJECT))
+    keys = F.json_object_keys(F.when(flat, text))
+    repeated = F.size(keys) != F.size(F.array_distinct(keys))
+    return (
+        F.when(size == 0, F.lit("empty"))
+        .when(size > max_bytes, F.lit("oversized"))
+        .when(~utf8, F.lit("non_utf8"))
+        .when(shape.rlike(java_pattern(LONG_NUMBER)), F.lit("bad_number"))
+        .when(flat, F.when(v.isNull(), F.lit("not_json")).when(repeated, F.lit("duplicate_key")))
+        .when(shape.rlike(java_pattern(STARTS_OBJECT)),
+              F.when(shape.rlike(java_pattern(NESTED_OBJECT)), F.lit("nested_value"))
+              .when(shape.rlike(java_pattern(CLOSED_OBJECT)),
+                    F.when(v.isNull(), F.lit("not_json")).otherwise(F.lit("trailing_data")))
+              .otherwise(F.lit("not_json")))
+        .when(shape.rlike(java_pattern(STARTS_ARRAY)), F.lit("not_object"))
+        .when(v.isNull(), F.lit("not_json"))
+        .otherwise(F.lit("not_object"))
+    )
+
+
+class _FieldValues:
+    """The expressions one field is judged and extracted with."""
+
+    def __init__(self, v: Column, f: Field):
+        path = f"$.{f.name}"
+        # "BIGINT", "STRING", "DECIMAL(3,1)", "DOUBLE", "BOOLEAN"...; JSON null is "VOID", a missing
+        # field SQL NULL.
+        self.type = F.schema_of_variant(F.variant_get(v, path, "variant"))
+        self.text = F.try_variant_get(v, path, "string")
+        self.bigint = F.try_variant_get(v, path, "bigint")
+        self.money = F.try_variant_get(v, path, MONEY.simpleString())
+        self.absent = self.type.isNull() | (self.type == "VOID")
+        self.is_int = self.type.isin(*_INT_TYPES)
+
+    def kind_ok(self, kind: str) -> Column:
+        if kind == "id":
+            return self.is_int | (self.type == "STRING")
+        if kind in ("text", "segment", "timestamp"):
+            return self.type == "STRING"
+        if kind in ("int", "version"):
+            return self.is_int
+        if kind == "money":
+            return self.is_int | self.type.startswith("DECIMAL") | (self.type == "DOUBLE")
+        raise ValueError(f"unknown field kind {kind!r}")
+
+
+def event_time(text: Column) -> Column:
+    """A contract timestamp as TIMESTAMP (null when the text is not one)."""
+    return F.when(text.rlike(java_pattern(TIMESTAMP)), F.try_to_timestamp(text))
+
+
+def _value_reason(f: Field, x: _FieldValues, limits: ContractLimits, reference_us: Column) -> Column:
+    """Why a value of the right kind does not fit its column (null if it does), as ``contract._value_reason``."""
+    if f.kind in ("id", "text"):
+        longest = MAX_ID_CHARS if f.kind == "id" else MAX_TEXT_CHARS
+        may_be_empty = not (f.required or f.kind == "id")
+        bad = ((F.lit(not may_be_empty) & (x.text == "")) | (F.length(x.text) > longest)
+               | x.text.rlike(java_pattern(CONTROL_CHAR)))
+        return F.when((x.type == "STRING") & bad, F.lit(f"bad_text:{f.name}"))
+    if f.kind == "int":
+        return F.when((x.bigint < 1) | (x.bigint > limits.max_quantite), F.lit("bad_quantity"))
+    if f.kind == "version":
+        return F.when((x.bigint < 1) | (x.bigint > CONTRACT_VERSION), F.lit("unsupported_version"))
+    if f.kind == "money":
+        scale = F.regexp_extract(x.type, r"^DECIMAL\([0-9]+,([0-9]+)\)$", 1)
+        inexact = (x.type == "DOUBLE") | (x.type.startswith("DECIMAL") & (scale.try_cast("int") > 2)) | x.money.isNull()
+        return F.when(inexact, F.lit(f"bad_amount:{f.name}")).when(x.money < 0, F.lit(f"negative_amount:{f.name}"))
+    if f.kind == "segment":
+        return F.when(~x.text.isin(*SEGMENT_ALIASES), F.lit("unknown_segment"))
+    if f.kind == "timestamp":
+        event_us = F.unix_micros(event_time(x.text))
+        return (F.when(event_us.isNull(), F.lit("bad_timestamp"))
+                .when(event_us > reference_us + F.lit(limits.max_future_skew_us), F.lit("future_event"))
+                .when(event_us < reference_us - F.lit(limits.max_event_age_us), F.lit("stale_event")))
+    raise ValueError(f"unknown field kind {f.kind!r}")
+
+
+def with_contract_check(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
+    """Check each Kafka record against the sale contract and extract typed columns.
+
+    Adds ``reasons`` (empty for a valid sale; the same list as ``contract.violations`` with the record's
+    Kafka timestamp, or the time of the batch if that is earlier, as reference), the typed sale columns,
+    Kafka lineage, ``raw_value`` (the bytes as received), ``raw_text`` and ``ingestion_ts``.
+    """
+    value = F.col("value")
+    size = F.coalesce(F.length(value), F.lit(0))
+    utf8 = F.is_valid_utf8(value)
+    key_text = F.when(F.is_valid_utf8(F.col("key")), F.col("key").cast("string"))
+    df = kafka_df.select(
+        value.alias("raw_value"),
+        key_text.alias("kafka_key"), F.col("key").alias("kafka_key_bytes"), F.col("topic").alias("kafka_topic"),
+        F.col("partition").alias("kafka_partition"), F.col("offset").alias("kafka_offset"),
+        F.col("timestamp").alias("kafka_timestamp"),
+        F.when((size > 0) & (size <= limits.max_event_bytes) & utf8, value.cast("string")).alias("raw_text"),
+        size.alias("_size"), utf8.alias("_utf8"), F.current_timestamp().alias("ingestion_ts"),
+    )
+    df = df.withColumn("_v", F.try_parse_json("raw_text"))
+    v = F.col("_v")
+    fields = {f.name: _FieldValues(v, f) for f in FIELDS}
+    # What the event time is judged against: the Kafka timestamp, unless that is later than now (a
+    # producer may set it), so that no record can move the watermark far ahead.
+    reference_us = F.least(F.unix_micros("kafka_timestamp"), F.unix_micros("ingestion_ts"))
+    field_checks = []
+    for f in FIELDS:
+        x = fields[f.name]
+        field_checks.append(
+            F.when(x.absent, F.lit(f"missing_field:{f.name}") if f.required else F.lit(None))
+            .when(~x.kind_ok(f.kind), F.lit(f"wrong_type:{f.name}"))
+            .otherwise(_value_reason(f, x, limits, reference_us)))
+    record_reason = _record_reason(F.col("_size"), F.col("_utf8"), F.col("raw_text"), v, limits.max_event_bytes)
+    reasons = F.when(record_reason.isNotNull(), F.array(record_reason)).otherwise(
+        F.array_compact(F.array(*field_checks)))
+    segment_map = F.create_map(*[F.lit(x) for kv in SEGMENT_ALIASES.items() for x in kv])
+    text = {name: x.text for name, x in fields.items()}
+    event_ts = event_time(text["timestamp"])
+    return df.select(
+        reasons.alias("reasons"),
+        text["vente_id"].alias("vente_id"), text["client_id"].alias("client_id"),
+        text["produit_id"].alias("produit_id"), event_ts.alias("event_ts"), F.to_date(event_ts).alias("jour"),
+        fields["quantite"].bigint.try_cast("int").alias("quantite"),
+        fields["montant"].money.alias("montant"), fields["prix_unitaire"].money.alias("prix_unitaire"),
+        text["client_nom"].alias("client_nom"), text["produit_nom"].alias("produit_nom"),
+        text["categorie"].alias("categorie"), text["pays"].alias("pays"), text["ville"].alias("ville"),
+        segment_map[text["segment"]].alias("segment"), text["canal"].alias("canal"), text["devise"].alias("devise"),
+        fields["contract_version"].bigint.try_cast("int").alias("contract_version"),
+        F.col("raw_text"), F.col("raw_value"), *LINEAGE, "ingestion_ts",
+    )

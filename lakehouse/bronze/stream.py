@@ -1,0 +1,128 @@
+"""The Bronze stream's edge: read Kafka, check the contract, hand each batch to the writer; start, stop
+and explain failures."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.monitoring import BronzeProgressLogger, register_progress_logger
+from lakehouse.bronze.writer import BronzeBatchWriter
+from lakehouse.ingest.contract import ContractLimits
+from lakehouse.platform.config import Config
+from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
+from lakehouse.platform.paths import Paths
+
+log = logging.getLogger(__name__)
+
+# Commits between two Delta log checkpoints of the tables the stream creates (Delta's default: 10).
+LOG_CHECKPOINT_INTERVAL = 100
+
+
+def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
+    """The Kafka source as a stream, with offsets, batch bound, data-loss policy and broker timeout
+    from config."""
+    # Without these, an unreachable broker keeps the driver's offset lookups and the executors' fetches
+    # waiting for minutes (60 s per admin call, retried; 120 s per poll) before the query fails.
+    timeout_ms = str(int(cfg.streaming.broker_timeout.seconds * 1000))
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
+        .option("subscribe", cfg.kafka.topic)
+        # Records of aborted transactions (and of transactions still open) are never read.
+        .option("kafka.isolation.level", "read_committed")
+        .option("startingOffsets", cfg.streaming.starting_offsets)
+        .option("failOnDataLoss", str(cfg.streaming.fail_on_data_loss).lower())
+        .option("maxOffsetsPerTrigger", cfg.streaming.max_offsets_per_trigger)
+        # Spark's consumers only ask for offsets a batch planned, yet a fetch at the end of a range
+        # waits fetch.max.wait.ms (500 ms by default) for data that is not coming: measured as most of
+        # a small batch's time.
+        .option("kafka.fetch.max.wait.ms", "10")
+        .option("kafka.default.api.timeout.ms", timeout_ms)
+        .option("kafka.request.timeout.ms", timeout_ms)  # Kafka wants it ≤ default.api.timeout.ms
+        .option("kafkaConsumer.pollTimeoutMs", timeout_ms)
+        .load()
+    )
+
+
+class BronzeStateError(RuntimeError):
+    """The checkpoint and the tables do not belong together (one of them was deleted)."""
+
+
+def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> None:
+    """Refuse to start when the checkpoint and the tables disagree: resuming would then skip records
+    (tables deleted, checkpoint kept) or read the topic again from the start (checkpoint deleted)."""
+    tables_exist = delta_table_exists(paths.bronze) or delta_table_exists(paths.bronze_metrics)
+    if checkpoint_has_entries(checkpoint, "commits"):
+        gone = not delta_table_exists(paths.bronze_metrics) or (
+            not delta_table_exists(paths.bronze)
+            and (spark.read.format("delta").load(str(paths.bronze_metrics))
+                 .agg(F.sum("bronze_rows")).first()[0] or 0) > 0)
+        if gone:
+            raise BronzeStateError(
+                f"Bronze checkpoint {checkpoint} has committed batches but the Bronze tables under "
+                f"{paths.delta_dir / 'bronze'} are gone: resuming would skip the records already read. "
+                "Delete the checkpoint too to read the topic again from [streaming] starting_offsets "
+                "(make demo ARGS=--fresh deletes both and empties the topic).")
+    elif tables_exist and not checkpoint_has_entries(checkpoint, "offsets"):
+        raise BronzeStateError(
+            f"Bronze tables exist under {paths.delta_dir} but the checkpoint {checkpoint} does not: starting "
+            "would read the topic again from [streaming] starting_offsets. Restore the checkpoint, or delete "
+            "the Bronze tables too for a fresh start (make demo ARGS=--fresh).")
+
+
+def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
+                        checkpoint: Path | None = None) -> StreamingQuery:
+    """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
+    the tables do not match)."""
+    checkpoint = checkpoint or paths.bronze_checkpoint
+    check_bronze_state(spark, paths, checkpoint)
+    # Tables this session creates (Bronze, quarantine, metrics) get a log checkpoint every 100 commits
+    # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
+    spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
+                   str(LOG_CHECKPOINT_INTERVAL))
+    writer = BronzeBatchWriter(spark, cfg, paths, checkpoint)
+    register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status))
+    # The contract check is part of the streaming plan, built once, not rebuilt in every batch.
+    checked = read_kafka_stream(spark, cfg).transform(
+        lambda df: with_contract_check(df, ContractLimits.from_config(cfg)))
+    stream = (checked.writeStream.foreachBatch(writer)
+              .option("checkpointLocation", str(checkpoint)).queryName("bronze_ventes"))
+    stream = (stream.trigger(availableNow=True) if available_now
+              else stream.trigger(processingTime=cfg.streaming.trigger_interval.spark()))
+    log.info("Streaming %s → %s (quarantine %s, checkpoint %s)", cfg.kafka.topic, paths.bronze,
+             paths.quarantine, checkpoint)
+    return stream.start()
+
+
+def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool) -> str:
+    """What a user should read when the Bronze query failed: the likely cause and the fix."""
+    if not broker_up:
+        return (f"Kafka broker at {servers} is not reachable: the Bronze stream stopped after its last "
+                "committed batch. Nothing is lost: start the broker again, then this job; it resumes from "
+                f"its checkpoint {checkpoint}")
+    # Spark's wording ("Some data may have been lost ...", error class KAFKA_DATA_LOSS.*).
+    if "KAFKA_DATA_LOSS" in error or "Some data may have been lost" in error:
+        return (f"Kafka no longer holds records that the checkpoint {checkpoint} expects to read next (the "
+                "topic's retention deleted them, or the topic was deleted and created again). To go on from "
+                "what Kafka still has, set [streaming] fail_on_data_loss = false (the gap is logged); to "
+                "start over, make demo ARGS=--fresh.")
+    if "No space left on device" in error:
+        return (f"The disk is full (No space left on device): the Bronze stream stopped after its last "
+                f"committed batch and nothing is lost. Free space (make upkeep applies retention and VACUUM; "
+                f"old logs are in data/logs), then start this job again: it resumes from {checkpoint}")
+    return f"Bronze stream failed: {error.strip().splitlines()[0] if error.strip() else error}"
+
+
+def stop_after_current_batch(query: StreamingQuery, timeout_s: float = 120.0) -> None:
+    """Stop between two batches: wait until no trigger is running, then stop."""
+    deadline = time.monotonic() + timeout_s
+    while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    query.stop()

@@ -1,0 +1,40 @@
+"""Delta table and streaming-checkpoint helpers shared by the Bronze and Silver jobs and their readers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+
+
+def delta_table_exists(path: Path) -> bool:
+    """A Delta table with at least one commit (a job killed during a table's first commit leaves an
+    empty ``_delta_log``, which Delta cannot read)."""
+    return any((path / "_delta_log").glob("*.json"))
+
+
+def read_delta(spark: SparkSession, path: Path) -> DataFrame | None:
+    """The table at ``path``, or None when it has no commit yet."""
+    if not delta_table_exists(path):
+        return None
+    return spark.read.format("delta").load(str(path))
+
+
+def append_delta(df: DataFrame, path: Path, partition_by: str | None = None) -> None:
+    """Append ``df`` to the table at ``path`` (created on first use; new columns are added)."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(partition_by)
+    writer.save(str(path))
+
+
+def checkpoint_query_id(checkpoint: Path) -> str:
+    """The query id Spark keeps in a streaming checkpoint (written when the query starts): a new
+    checkpoint gets a new id, so its batch numbers never collide with an older run's."""
+    return json.loads((checkpoint / "metadata").read_text())["id"]
+
+
+def checkpoint_has_entries(checkpoint: Path, log_name: str) -> bool:
+    """Whether a checkpoint's ``offsets`` (batches planned) or ``commits`` (batches done) log has an entry."""
+    return any(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
