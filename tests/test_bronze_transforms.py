@@ -10,9 +10,11 @@ from pyspark.sql import Row
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze import (BRONZE_COLUMNS, QUARANTINE_COLUMNS, DedupState, SaleKey, find_duplicates,
-                              to_bronze_rows, to_quarantine_rows, with_contract_check)
-from lakehouse.ingest.contract import violations
+from lakehouse.bronze.columns import BRONZE_COLUMNS, DUPLICATES_COLUMNS, QUARANTINE_COLUMNS
+from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, find_duplicates
+from lakehouse.bronze.writer import DECISIONS_SCHEMA, to_bronze_rows, to_duplicate_rows, to_quarantine_rows
+from lakehouse.ingest.contract import ContractLimits, violations
 from lakehouse.ingest.simulator import SalesSimulator
 
 KAFKA_SCHEMA = T.StructType([
@@ -21,6 +23,11 @@ KAFKA_SCHEMA = T.StructType([
     T.StructField("offset", T.LongType()), T.StructField("timestamp", T.TimestampType()),
 ])
 KAFKA_TS = dt.datetime(2024, 12, 12, 10, 16)
+KAFKA_TS_US = int(KAFKA_TS.replace(tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
+
+
+def limits(max_bytes: int = 65536) -> ContractLimits:
+    return ContractLimits(max_event_bytes=max_bytes)
 
 
 def kafka_rows(spark, values: list[bytes | None]):
@@ -30,18 +37,19 @@ def kafka_rows(spark, values: list[bytes | None]):
 
 
 def test_spark_contract_check_names_the_same_reasons_as_the_python_contract(spark) -> None:
-    sim = SalesSimulator(3, 100, bad_ratio=0.6, duplicate_ratio=0.1, max_event_bytes=2048)
+    sim = SalesSimulator(3, 100, bad_ratio=0.6, duplicate_ratio=0.1, max_event_bytes=2048,
+                         clock=lambda: KAFKA_TS.replace(tzinfo=dt.timezone.utc))
     gen = sim.records()
     values = [next(gen).value for _ in range(300)] + [None, b"[1, 2]", b'"texte"', b"null"]
-    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, 2048)) \
+    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(2048))) \
         .select("kafka_offset", "reasons")
-    expected_df = spark.createDataFrame([(i, violations(v, 2048)) for i, v in enumerate(values)],
+    expected_df = spark.createDataFrame([(i, violations(v, limits(2048), KAFKA_TS_US)) for i, v in enumerate(values)],
                                         actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
 
 
 def test_valid_shapes_are_typed_and_normalized(spark) -> None:
-    legacy = {"vente_id": 7, "client_id": 42, "produit_id": 3, "timestamp": "2024-12-12T10:15:25.123456",
+    legacy = {"vente_id": 7, "client_id": 42, "produit_id": 3, "timestamp": "2024-12-12T10:15:25.123456Z",
               "quantite": 2, "montant": 150.5, "client_nom": "Jean Dupont", "produit_nom": "Souris",
               "categorie": "Accessoires", "pays": "France", "segment": "Particulier"}
     modern = {"vente_id": "a-b", "client_id": "C1", "produit_id": "P1",
@@ -50,7 +58,7 @@ def test_valid_shapes_are_typed_and_normalized(spark) -> None:
               "pays": "Belgique", "ville": "Liège", "segment": "Entreprise", "canal": "web", "devise": "EUR",
               "contract_version": 1, "code_promo": "NOEL24"}
     values = [json.dumps(legacy).encode(), json.dumps(modern, ensure_ascii=False).encode()]
-    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, 65536)).select(
+    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits())).select(
         "reasons", "vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant",
         "prix_unitaire", "segment", "ville", "canal", "contract_version", "raw_text")
     expected_df = spark.createDataFrame([
@@ -68,8 +76,8 @@ def test_valid_shapes_are_typed_and_normalized(spark) -> None:
 
 def test_quarantine_keeps_raw_bytes_and_every_reason(spark) -> None:
     values = [b"\xff\xfebad", b"", b'{"quantite": 0}']
-    checked = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, 65536))
-    actual_df = to_quarantine_rows(checked, "q", 4).select("kafka_offset", "reason", "raw_value", "raw_text",
+    checked = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits()))
+    actual_df = to_quarantine_rows(checked, None, "q", 4).select("kafka_offset", "reason", "raw_value", "raw_text",
                                                            "bronze_query_id", "bronze_batch_id")
     expected_df = spark.createDataFrame([
         (0, "non_utf8", bytearray(b"\xff\xfebad"), None, "q", 4),
@@ -77,61 +85,103 @@ def test_quarantine_keeps_raw_bytes_and_every_reason(spark) -> None:
         (2, "missing_field", bytearray(b'{"quantite": 0}'), '{"quantite": 0}', "q", 4),
     ], actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
-    assert to_quarantine_rows(checked, "q", 4).columns == QUARANTINE_COLUMNS
-    reasons = {r.kafka_offset: r.reasons for r in to_quarantine_rows(checked, "q", 4).collect()}
-    assert reasons[2][-1] == "bad_quantity" and "missing_field:vente_id" in reasons[2]
+    assert to_quarantine_rows(checked, None, "q", 4).columns == QUARANTINE_COLUMNS
+    reasons = {r.kafka_offset: r.reasons for r in to_quarantine_rows(checked, None, "q", 4).collect()}
+    assert reasons[2][:4] == ["missing_field:vente_id", "missing_field:client_id", "missing_field:produit_id",
+                             "missing_field:timestamp"]
+    assert reasons[2][4] == "bad_quantity" and reasons[2][-1] == "missing_field:segment"
 
 
 MIN_US = 60_000_000
 DELAY_US = 10 * MIN_US
+T0 = 1_734_000_000_000_000
 
 
-def test_duplicates_within_batch_and_against_earlier_batches() -> None:
-    t0 = 1_734_000_000_000_000
+def key(vente_id: str, event_us: int, partition: int, offset: int, content: int = 1) -> SaleKey:
+    return SaleKey(vente_id, event_us, content, partition, offset)
+
+
+def test_duplicates_and_conflicts_within_batch_and_against_earlier_batches() -> None:
     keys = [
-        SaleKey("A", t0, 0, 10),                  # first A
-        SaleKey("A", t0 + MIN_US, 1, 3),          # same A a minute later, later partition: duplicate
-        SaleKey("A", t0, 0, 9),                   # ... but this one came first in partition 0
-        SaleKey("B", t0, 0, 11),                  # B kept by an earlier batch 5 minutes away: duplicate
-        SaleKey("C", t0 + 30 * MIN_US, 0, 12),    # C kept before, but 30 minutes away: kept
-        SaleKey("D", t0 - 120 * MIN_US, 0, 13),   # new, old event time (late): kept
+        key("A", T0, 0, 10),                     # A again, same content: duplicate of offset 9
+        key("A", T0, 1, 3),                      # same again in another partition: duplicate
+        key("A", T0, 0, 9),                      # the first A (lowest offset of partition 0)
+        key("B", T0 + 5 * MIN_US, 0, 11, 2),     # B kept by an earlier batch, same content: duplicate
+        key("C", T0 + 2 * MIN_US, 0, 12, 7),     # C kept before, other content, 2 minutes away: conflict
+        key("C", T0 + 30 * MIN_US, 0, 13, 8),    # C again, 30 minutes away: another sale, kept
+        key("D", T0 - 120 * MIN_US, 0, 14),      # new, old event time (late): kept
     ]
-    seen = {"B": [t0 + 5 * MIN_US], "C": [t0]}
-    duplicates, kept = find_duplicates(keys, seen, DELAY_US)
-    assert duplicates == [SaleKey("A", t0, 0, 10), SaleKey("B", t0, 0, 11), SaleKey("A", t0 + MIN_US, 1, 3)]
-    assert kept == {"A": [t0], "C": [t0 + 30 * MIN_US], "D": [t0 - 120 * MIN_US]}
-    assert seen == {"B": [t0 + 5 * MIN_US], "C": [t0]}  # unchanged until the batch commits
+    earlier_b, earlier_c = Kept(T0 + 5 * MIN_US, 2, 2, 1), Kept(T0, 5, 2, 2)
+    seen = {"B": [earlier_b], "C": [earlier_c]}
+    decisions, kept = find_duplicates(keys, seen, DELAY_US)
+    first_a = Kept(T0, 1, 0, 9)
+    assert decisions == [Decision(keys[0], "duplicate", first_a), Decision(keys[3], "duplicate", earlier_b),
+                         Decision(keys[4], "conflicting_id", earlier_c), Decision(keys[1], "duplicate", first_a)]
+    assert kept == {"A": [first_a], "C": [Kept(T0 + 30 * MIN_US, 8, 0, 13)], "D": [Kept(T0 - 120 * MIN_US, 1, 0, 14)]}
+    assert seen == {"B": [earlier_b], "C": [earlier_c]}  # unchanged until the batch commits
+
+
+def test_an_id_reused_by_a_restarted_producer_is_a_conflict_not_a_duplicate() -> None:
+    # An older producer restarts its counter: ids 1..3 again, other sales, a minute later.
+    first = [key(str(i), T0, 0, i, content=100 + i) for i in range(1, 4)]
+    _, kept = find_duplicates(first, {}, DELAY_US)
+    again = [key(str(i), T0 + MIN_US, 0, 10 + i, content=200 + i) for i in range(1, 4)]
+    decisions, kept_again = find_duplicates(again, kept, DELAY_US)
+    assert [d.kind for d in decisions] == ["conflicting_id"] * 3 and kept_again == {}
+    assert [(d.kept.partition, d.kept.offset) for d in decisions] == [(0, 1), (0, 2), (0, 3)]
 
 
 def test_state_watermark_pruning_and_lookups() -> None:
     state = DedupState(DELAY_US)
-    assert state.watermark_us is None and not state.needs_lookup(SaleKey("X", 0, 0, 0))
-    t0 = 1_734_000_000_000_000
-    state.add({"A": [t0], "B": [t0 + 5 * MIN_US]})
-    assert state.watermark_us == t0 + 5 * MIN_US - DELAY_US
-    state.add({"C": [t0 + 40 * MIN_US]})
+    assert state.watermark_us is None and not state.needs_lookup(key("X", 0, 0, 0))
+    a, b, c = Kept(T0, 1, 0, 0), Kept(T0 + 5 * MIN_US, 1, 0, 1), Kept(T0 + 40 * MIN_US, 1, 0, 2)
+    state.add({"A": [a], "B": [b]})
+    assert state.watermark_us == T0 + 5 * MIN_US - DELAY_US
+    state.add({"C": [c]})
     # The floor is the latest event time minus twice the delay: A and B can no longer match an on-time sale.
-    assert state.floor_us == t0 + 20 * MIN_US and state.seen == {"C": [t0 + 40 * MIN_US]}
-    assert state.watermark_us == t0 + 30 * MIN_US
-    on_time, late = SaleKey("Y", t0 + 31 * MIN_US, 0, 0), SaleKey("A", t0 + 2 * MIN_US, 0, 1)
+    assert state.floor_us == T0 + 20 * MIN_US and state.seen == {"C": [c]}
+    assert state.watermark_us == T0 + 30 * MIN_US
+    on_time, late = key("Y", T0 + 31 * MIN_US, 0, 0), key("A", T0 + 2 * MIN_US, 0, 1)
     assert not state.needs_lookup(on_time) and state.needs_lookup(late)
+    state.remember("A", a)
+    state.remember("A", a)
+    assert state.seen["A"] == [a]
 
 
-def test_bronze_rows_leave_out_duplicates_and_flag_late_sales(spark) -> None:
-    def sale(vente_id, timestamp):
-        return json.dumps({"vente_id": vente_id, "client_id": 2, "produit_id": 3, "timestamp": timestamp,
-                           "quantite": 1, "montant": 1, "client_nom": "a", "produit_nom": "b",
-                           "categorie": "c", "pays": "d", "segment": "B2C"}).encode()
-    checked = kafka_rows(spark, [sale(1, "2024-12-12T10:00:00"), sale(1, "2024-12-12T10:00:00"),
-                                 sale(2, "2024-12-12T08:00:00"), b"{}"]) \
-        .transform(lambda df: with_contract_check(df, 65536))
-    duplicates_df = spark.createDataFrame([(0, 1)], "kafka_partition INT, kafka_offset LONG")
+def sale(vente_id, timestamp, montant=1):
+    return json.dumps({"vente_id": vente_id, "client_id": 2, "produit_id": 3, "timestamp": timestamp,
+                       "quantite": 1, "montant": montant, "client_nom": "a", "produit_nom": "b",
+                       "categorie": "c", "pays": "d", "segment": "B2C"}).encode()
+
+
+def test_bronze_quarantine_and_duplicate_rows_follow_the_decisions(spark) -> None:
+    checked = kafka_rows(spark, [sale(1, "2024-12-12T10:00:00Z"), sale(1, "2024-12-12T10:00:00Z"),
+                                 sale(2, "2024-12-12T08:00:00Z"), b"{}", sale(1, "2024-12-12T10:00:00Z", 5)]) \
+        .transform(lambda df: with_contract_check(df, limits()))
+    decisions_df = spark.createDataFrame([(0, 1, "duplicate", 0, 0), (0, 4, "conflicting_id", 0, 0)],
+                                         DECISIONS_SCHEMA)
     watermark_us = int(dt.datetime(2024, 12, 12, 9, 50, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
-    bronze = to_bronze_rows(checked, duplicates_df, watermark_us, "q", 5)
+    bronze = to_bronze_rows(checked, decisions_df, watermark_us, "q", 5)
     assert bronze.columns == BRONZE_COLUMNS
     actual_df = bronze.select("vente_id", "kafka_offset", "is_late", "bronze_query_id", "bronze_batch_id")
     expected_df = spark.createDataFrame([("1", 0, False, "q", 5), ("2", 2, True, "q", 5)], actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
+
+    quarantine = to_quarantine_rows(checked, decisions_df, "q", 5)
+    assert quarantine.columns == QUARANTINE_COLUMNS
+    actual_df = quarantine.select("kafka_offset", "reason", "kept_partition", "kept_offset", "raw_text")
+    expected_df = spark.createDataFrame([(3, "missing_field", None, None, "{}"),
+                                         (4, "conflicting_id", 0, 0, sale(1, "2024-12-12T10:00:00Z", 5).decode())],
+                                        actual_df.schema)
+    assertDataFrameEqual(actual_df, expected_df)
+
+    duplicates = to_duplicate_rows(checked, decisions_df, "q", 5)
+    assert duplicates.columns == DUPLICATES_COLUMNS
+    actual_df = duplicates.select("vente_id", "kafka_offset", "kept_partition", "kept_offset", "raw_value")
+    expected_df = spark.createDataFrame([("1", 1, 0, 0, bytearray(sale(1, "2024-12-12T10:00:00Z")))],
+                                        actual_df.schema)
+    assertDataFrameEqual(actual_df, expected_df)
+
     no_watermark = to_bronze_rows(checked, None, None, "q", 5).select("kafka_offset", "is_late")
-    assertDataFrameEqual(no_watermark, spark.createDataFrame([(0, False), (1, False), (2, False)],
-                                                             no_watermark.schema))
+    assertDataFrameEqual(no_watermark, spark.createDataFrame(
+        [(0, False), (1, False), (2, False), (4, False)], no_watermark.schema))

@@ -13,7 +13,7 @@ from lakehouse.platform.config import PROJECT_DIR
 
 DOCS = PROJECT_DIR / "docs"
 PLACEHOLDER = re.compile(r"<[^<>]*>")
-CODE_FILES = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").glob("*.py")]
+CODE_FILES = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").rglob("*.py")]
 
 
 def code_pieces() -> list[str]:

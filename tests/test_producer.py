@@ -55,7 +55,7 @@ def test_events_are_consumed_back_exactly(kafka_bootstrap: str, topic: str, tmp_
     assert len(records) == 3000
     events = [json.loads(r.value) for r in records]
     assert len({e["vente_id"] for e in events}) == 3000
-    assert [violations(r.value, 65536) for r in records] == [[]] * 3000
+    assert [violations(r.value) for r in records] == [[]] * 3000
     assert all(r.key.decode() == e["client_id"] for r, e in zip(records, events))
     # A client's sales stay in one partition.
     partitions = {}
@@ -78,7 +78,7 @@ def test_injected_faults_reconcile_with_the_summary(kafka_bootstrap: str, topic:
     first_seen, duplicates, late = set(), 0, 0
     cutoff = datetime.now(timezone.utc) - timedelta(hours=2)
     for record in records:
-        found = violations(record.value, 65536)
+        found = violations(record.value)
         if found:
             reasons[found[0].split(":")[0]] += 1
             continue

@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 from lakehouse.bronze.columns import LINEAGE, MONEY
 from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, ESCAPE_MARK, ESCAPED_BACKSLASH,
                                        ESCAPED_QUOTE, FIELDS, FLAT_OBJECT, LONG_NUMBER, MAX_ID_CHARS, MAX_TEXT_CHARS,
-                                       NESTED_OBJECT, SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK,
+                                       NESTED_OBJECT, SCALAR, SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK,
                                        STRING_TOKEN, TIMESTAMP, ContractLimits, Field, java_pattern)
 
 _INT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
@@ -41,7 +41,7 @@ def _record_reason(size: Column, utf8: Column, text: Column, v: Column, max_byte
                     F.when(v.isNull(), F.lit("not_json")).otherwise(F.lit("trailing_data")))
               .otherwise(F.lit("not_json")))
         .when(shape.rlike(java_pattern(STARTS_ARRAY)), F.lit("not_object"))
-        .when(v.isNull(), F.lit("not_json"))
+        .when(~shape.rlike(java_pattern(SCALAR)) | v.isNull(), F.lit("not_json"))
         .otherwise(F.lit("not_object"))
     )
 

@@ -110,6 +110,12 @@ NESTED_OBJECT = "^" + WS + r"*\{[^{}\[\]]*[{\[]"
 CLOSED_OBJECT = "^" + WS + r"*\{[^{}\[\]]*\}"
 STARTS_OBJECT = "^" + WS + r"*\{"
 STARTS_ARRAY = "^" + WS + r"*\["
+# Anything else is "not_object" only when the whole text is one JSON scalar (a blanked string, a number,
+# a literal) between JSON whitespace, and "not_json" otherwise. Judged on the shape, not left to the
+# parser: Python's decoder stops after the first value while Jackson refuses some text glued to a root
+# scalar ("1x", "1}", "truex") and ignores other ("1 x", '"a"x').
+JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+SCALAR = "^" + WS + "*(?:" + STRING_MARK + "|" + JSON_NUMBER + "|true|false|null)" + WS + "*" + END
 # Field values.
 CONTROL_CHAR = "[\x00-\x1f\x7f-\x9f]"
 TIMESTAMP = ("^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
@@ -124,9 +130,9 @@ def java_pattern(pattern: str) -> str:
     return pattern.replace(END, r"\z")
 
 
-_LONG_NUMBER, _FLAT, _NESTED, _CLOSED, _STARTS_OBJECT, _STARTS_ARRAY, _STRING, _CONTROL, _TIMESTAMP = (
+_LONG_NUMBER, _FLAT, _NESTED, _CLOSED, _STARTS_OBJECT, _STARTS_ARRAY, _SCALAR, _STRING, _CONTROL, _TIMESTAMP = (
     python_pattern(p) for p in (LONG_NUMBER, FLAT_OBJECT, NESTED_OBJECT, CLOSED_OBJECT, STARTS_OBJECT,
-                                STARTS_ARRAY, STRING_TOKEN, CONTROL_CHAR, TIMESTAMP))
+                                STARTS_ARRAY, SCALAR, STRING_TOKEN, CONTROL_CHAR, TIMESTAMP))
 
 
 def blank(text: str) -> str:
@@ -237,6 +243,8 @@ def _record_reason(value: bytes | None, max_bytes: int) -> tuple[str | None, dic
         return "not_json", None
     if _STARTS_ARRAY.search(shape):
         return "not_object", None
+    if not _SCALAR.search(shape):
+        return "not_json", None
     try:
         _decode(text, start)
     except _JsonError:

@@ -8,9 +8,10 @@ from typing import Callable, TextIO
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 
-from lakehouse.serve.queries import (TABLES, Lakehouse, MissingTableError, QueryInputError, countries,
-                               daily_revenue, filter_client, last_batches, quarantine_samples,
-                               quarantine_summary, recent_sales, segments, top_clients, CLIENT_COLUMNS)
+from lakehouse.serve.queries import (CLIENT_COLUMNS, TABLES, Lakehouse, MissingTableError, QueryInputError,
+                                     countries, daily_revenue, duplicates_samples, duplicates_summary, filter_client,
+                                     last_batches, quarantine_samples, quarantine_summary, recent_sales, segments,
+                                     top_clients)
 from lakehouse.serve.report import Section
 
 ROWS_SHOWN = 20
@@ -55,7 +56,7 @@ class Menu:
             ("Countries", self.countries),
             ("Segments (B2B / B2C)", self.segments),
             ("Daily revenue", self.daily_revenue),
-            ("Quarantine: records per reason, with raw samples", self.quarantine),
+            ("Quarantine and duplicates: records per reason, with raw samples", self.quarantine),
             ("Streaming metrics of the last batches", self.metrics),
             ("Table history", self.history),
             ("Time travel: a table as of a version or a timestamp", self.time_travel),
@@ -142,9 +143,15 @@ class Menu:
         if df is None:
             self.lake.location("ventes")  # no Bronze at all: say which command creates it
             self.console.say("No quarantined record: every record so far met the contract.")
-            return
-        self.show("Quarantine by reason", quarantine_summary(df))
-        self.show("Quarantined records (latest per reason)", quarantine_samples(df))
+        else:
+            self.show("Quarantine by reason", quarantine_summary(df))
+            self.show("Quarantined records (latest per reason)", quarantine_samples(df))
+        duplicates = self.lake.duplicates()
+        if duplicates is None:
+            self.console.say("No duplicate: no record has repeated a kept sale.")
+        else:
+            self.show("Duplicates (records repeating a kept sale)", duplicates_summary(duplicates))
+            self.show("Latest duplicates", duplicates_samples(duplicates))
 
     def metrics(self) -> None:
         n = self.ask_number("How many batches", 10)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -35,6 +35,8 @@ class TableInfo:
 TABLES = {t.name: t for t in (
     TableInfo("ventes", lambda p: p.bronze, BRONZE_JOB),
     TableInfo("ventes_quarantine", lambda p: p.quarantine, BRONZE_JOB + ", at the first bad record",
+              optional=True),
+    TableInfo("ventes_duplicates", lambda p: p.duplicates, BRONZE_JOB + ", at the first duplicate",
               optional=True),
     TableInfo("bronze_metrics", lambda p: p.bronze_metrics, BRONZE_JOB),
     TableInfo("clients", lambda p: p.silver("clients"), SILVER_JOB),
@@ -116,16 +118,45 @@ def quarantine_samples(quarantine_df: DataFrame, per_reason: int = 2) -> DataFra
                     # Not valid UTF-8 (raw_text is null): the first bytes in hex rather than mojibake.
                     F.coalesce(F.substring("raw_text", 1, 120),
                                F.concat(F.lit("hex "), F.hex(F.substring("raw_value", 1, 48))))
-                    .alias("raw_record"))
+                    .alias("raw_record"),
+                    # conflicting_id: where the kept sale with the same vente_id is.
+                    _kept_at(quarantine_df).alias("kept_sale"))
             .orderBy("reason", F.desc("kafka_offset")))
+
+
+def _column_or_null(df: DataFrame, name: str, type_name: str) -> Column:
+    """A column that tables written before it existed lack."""
+    return F.col(name) if name in df.columns else F.lit(None).cast(type_name).alias(name)
+
+
+def _kept_at(df: DataFrame) -> Column:
+    """Where the kept sale a duplicate or conflicting record met is, as text (null when none)."""
+    if "kept_offset" not in df.columns:
+        return F.lit(None).cast("string")
+    if_kept = F.col("kept_offset").isNotNull()
+    return F.when(if_kept, F.concat(F.lit("partition "), F.col("kept_partition").cast("string"),
+                                    F.lit(" offset "), F.col("kept_offset").cast("string")))
+
+
+def duplicates_summary(duplicates_df: DataFrame) -> DataFrame:
+    """Records that repeated a kept sale: how many, for how many sales, first and last arrival."""
+    return duplicates_df.agg(F.count(F.lit(1)).alias("records"), F.count_distinct("vente_id").alias("sales"),
+                             F.min("ingestion_ts").alias("first_seen"), F.max("ingestion_ts").alias("last_seen"))
+
+
+def duplicates_samples(duplicates_df: DataFrame, limit: int = 5) -> DataFrame:
+    """The latest duplicates with the position of the sale each repeats."""
+    return (duplicates_df.orderBy(F.desc("ingestion_ts"), F.desc("kafka_offset"))
+            .select("vente_id", "kafka_partition", "kafka_offset", _kept_at(duplicates_df).alias("kept_sale"))
+            .limit(limit))
 
 
 def last_batches(metrics_df: DataFrame, limit: int = 10) -> DataFrame:
     """The Bronze stream's last micro-batches, newest first."""
     return (metrics_df.orderBy(F.desc("committed_at"), F.desc("batch_id"))
             .select("batch_id", "committed_at", "input_rows", "bronze_rows", "quarantined_rows",
-                    "duplicate_rows", "late_rows", "duration_ms", "latency_p50_ms", "latency_max_ms",
-                    "kafka_lag").limit(limit))
+                    "duplicate_rows", _column_or_null(metrics_df, "conflicting_rows", "long"), "late_rows",
+                    "duration_ms", "latency_p50_ms", "latency_max_ms", "kafka_lag").limit(limit))
 
 
 # --- read-only SQL -----------------------------------------------------------------------------------
@@ -228,6 +259,10 @@ class Lakehouse:
     def quarantine(self) -> DataFrame | None:
         """The quarantine table, or None while no bad record has arrived."""
         return self.table("ventes_quarantine") if self.exists("ventes_quarantine") else None
+
+    def duplicates(self) -> DataFrame | None:
+        """The duplicates table, or None while no record has repeated a kept sale."""
+        return self.table("ventes_duplicates") if self.exists("ventes_duplicates") else None
 
     def as_of(self, name: str, when: str) -> DataFrame:
         """A table as of a version number or a timestamp."""

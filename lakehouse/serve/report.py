@@ -11,8 +11,9 @@ from pathlib import Path
 from pyspark.sql import DataFrame
 
 from lakehouse.serve.dashboard import euros, share, table
-from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, last_batches, quarantine_samples,
-                               quarantine_summary, segments, top_clients)
+from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, duplicates_samples,
+                                     duplicates_summary, last_batches, quarantine_samples, quarantine_summary,
+                                     segments, top_clients)
 from lakehouse.silver.transforms import TIERS
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ OVERVIEW, TOP, COUNTRIES, SEGMENTS, DAILY = ("Overview", "Top clients", "Revenue
                                              "Revenue by segment", "Daily revenue")
 QUARANTINE, SAMPLES, BATCHES, TABLES_SECTION = ("Quarantine by reason", "Quarantined records (latest per reason)",
                                                 "Bronze stream: last batches", "Tables")
+DUPLICATES, DUPLICATE_SAMPLES = ("Duplicates (records repeating a kept sale)", "Latest duplicates")
 
 
 def overview(clients: list[dict], pays: list[dict]) -> Section:
@@ -154,6 +156,12 @@ def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
     else:
         report.sections += [Section.from_df(QUARANTINE, quarantine_summary(quarantine)),
                             Section.from_df(SAMPLES, quarantine_samples(quarantine))]
+    duplicates = lake.duplicates()
+    if duplicates is None:
+        report.sections.append(Section(DUPLICATES, ["records", "sales"], [], empty="(no duplicate record)"))
+    else:
+        report.sections += [Section.from_df(DUPLICATES, duplicates_summary(duplicates)),
+                            Section.from_df(DUPLICATE_SAMPLES, duplicates_samples(duplicates))]
     report.sections.append(Section.from_df(BATCHES, last_batches(lake.table("bronze_metrics"))))
     report.sections.append(tables_section(lake))
     return report
@@ -184,7 +192,8 @@ def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
     written = {}
     for title, filename in CHARTS.items():
         s = report.section(title)
-        labels = [format_value(s.columns[0], r[0]) for r in s.rows]
+        # Names are any text: an unescaped "$" pair would be parsed as maths (and fail on, say, "$\\x$").
+        labels = [format_value(s.columns[0], r[0]).replace("$", r"\$") for r in s.rows]
         values = [float(r[s.columns.index("chiffre_affaires")]) for r in s.rows]
         fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
         if title == DAILY:

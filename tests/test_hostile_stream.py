@@ -1,0 +1,126 @@
+"""The hostile corpus through the running Bronze stream: it never stops, and every record of the topic is
+in exactly one of Bronze, quarantine and duplicates, byte for byte, where the contract says."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timedelta, timezone
+
+from kafka import KafkaConsumer, KafkaProducer
+from pyspark.sql import functions as F
+
+from lakehouse.bronze.monitoring import remove_progress_loggers
+from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
+from lakehouse.ingest.contract import ContractLimits, violations
+from lakehouse.ingest.simulator import SalesSimulator, encode
+from lakehouse.platform.delta import read_delta
+from lakehouse.platform.paths import Paths
+from tests.conftest import make_config
+from tests.hostile_corpus import hostile_corpus
+
+KEYS = [b"C000001", None, b"\xff\xfe\x00binary", b"", "clé-ünïcode".encode()]
+
+
+def send_all(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, int]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=2_000_000)
+    try:
+        futures = [producer.send(topic, key=k, value=v, timestamp_ms=ts) for k, v, ts in records]
+        for future in futures:
+            future.get(timeout=30)
+    finally:
+        producer.close()
+
+
+def topic_records(bootstrap: str, topic: str, expected: int) -> dict[tuple[int, int], bytes | None]:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, isolation_level="read_committed", consumer_timeout_ms=5000)
+    try:
+        found = {}
+        deadline = time.monotonic() + 60
+        while len(found) < expected and time.monotonic() < deadline:
+            for record in consumer:
+                found[(record.partition, record.offset)] = record.value
+        return found
+    finally:
+        consumer.close()
+
+
+def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bootstrap, topic, tmp_path) -> None:
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
+                      streaming__trigger_interval="200 ms", streaming__max_offsets_per_trigger=150)
+    paths = Paths.from_config(cfg)
+    reference = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=1)
+    reference_ms = int(reference.timestamp() * 1000)
+    limits = ContractLimits.from_config(cfg)
+
+    # Valid sales around the hostile ones, a sale sent twice (a duplicate) and another sale re-using its id.
+    sim = SalesSimulator(21, 50, clock=lambda: reference)
+    sales = [sim.sale() for _ in range(40)]
+    reused = dict(sales[0], montant=sales[0]["montant"] + 1)
+    values = [encode(s) for s in sales[:20]] + [c.value for c in hostile_corpus(reference)] \
+        + [encode(sales[0]), encode(reused)] + [encode(s) for s in sales[20:]]
+    records = [(KEYS[i % len(KEYS)], v, reference_ms) for i, v in enumerate(values)]
+
+    query = start_bronze_stream(spark, cfg, paths)
+    try:
+        # In waves, so that poison pills are the newest record of some batches and the first of others.
+        for i in range(0, len(records), 97):
+            send_all(kafka_bootstrap, topic, records[i:i + 97])
+        deadline = time.monotonic() + 900
+        seen = 0
+        while time.monotonic() < deadline and query.isActive:
+            metrics = read_delta(spark, paths.bronze_metrics)
+            seen = (metrics.agg(F.sum("input_rows")).first()[0] or 0) if metrics is not None else 0
+            if seen >= len(records):
+                break
+            time.sleep(1)
+        assert query.isActive and query.exception() is None, query.exception()
+        assert seen == len(records)
+    finally:
+        if query.isActive:
+            stop_after_current_batch(query)
+        remove_progress_loggers(spark)
+
+    in_topic = topic_records(kafka_bootstrap, topic, len(records))
+    assert len(in_topic) == len(records)
+    load = lambda p: spark.read.format("delta").load(str(p))  # noqa: E731
+    bronze = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.bronze).collect()}
+    quarantine = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.quarantine).collect()}
+    duplicates = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.duplicates).collect()}
+    # Exactly one table per record, and together every record of the topic.
+    assert not (bronze.keys() & quarantine.keys()) and not (bronze.keys() & duplicates.keys()) \
+        and not (quarantine.keys() & duplicates.keys())
+    assert bronze.keys() | quarantine.keys() | duplicates.keys() == in_topic.keys()
+
+    wrong = []
+    for position, value in in_topic.items():
+        expected = violations(value, limits, reference_ms * 1000)
+        if position in bronze:
+            row = bronze[position]
+            if expected or row.raw_json.encode() != value:
+                wrong.append((position, "bronze", expected))
+        elif position in duplicates:
+            row = duplicates[position]
+            if expected or bytes(row.raw_value) != value or (row.kept_partition, row.kept_offset) not in bronze:
+                wrong.append((position, "duplicates", expected))
+        else:
+            row = quarantine[position]
+            stored = bytes(row.raw_value) if row.raw_value is not None else None
+            reasons = ["conflicting_id"] if row.reason == "conflicting_id" else expected
+            if list(row.reasons) != reasons or stored != value:
+                wrong.append((position, "quarantine", expected, list(row.reasons)))
+    assert wrong == []
+    assert [r.reason for r in quarantine.values()].count("conflicting_id") == 1
+    assert len(duplicates) == 1
+    # Keys are kept losslessly: bytes always, text only when it is valid UTF-8.
+    keys = {(r.kafka_key_bytes and bytes(r.kafka_key_bytes), r.kafka_key) for r in [*bronze.values(), *quarantine.values()]}
+    assert (b"\xff\xfe\x00binary", None) in keys and ("clé-ünïcode".encode(), "clé-ünïcode") in keys
+
+    # The watermark only moved with plausible sales: nothing valid sent at the reference time is late.
+    assert not any(r.is_late for r in bronze.values())
+    metrics = load(paths.bronze_metrics)
+    totals = metrics.agg(*[F.sum(c).alias(c) for c in ("input_rows", "bronze_rows", "quarantined_rows",
+                                                       "duplicate_rows", "conflicting_rows")]).first()
+    assert (totals.input_rows, totals.bronze_rows, totals.quarantined_rows, totals.duplicate_rows,
+            totals.conflicting_rows) == (len(records), len(bronze), len(quarantine), len(duplicates), 1)
+    assert metrics.filter(F.year("max_event_ts") > reference.year + 1).isEmpty()
