@@ -24,6 +24,7 @@ KAFKA_SCHEMA = T.StructType([
 ])
 KAFKA_TS = dt.datetime(2024, 12, 12, 10, 16)
 KAFKA_TS_US = int(KAFKA_TS.replace(tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
+NOW = KAFKA_TS.replace(tzinfo=dt.timezone.utc)  # the checks judge the Kafka timestamp as of this time
 
 
 def limits(max_bytes: int = 65536) -> ContractLimits:
@@ -41,9 +42,9 @@ def test_spark_contract_check_names_the_same_reasons_as_the_python_contract(spar
                          clock=lambda: KAFKA_TS.replace(tzinfo=dt.timezone.utc))
     gen = sim.records()
     values = [next(gen).value for _ in range(300)] + [None, b"[1, 2]", b'"texte"', b"null"]
-    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(2048))) \
+    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(2048), NOW)) \
         .select("kafka_offset", "reasons")
-    expected_df = spark.createDataFrame([(i, violations(v, limits(2048), KAFKA_TS_US)) for i, v in enumerate(values)],
+    expected_df = spark.createDataFrame([(i, violations(v, limits(2048), KAFKA_TS_US, KAFKA_TS_US)) for i, v in enumerate(values)],
                                         actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
 
@@ -58,7 +59,7 @@ def test_valid_shapes_are_typed_and_normalized(spark) -> None:
               "pays": "Belgique", "ville": "Liège", "segment": "Entreprise", "canal": "web", "devise": "EUR",
               "contract_version": 1, "code_promo": "NOEL24"}
     values = [json.dumps(legacy).encode(), json.dumps(modern, ensure_ascii=False).encode()]
-    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits())).select(
+    actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(), NOW)).select(
         "reasons", "vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant",
         "prix_unitaire", "segment", "ville", "canal", "contract_version", "raw_text")
     expected_df = spark.createDataFrame([
@@ -76,7 +77,7 @@ def test_valid_shapes_are_typed_and_normalized(spark) -> None:
 
 def test_quarantine_keeps_raw_bytes_and_every_reason(spark) -> None:
     values = [b"\xff\xfebad", b"", b'{"quantite": 0}']
-    checked = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits()))
+    checked = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(), NOW))
     actual_df = to_quarantine_rows(checked, None, "q", 4).select("kafka_offset", "reason", "raw_value", "raw_text",
                                                            "bronze_query_id", "bronze_batch_id")
     expected_df = spark.createDataFrame([
@@ -157,7 +158,7 @@ def sale(vente_id, timestamp, montant=1):
 def test_bronze_quarantine_and_duplicate_rows_follow_the_decisions(spark) -> None:
     checked = kafka_rows(spark, [sale(1, "2024-12-12T10:00:00Z"), sale(1, "2024-12-12T10:00:00Z"),
                                  sale(2, "2024-12-12T08:00:00Z"), b"{}", sale(1, "2024-12-12T10:00:00Z", 5)]) \
-        .transform(lambda df: with_contract_check(df, limits()))
+        .transform(lambda df: with_contract_check(df, limits(), NOW))
     decisions_df = spark.createDataFrame([(0, 1, "duplicate", 0, 0), (0, 4, "conflicting_id", 0, 0)],
                                          DECISIONS_SCHEMA)
     watermark_us = int(dt.datetime(2024, 12, 12, 9, 50, tzinfo=dt.timezone.utc).timestamp() * 1_000_000)
@@ -185,3 +186,23 @@ def test_bronze_quarantine_and_duplicate_rows_follow_the_decisions(spark) -> Non
     no_watermark = to_bronze_rows(checked, None, None, "q", 5).select("kafka_offset", "is_late")
     assertDataFrameEqual(no_watermark, spark.createDataFrame(
         [(0, False), (1, False), (2, False), (4, False)], no_watermark.schema))
+
+
+def test_a_producer_set_kafka_timestamp_cannot_open_the_calendar(spark) -> None:
+    # Kafka accepts record timestamps as old as year 1: the reference is kept within [now - age, now].
+    def dated(timestamp):
+        return sale(9, timestamp)
+    cases = [  # (event time, Kafka timestamp, reasons)
+        ("0001-01-01T00:00:00+14:00", dt.datetime(1, 1, 1), ["stale_event"]),
+        ("1970-01-01T00:00:00Z", dt.datetime(1970, 1, 1), ["stale_event"]),
+        ("2023-12-13T10:16:00Z", dt.datetime(1970, 1, 1), []),  # at the bound: now minus 365 days
+        ("2024-12-12T10:00:00Z", dt.datetime(1970, 1, 1), ["future_event"]),
+        ("2024-12-12T10:22:00Z", dt.datetime(2030, 1, 1), ["future_event"]),
+    ]
+    df = spark.createDataFrame([(b"k", bytearray(dated(e)), "t", 0, i, k) for i, (e, k, _) in enumerate(cases)],
+                               KAFKA_SCHEMA)
+    checked = with_contract_check(df, limits(), NOW).select("kafka_offset", "reasons")
+    actual = [list(r.reasons) for r in checked.orderBy("kafka_offset").collect()]
+    python = [violations(dated(e), limits(), int(k.replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000),
+                         KAFKA_TS_US) for e, k, _ in cases]
+    assert actual == python == [r for _, _, r in cases]

@@ -195,7 +195,7 @@ def lake(spark, kafka_bootstrap, tmp_path_factory) -> Lake:
     # A Kafka timestamp a minute back: the read time (the other reference) is then always later.
     sales = build_sales(int(time.time() * 1000) - 60_000)
     for s in sales:
-        assert violations(s.value, LIMITS, reference_us=s.reference_us) == [], s.fields
+        assert violations(s.value, LIMITS, kafka_us=s.reference_us) == [], s.fields
     produce_at(kafka_bootstrap, topic, sales)
     start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
     assert run_silver(spark, ClientRules.from_config(cfg), paths) == len(sales)

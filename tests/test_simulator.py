@@ -17,7 +17,7 @@ FIXED_NOW_US = int(FIXED_NOW.timestamp()) * 1_000_000
 
 def check(value: bytes | None, max_bytes: int = 65536) -> list[str]:
     """The contract's verdict with the simulator's clock as the reference time."""
-    return violations(value, ContractLimits(max_event_bytes=max_bytes), FIXED_NOW_US)
+    return violations(value, ContractLimits(max_event_bytes=max_bytes), FIXED_NOW_US, FIXED_NOW_US)
 
 
 def make(seed: int = 7, clients: int = 200, **kwargs) -> SalesSimulator:

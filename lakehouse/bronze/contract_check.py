@@ -9,6 +9,8 @@ field's kind and value in ``FIELDS`` order. Requires ``spark.sql.variant.allowDu
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -103,12 +105,13 @@ def _value_reason(f: Field, x: _FieldValues, limits: ContractLimits, reference_u
     raise ValueError(f"unknown field kind {f.kind!r}")
 
 
-def with_contract_check(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
+def with_contract_check(kafka_df: DataFrame, limits: ContractLimits, now: datetime | None = None) -> DataFrame:
     """Check each Kafka record against the sale contract and extract typed columns.
 
     Adds ``reasons`` (empty for a valid sale; the same list as ``contract.violations`` with the record's
     Kafka timestamp, or the time of the batch if that is earlier, as reference), the typed sale columns,
-    Kafka lineage, ``raw_value`` (the bytes as received), ``raw_text`` and ``ingestion_ts``.
+    Kafka lineage, ``raw_value`` (the bytes as received), ``raw_text`` and ``ingestion_ts``. ``now`` (an
+    aware datetime; default: the batch's time) is what the Kafka timestamp is bounded by.
     """
     value = F.col("value")
     size = F.coalesce(F.length(value), F.lit(0))
@@ -125,9 +128,12 @@ def with_contract_check(kafka_df: DataFrame, limits: ContractLimits) -> DataFram
     df = df.withColumn("_v", F.try_parse_json("raw_text"))
     v = F.col("_v")
     fields = {f.name: _FieldValues(v, f) for f in FIELDS}
-    # What the event time is judged against: the Kafka timestamp, unless that is later than now (a
-    # producer may set it), so that no record can move the watermark far ahead.
-    reference_us = F.least(F.unix_micros("kafka_timestamp"), F.unix_micros("ingestion_ts"))
+    # What the event time is judged against (contract.reference_time): the Kafka timestamp kept within
+    # [now - max_event_age, now], since a producer sets it; no record can move the watermark far ahead
+    # or put a date near year 1 into Bronze.
+    now_us = F.unix_micros("ingestion_ts") if now is None else F.lit(int(now.timestamp() * 1_000_000))
+    reference_us = F.least(F.greatest(F.unix_micros("kafka_timestamp"), now_us - F.lit(limits.max_event_age_us)),
+                           now_us)
     field_checks = []
     for f in FIELDS:
         x = fields[f.name]

@@ -321,18 +321,27 @@ def _value_reason(f: Field, value: Any, limits: ContractLimits, reference_us: in
     return None
 
 
+def reference_time(kafka_us: int | None, now_us: int, limits: ContractLimits) -> int:
+    """What an event time is judged against: the record's Kafka timestamp, kept within
+    [now - max_event_age, now] because a producer sets it (Kafka accepts year 1 as well as tomorrow)."""
+    if kafka_us is None:
+        return now_us
+    return min(max(kafka_us, now_us - limits.max_event_age_us), now_us)
+
+
 def violations(value: bytes | None, limits: ContractLimits = ContractLimits(),
-               reference_us: int | None = None) -> list[str]:
+               kafka_us: int | None = None, now_us: int | None = None) -> list[str]:
     """Every reason why a Kafka value breaks the contract; an empty list means it is a valid sale.
 
-    ``reference_us`` is the time the event time is judged against (microseconds since the epoch): the
-    record's Kafka timestamp, or the time Bronze reads it if that is earlier. Default: now.
+    ``kafka_us`` is the record's Kafka timestamp and ``now_us`` the time it is read, both microseconds
+    since the epoch (default: now); see ``reference_time``.
     """
     reason, event = _record_reason(value, limits.max_event_bytes)
     if reason is not None:
         return [reason]
-    if reference_us is None:
-        reference_us = time.time_ns() // 1000
+    if now_us is None:
+        now_us = time.time_ns() // 1000
+    reference_us = reference_time(kafka_us, now_us, limits)
     reasons = []
     for f in FIELDS:
         field_value = event.get(f.name)

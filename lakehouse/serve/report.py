@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 from pyspark.sql import DataFrame
 
@@ -150,21 +151,23 @@ def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
         Section.from_df(DAILY, daily_revenue(lake.table("ventes_jour"), REPORT_DAYS),
                         note=f"(last {REPORT_DAYS} days with sales)"),
     ]
-    quarantine = lake.quarantine()
-    if quarantine is None:
-        report.sections.append(Section(QUARANTINE, ["reason", "records"], [], empty="(no quarantined record)"))
-    else:
-        report.sections += [Section.from_df(QUARANTINE, quarantine_summary(quarantine)),
-                            Section.from_df(SAMPLES, quarantine_samples(quarantine))]
-    duplicates = lake.duplicates()
-    if duplicates is None:
-        report.sections.append(Section(DUPLICATES, ["records", "sales"], [], empty="(no duplicate record)"))
-    else:
-        report.sections += [Section.from_df(DUPLICATES, duplicates_summary(duplicates)),
-                            Section.from_df(DUPLICATE_SAMPLES, duplicates_samples(duplicates))]
+    report.sections += kept_records_sections(lake.quarantine(), (QUARANTINE, SAMPLES), ["reason", "records"],
+                                             quarantine_summary, quarantine_samples, "(no quarantined record)")
+    report.sections += kept_records_sections(lake.duplicates(), (DUPLICATES, DUPLICATE_SAMPLES), ["records", "sales"],
+                                             duplicates_summary, duplicates_samples, "(no duplicate record)")
     report.sections.append(Section.from_df(BATCHES, last_batches(lake.table("bronze_metrics"))))
     report.sections.append(tables_section(lake))
     return report
+
+
+def kept_records_sections(df: DataFrame | None, titles: tuple[str, str], empty_columns: list[str],
+                          summary: Callable[[DataFrame], DataFrame], samples: Callable[[DataFrame], DataFrame],
+                          empty: str) -> list[Section]:
+    """A summary and samples of the quarantine or duplicates table, or one empty section while it does
+    not exist."""
+    if df is None:
+        return [Section(titles[0], empty_columns, [], empty=empty)]
+    return [Section.from_df(titles[0], summary(df)), Section.from_df(titles[1], samples(df))]
 
 
 def tables_section(lake: Lakehouse) -> Section:
