@@ -54,7 +54,7 @@ def lake_paths(spark, tmp_path_factory) -> Paths:
         ("wrong_type", ["wrong_type:quantite", "missing:pays"], b'{"quantite": "deux"}', '{"quantite": "deux"}',
          2, 8, at + dt.timedelta(seconds=1)),
     ], QUARANTINE).write.format("delta").save(str(paths.quarantine))
-    metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0)
+    metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0, 0)
                for b in (0, 1)]
     spark.createDataFrame(metrics, METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
     run_silver(spark, RULES, paths)
@@ -132,7 +132,7 @@ def test_report_figures(spark, lake_paths) -> None:
                     r"Belgique\s+2\s+539\.99 €\s+270\.00 €\s+4\s+2\n", r"B2B\s+4\s+1,039\.99 €",
                     r"2024-12-12\s+3\s+659\.98 €\s+3", r"2024-12-13\s+3\s+540\.00 €\s+2",
                     r"wrong_type\s+2\s", r"not_json\s+1\s", r"wrong_type:quantite, missing:pays",
-                    r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+901",
+                    r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+0\s+901",
                     r"ventes\s+1\s+\S+ \S+\s+WRITE\s+6\n", r"clients\s+\d+\s+\S+ \S+\s+WRITE\s+4\n"]:
         assert re.search(pattern, text), pattern
 
