@@ -1,22 +1,27 @@
-"""The hostile corpus through the running Bronze stream: it never stops, and every record of the topic is
-in exactly one of Bronze, quarantine and duplicates, byte for byte, where the contract says."""
+"""The hostile corpus through the running Bronze stream: it never stops, every record of the topic is in
+exactly one of Bronze, quarantine and duplicates, byte for byte, where the contract says, and delta-rs
+reads the four tables as Spark does."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
 from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.monitoring import remove_progress_loggers
 from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
-from lakehouse.ingest.contract import ContractLimits, violations
+from lakehouse.ingest.contract import ContractLimits, timestamp_micros, violations
 from lakehouse.ingest.simulator import SalesSimulator, encode
 from lakehouse.platform.delta import read_delta
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config
-from tests.hostile_corpus import hostile_corpus
+from tests.hostile_corpus import Case, hostile_corpus
 
 KEYS = [b"C000001", None, b"\xff\xfe\x00binary", b"", "clé-ünïcode".encode()]
 
@@ -45,6 +50,31 @@ def topic_records(bootstrap: str, topic: str, expected: int) -> dict[tuple[int, 
         consumer.close()
 
 
+def own_ids(cases: list[Case], limits: ContractLimits, reference_ms: int) -> list[bytes]:
+    """The corpus's values, where each accepted one that carries the base sale's id gets an id of its own
+    (of the same length: the size cases stay at their limits).
+
+    The corpus judges records one at a time, so its accepted variants all re-use one id; in a stream they
+    would be duplicates or conflicts of whichever came first. Duplicates and conflicts are sent on purpose
+    by the test; here the corpus's own verdicts are what is followed through the stream."""
+    base_id = json.loads(cases[0].value)["vente_id"]
+    values = []
+    for n, case in enumerate(cases):
+        value = case.value
+        if not case.expected:
+            value = value.replace(json.dumps(base_id).encode(), json.dumps(f"{base_id[:-3]}{n:03d}").encode(), 1)
+            assert not violations(value, limits, reference_ms * 1000), case.name
+        values.append(value)
+    return values
+
+
+def same_sale(a: dict, b: dict) -> bool:
+    """Same content as the duplicate check sees it: the sale's fields, the event time as an instant."""
+    def content(s: dict) -> tuple:
+        return tuple(timestamp_micros(s[f]) if f == "timestamp" else s.get(f) for f in sorted(s))
+    return content(a) == content(b)
+
+
 def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bootstrap, topic, tmp_path) -> None:
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
                       streaming__trigger_interval="200 ms", streaming__max_offsets_per_trigger=150)
@@ -57,9 +87,18 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
     sim = SalesSimulator(21, 50, clock=lambda: reference)
     sales = [sim.sale() for _ in range(40)]
     reused = dict(sales[0], montant=sales[0]["montant"] + 1)
-    values = [encode(s) for s in sales[:20]] + [c.value for c in hostile_corpus(reference)] \
+    values = [encode(s) for s in sales[:20]] + own_ids(hostile_corpus(reference), limits, reference_ms) \
         + [encode(sales[0]), encode(reused)] + [encode(s) for s in sales[20:]]
     records = [(KEYS[i % len(KEYS)], v, reference_ms) for i, v in enumerate(values)]
+    # Accepted records sharing an id (besides the sale sent twice) all have the same content: duplicates.
+    accepted = [v for v in values if not violations(v, limits, reference_ms * 1000)]
+    by_id: dict[str, list[dict]] = {}
+    for v in accepted:
+        sale = json.loads(v)
+        by_id.setdefault(str(sale["vente_id"]), []).append(sale)
+    by_id[str(sales[0]["vente_id"])].pop()  # the re-used id: a conflict, not a duplicate
+    assert all(all(same_sale(s, group[0]) for s in group) for group in by_id.values())
+    expected_duplicates = sum(len(group) - 1 for group in by_id.values())
 
     query = start_bronze_stream(spark, cfg, paths)
     try:
@@ -111,16 +150,30 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
                 wrong.append((position, "quarantine", expected, list(row.reasons)))
     assert wrong == []
     assert [r.reason for r in quarantine.values()].count("conflicting_id") == 1
-    assert len(duplicates) == 1
+    assert len(duplicates) == expected_duplicates
     # Keys are kept losslessly: bytes always, text only when it is valid UTF-8.
     keys = {(r.kafka_key_bytes and bytes(r.kafka_key_bytes), r.kafka_key) for r in [*bronze.values(), *quarantine.values()]}
     assert (b"\xff\xfe\x00binary", None) in keys and ("clé-ünïcode".encode(), "clé-ünïcode") in keys
 
-    # The watermark only moved with plausible sales: nothing valid sent at the reference time is late.
-    assert not any(r.is_late for r in bronze.values())
+    # The watermark only moved with plausible sales: no sale within the delay of the reference time is late
+    # (the stale ones the contract still accepts, up to max_event_age old, are kept and flagged late).
+    delay = cfg.streaming.watermark_delay.seconds
+    assert not any(r.is_late for r in bronze.values()
+                   if r.event_ts.timestamp() >= reference.timestamp() - delay)
+    assert any(r.is_late for r in bronze.values())
     metrics = load(paths.bronze_metrics)
     totals = metrics.agg(*[F.sum(c).alias(c) for c in ("input_rows", "bronze_rows", "quarantined_rows",
                                                        "duplicate_rows", "conflicting_rows")]).first()
     assert (totals.input_rows, totals.bronze_rows, totals.quarantined_rows, totals.duplicate_rows,
             totals.conflicting_rows) == (len(records), len(bronze), len(quarantine), len(duplicates), 1)
     assert metrics.filter(F.year("max_event_ts") > reference.year + 1).isEmpty()
+
+    # Another engine reads every table the corpus went through the same: rows, amounts, quantities, counts.
+    for path in (paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics):
+        assert DeltaTable(str(path)).to_pyarrow_table().num_rows == load(path).count(), path
+    bronze_rs = DeltaTable(str(paths.bronze)).to_pyarrow_table()
+    sums = load(paths.bronze).agg(F.sum("montant"), F.sum("quantite"), F.sum(F.unix_micros("event_ts"))).first()
+    assert (pc.sum(bronze_rs.column("montant")).as_py(), pc.sum(bronze_rs.column("quantite")).as_py(),
+            pc.sum(pc.cast(bronze_rs.column("event_ts"), pa.int64())).as_py()) == tuple(sums)
+    metrics_rs = DeltaTable(str(paths.bronze_metrics)).to_pyarrow_table()
+    assert pc.sum(metrics_rs.column("input_rows")).as_py() == len(records)

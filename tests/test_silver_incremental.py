@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse import silver
+from lakehouse.silver import job as silver
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import SilverInputError, run_silver
 from lakehouse.silver.transforms import (ClientRules, clients_from_bronze, pays_from_bronze, segments_from_bronze,

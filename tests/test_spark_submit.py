@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from lakehouse.platform.config import PROJECT_DIR
@@ -27,7 +28,9 @@ def test_readme_packages_match_installed_pyspark_and_delta() -> None:
 
 def test_spark_submit_runs_the_bronze_and_silver_jobs(spark, tmp_path: Path, kafka_bootstrap: str,
                                                       topic: str) -> None:
-    sales = [sale_json(vente_id=i, client_id=f"C{i}", produit_id="P1", timestamp="2024-12-12T10:15:25",
+    # A minute ago, with an offset: the contract refuses naive and year-old event times.
+    when = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="seconds")
+    sales = [sale_json(vente_id=i, client_id=f"C{i}", produit_id="P1", timestamp=when,
                        quantite=1, montant=9.99, client_nom="Jean Dupont", produit_nom="Stylo",
                        categorie="Bureau", pays="France", segment="B2C") for i in range(5)]
     produce(kafka_bootstrap, topic, [(f"C{i}", v) for i, v in enumerate(sales)])

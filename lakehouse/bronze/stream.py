@@ -83,7 +83,7 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     the tables do not match)."""
     checkpoint = checkpoint or paths.bronze_checkpoint
     check_bronze_state(spark, paths, checkpoint)
-    # Tables this session creates (Bronze, quarantine, metrics) get a log checkpoint every 100 commits
+    # Tables this session creates (Bronze, quarantine, duplicates, metrics) get a log checkpoint every 100 commits
     # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
     spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
                    str(LOG_CHECKPOINT_INTERVAL))

@@ -5,7 +5,7 @@ Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--sk
 - Retention deletes Bronze days (``jour``) older than ``[analytics] bronze_retention_days``: a
   partition-aligned delete, which Delta commits from metadata alone. Silver keeps what it counted.
 - OPTIMIZE bin-packs the small files of the tables that grow by appends (Bronze per ``jour``,
-  quarantine, metrics, Silver's pairs); Delta commits it as a rearrangement (no data change), which
+  quarantine, duplicates, metrics, Silver's pairs); Delta commits it as a rearrangement (no data change), which
   appends and the streams reading these tables do not conflict with. Silver's four tables are skipped:
   every Silver run rewrites them whole (a few files), and compacting them would conflict with that.
 - VACUUM removes files no version within ``[analytics] vacuum_retention`` needs.
@@ -47,7 +47,7 @@ CONFLICTS = (DeltaConcurrentModificationException, ConcurrentWriteException, Con
 
 def tables(paths: Paths) -> list[Path]:
     """Every Delta table of the pipeline that exists."""
-    candidates = [paths.bronze, paths.quarantine, paths.bronze_metrics, paths.silver_pairs,
+    candidates = [paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics, paths.silver_pairs,
                   *[paths.silver(t) for t in SILVER_TABLES]]
     return [p for p in candidates if delta_table_exists(p)]
 
