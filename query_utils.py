@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         print("Not there yet (the choices that need them will say so):\n  "
               + "\n  ".join(str(e) for e in missing))
     try:
-        Menu(lake, Console(sys.stdin, sys.stdout)).run()
+        Menu(lake, Console(sys.stdin, sys.stdout), cfg.query.sql_max_rows, cfg.query.sql_timeout.seconds).run()
     except KeyboardInterrupt:
         print()
     print("Bye.")

@@ -166,6 +166,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
         "log_level": Option(str, "WARN", "Spark's own log level",
                             choices=("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF")),
         "ui_enabled": Option(bool, "false", "start the Spark web UI"),
+        "bind_address": Option(str, "127.0.0.1", "address a local-mode driver (its RPC, block manager and "
+                               "UI ports) listens on; empty = Spark's default (every interface)",
+                               allow_empty=True),
         "jars_repositories": Option(str, "", "extra Maven repositories (comma-separated URLs) for the "
                                     "Kafka and Delta jars, e.g. a company mirror", allow_empty=True),
     },
@@ -224,6 +227,11 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
         "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboard",
                                     min=0.5, max=3600),
+    },
+    "query": {
+        "sql_max_rows": Option(int, "100", "most rows the menu's custom SQL shows", min=1, max=100_000),
+        "sql_timeout": Option(Duration, "60 seconds", "a custom SQL statement running longer is cancelled",
+                              min=1, max=86400),
     },
 }
 

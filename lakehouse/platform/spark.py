@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib.metadata import version
 
 import pyspark
@@ -81,7 +82,16 @@ def build_spark(cfg: Config, app_name: str) -> SparkSession:
         # NULL for them, like for text that is not JSON).
         .config("spark.sql.variant.allowDuplicateKeys", "true")
     )
-    if not _launched_by_spark_submit():
+    submitted = _launched_by_spark_submit()
+    master = SparkConf().get("spark.master") if submitted else cfg.spark.master
+    if master.startswith("local") and cfg.spark.bind_address:
+        # A local job's ports serve no one else: keep them on this machine (cluster masters need the
+        # driver reachable by executors, so they keep Spark's default).
+        builder = (builder.config("spark.driver.bindAddress", cfg.spark.bind_address)
+                   .config("spark.driver.host", cfg.spark.bind_address))
+        if not submitted:
+            os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
+    if not submitted:
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
@@ -98,8 +108,27 @@ def build_spark(cfg: Config, app_name: str) -> SparkSession:
             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). With spark-submit, pass: "
             f"{' '.join(spark_submit_options(cfg))}") from e
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    quiet_query_context_loggers(cfg.monitoring.log_level)
     check_jars(spark, cfg)
     return spark
+
+
+def quiet_query_context_loggers(level: str) -> None:
+    """PySpark logs every SQL error it raises, handled or not, as JSON with the whole JVM stack trace on
+    stderr (its "query context" loggers). The error still reaches the code that handles it and says it
+    in one line; the stack trace is kept for DEBUG only."""
+    from pyspark.logger import PySparkLogger
+
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logger = PySparkLogger.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        if level == "DEBUG":
+            handler = logging.StreamHandler()
+            logger.addHandler(handler)  # PySparkLogger formats it as JSON
+        else:
+            logger.addHandler(logging.NullHandler())
+            logger.setLevel(logging.CRITICAL)
 
 
 def build_spark_or_log(cfg: Config, app_name: str, logger: logging.Logger) -> SparkSession | None:

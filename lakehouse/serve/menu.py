@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
+from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 
@@ -47,8 +48,9 @@ class Menu:
     """Each choice asks what it needs, shows a table, and comes back to the menu; errors are shown and
     the menu goes on."""
 
-    def __init__(self, lake: Lakehouse, console: Console):
+    def __init__(self, lake: Lakehouse, console: Console, sql_max_rows: int = 100, sql_timeout_s: float = 60):
         self.lake, self.console = lake, console
+        self.sql_max_rows, self.sql_timeout_s = sql_max_rows, sql_timeout_s
         self.choices: list[tuple[str, Callable[[], None]]] = [
             ("Recent sales", self.recent_sales),
             ("Top clients by revenue", self.top_clients),
@@ -86,6 +88,8 @@ class Menu:
                 self.console.say(str(e))
             except PySparkException as e:
                 self.console.say(f"Error: {_first_lines(str(e))}")
+            except Py4JJavaError as e:  # a JVM error PySpark does not name (a failed or cancelled job)
+                self.console.say(f"Error: {_first_lines(str(e.java_exception.getMessage() or e.java_exception))}")
 
     def show(self, title: str, df: DataFrame, limit: int = ROWS_SHOWN) -> None:
         section = Section.from_df(title, df, limit + 1)
@@ -172,7 +176,12 @@ class Menu:
         views = self.lake.register_views()
         self.console.say(f"Tables: {', '.join(views) or 'none yet'}. One read-only statement, on one line.")
         query = self.console.ask("SQL> ")
-        self.show("Query result", self.lake.sql(query))
+        result = self.lake.run_sql(query, self.sql_max_rows, self.sql_timeout_s)
+        section = Section("Query result", result.columns, [list(r) for r in result.rows])
+        if result.truncated:
+            section.note = f"(first {self.sql_max_rows} rows shown: [query] sql_max_rows)"
+        self.console.say()
+        self.console.say(section.text())
 
 
 def _first_lines(message: str, lines: int = 3) -> str:

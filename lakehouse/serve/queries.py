@@ -6,7 +6,6 @@ the tables, time travel and SQL sit in ``Lakehouse`` at the edge.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from pyspark.sql.window import Window
 
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
+from lakehouse.serve.sql_guard import QueryInputError, SqlResult, fetch, read_only_sql
 
 BRONZE_JOB = "spark_streaming_delta.py (it creates them with the first sales)"
 SILVER_JOB = "streaming_silver.py"
@@ -52,10 +52,6 @@ class MissingTableError(LookupError):
     def __init__(self, info: TableInfo, path: Path):
         super().__init__(f"Table {info.name} not found at {path}: run {info.created_by} first.")
         self.table = info.name
-
-
-class QueryInputError(ValueError):
-    """Bad input to a question: the message says what is allowed."""
 
 
 # --- questions: pure transforms ----------------------------------------------------------------------
@@ -159,49 +155,6 @@ def last_batches(metrics_df: DataFrame, limit: int = 10) -> DataFrame:
                     "duration_ms", "latency_p50_ms", "latency_max_ms", "kafka_lag").limit(limit))
 
 
-# --- read-only SQL -----------------------------------------------------------------------------------
-
-READ_ONLY_START = ("SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "VALUES", "TABLE", "FROM")
-_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
-# Plans that only read, among those Spark counts as commands.
-_READING_COMMANDS = ("Show", "Describe", "Explain")
-_WRITING_STATEMENTS = ("InsertIntoStatement",)
-
-
-def _first_word(sql: str) -> str:
-    match = re.match(r"[\s(]*([A-Za-z]+)", _COMMENT.sub(" ", sql))
-    return match.group(1).upper() if match else ""
-
-
-def check_read_only(spark: SparkSession, sql: str) -> None:
-    """Raise ``QueryInputError`` unless ``sql`` is one statement that only reads.
-
-    Two checks: the first keyword must be a reading one, and Spark's parsed plan must hold no command
-    (INSERT, MERGE, DELETE, UPDATE, CREATE, DROP, ALTER, SET, CACHE, OPTIMIZE, VACUUM... are all
-    commands or insert statements), except SHOW/DESCRIBE/EXPLAIN at the top.
-    """
-    if not sql.strip():
-        raise QueryInputError("Type a SQL query, e.g. SELECT pays, chiffre_affaires FROM pays")
-    word = _first_word(sql)
-    if word not in READ_ONLY_START:
-        raise QueryInputError(f"Only read-only queries are allowed (starting with {', '.join(READ_ONLY_START)});"
-                              f" got {word or 'no keyword'}.")
-    jvm = spark.sparkContext._jvm
-    plan = spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)  # raises ParseException
-    command = jvm.java.lang.Class.forName("org.apache.spark.sql.catalyst.plans.logical.Command")
-    nodes, root = [plan], True
-    while nodes:
-        node = nodes.pop()
-        name = node.getClass().getSimpleName()
-        if command.isInstance(node) or name in _WRITING_STATEMENTS:
-            if not (root and name.startswith(_READING_COMMANDS)):
-                raise QueryInputError(f"Only read-only queries are allowed: this one is a {name}.")
-            break  # SHOW/DESCRIBE/EXPLAIN: their inner plan is only described, never run
-        root = False
-        children = node.children()
-        nodes += [children.apply(i) for i in range(children.size())]
-
-
 # --- the edge: the tables on disk ---------------------------------------------------------------------
 
 REQUIRED_TABLES = [n for n, t in TABLES.items() if not t.optional]
@@ -233,6 +186,7 @@ class Lakehouse:
 
     def __init__(self, spark: SparkSession, paths: Paths):
         self.spark, self.paths = spark, paths
+        self.views: set[str] = set()
 
     def info(self, name: str) -> TableInfo:
         try:
@@ -281,9 +235,13 @@ class Lakehouse:
         names = [n for n in TABLES if self.exists(n)]
         for name in names:
             self.table(name).createOrReplaceTempView(name)
+        self.views = set(names)
         return names
 
     def sql(self, query: str) -> DataFrame:
-        """A read-only query over the registered views."""
-        check_read_only(self.spark, query)
-        return self.spark.sql(query)
+        """A statement that only reads the registered views (``QueryInputError`` otherwise), not run yet."""
+        return read_only_sql(self.spark, query, self.views)
+
+    def run_sql(self, query: str, max_rows: int, timeout_s: float) -> SqlResult:
+        """A read-only statement's first ``max_rows`` rows, cancelled after ``timeout_s`` seconds."""
+        return fetch(self.spark, self.sql(query), max_rows, timeout_s)
