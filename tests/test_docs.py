@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.config import PROJECT_DIR, SCHEMA
 
 DOCS = PROJECT_DIR / "docs"
 PLACEHOLDER = re.compile(r"<[^<>]*>")
@@ -63,6 +63,28 @@ def test_quoted_message_is_printed_by_the_code(message: str) -> None:
 def test_a_made_up_message_is_caught() -> None:
     pieces = code_pieces()
     assert not fragment_in_code("Kafka broker at localhost is on holiday", pieces)
+
+
+# --- settings ------------------------------------------------------------------------------------------
+
+SETTING = re.compile(r"\[([a-z_]+)\]\s+`?([a-z_]+)\b")  # "[kafka] topic", "`[streaming]\nbroker_timeout`"
+
+
+def named_settings(text: str) -> list[tuple[str, str]]:
+    """Every ``[section] key`` a document names (a key may start the next line)."""
+    return [(m.group(1), m.group(2)) for m in SETTING.finditer(text)]
+
+
+def test_named_settings_are_found_in_prose() -> None:
+    text = "waits `[streaming]\nbroker_timeout` (30 s); see [kafka] retention and `[producer]` settings"
+    assert named_settings(text) == [("streaming", "broker_timeout"), ("kafka", "retention")]
+
+
+@pytest.mark.parametrize("doc", ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")))])
+def test_every_named_setting_exists(doc: str) -> None:
+    named = named_settings((PROJECT_DIR / doc).read_text(encoding="utf-8"))
+    unknown = sorted({f"[{s}] {k}" for s, k in named if k not in SCHEMA.get(s, {})})
+    assert not unknown, f"{doc} names settings config.py does not have: {unknown}"
 
 
 # --- commands --------------------------------------------------------------------------------------------
