@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator = SalesSimulator(seed, cfg.producer.clients, bad_ratio=args.bad_ratio,
                                duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
                                late_by=args.late_by, max_event_bytes=cfg.streaming.max_event_bytes,
-                               bad_kinds=args.bad_kinds)
+                               bad_kinds=args.bad_kinds, pool_seed=cfg.producer.pool_seed)
     try:
         ensure_topic(settings.bootstrap_servers, settings.topic, cfg.kafka.partitions,
                      cfg.kafka.replication_factor, settings.connect_timeout_s)
@@ -114,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = stop_on_signals(log, "flushing and stopping")
     pace = "as fast as possible" if settings.rate is None else f"{settings.rate:g} events/s"
-    log.info("Producing to %s on %s, %s, seed %d, %d clients, %d products", settings.topic,
-             settings.bootstrap_servers, pace, seed, len(simulator.clients), len(simulator.catalog))
+    log.info("Producing to %s on %s, %s, seed %d, %d clients (pool seed %d), %d products", settings.topic,
+             settings.bootstrap_servers, pace, seed, len(simulator.clients), cfg.producer.pool_seed,
+             len(simulator.catalog))
     result = run(producer, simulator.records(), settings, stop)
     log.info("%s", result.summary_line())
     if args.summary_json:

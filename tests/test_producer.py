@@ -18,6 +18,7 @@ from kafka import KafkaConsumer
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.ingest.contract import parse_timestamp, violations
 from lakehouse.ingest.simulator import EXPECTED_REASON
+from lakehouse.platform.topics import ensure_topic
 
 
 def run_producer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -97,6 +98,23 @@ def test_injected_faults_reconcile_with_the_summary(kafka_bootstrap: str, topic:
     assert late == injected["late"]
     assert sum(injected.values()) > 500  # every kind really was exercised
     assert len(expected_reasons) == 10
+
+
+def test_a_client_id_is_the_same_client_in_every_run(kafka_bootstrap: str, topic: str) -> None:
+    # Two runs, as two days of the same lakehouse: each run draws its events from a new seed.
+    second_topic = f"{topic}_again"
+    ensure_topic(kafka_bootstrap, second_topic, partitions=3)
+    who = []
+    for seed, run_topic in (("1", topic), ("2", second_topic)):
+        result = run_producer("--max", "--count", "400", "--clients", "50", "--seed", seed, "--topic", run_topic,
+                              "--bootstrap-servers", kafka_bootstrap)
+        assert result.returncode == 0, result.stderr[-2000:]
+        events = [json.loads(r.value) for r in consume_all(kafka_bootstrap, run_topic, 400)]
+        who.append({e["client_id"]: (e["client_nom"], e["pays"], e["segment"]) for e in events})
+    first, second = who
+    common = first.keys() & second.keys()
+    assert len(common) >= 20  # 50 clients, 400 sales a run: most clients buy in both
+    assert {c: first[c] for c in common} == {c: second[c] for c in common}
 
 
 def test_unreachable_broker_exits_nonzero_fast(tmp_path: Path) -> None:

@@ -32,6 +32,13 @@ def test_same_seed_gives_same_pool_catalog_and_events() -> None:
     assert make(8).clients != a.clients
 
 
+def test_the_pool_comes_from_its_own_seed_not_the_events_seed() -> None:
+    a, b = make(7, pool_seed=1), make(8, pool_seed=1)
+    assert a.clients == b.clients
+    assert [a.sale() for _ in range(20)] != [b.sale() for _ in range(20)]
+    assert make(7, pool_seed=2).clients != a.clients
+
+
 def test_pool_is_localized_and_catalog_is_rich() -> None:
     sim = make(3, clients=1000)
     assert {c.pays for c in sim.clients} == set(COUNTRIES)

@@ -130,7 +130,9 @@ class SalesSimulator:
     def __init__(self, seed: int, clients: int, bad_ratio: float = 0.0, duplicate_ratio: float = 0.0,
                  late_ratio: float = 0.0, late_by: timedelta = timedelta(hours=1),
                  max_event_bytes: int = 65536, bad_kinds: tuple[str, ...] = BAD_KINDS,
-                 clock=lambda: datetime.now(timezone.utc)):
+                 clock=lambda: datetime.now(timezone.utc), pool_seed: int | None = None):
+        """``seed`` draws the events; ``pool_seed`` (default: ``seed``) builds the client pool, so that
+        runs with different event seeds and one pool seed share the same clients."""
         if bad_ratio + duplicate_ratio + late_ratio > 1:
             raise ValueError("bad, duplicate and late ratios add up to more than 1")
         unknown = set(bad_kinds) - set(BAD_KINDS)
@@ -138,7 +140,7 @@ class SalesSimulator:
             raise ValueError(f"unknown bad kinds {sorted(unknown)}; allowed: {', '.join(BAD_KINDS)}")
         self.rng = random.Random(seed)
         self.catalog = build_catalog()
-        self.clients = build_clients(clients, seed)
+        self.clients = build_clients(clients, seed if pool_seed is None else pool_seed)
         # Clients are ranked in a seeded random order so that frequent buyers are spread over countries.
         ranks = list(range(len(self.clients)))
         self.rng.shuffle(ranks)

@@ -30,7 +30,8 @@ log = logging.getLogger("lakehouse.ops.smoke")
 def send_sales(cfg: Config, count: int) -> list[str]:
     """Send ``count`` simulated sales and return their vente_ids once Kafka acknowledged them all."""
     seed = cfg.producer.seed if cfg.producer.seed is not None else random.SystemRandom().randrange(2**31)
-    simulator = SalesSimulator(seed, cfg.producer.clients, max_event_bytes=cfg.streaming.max_event_bytes)
+    simulator = SalesSimulator(seed, cfg.producer.clients, max_event_bytes=cfg.streaming.max_event_bytes,
+                               pool_seed=cfg.producer.pool_seed)
     sent: list[str] = []
 
     def remembered(records):

@@ -202,8 +202,10 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "producer": {
         "rate": Option(float, "0.5", "events per second (0.5 = one sale every 2 seconds)", min=0.001,
                        max=1_000_000),
-        "seed": Option(int, "", "random seed for the client pool and events (empty = random)",
+        "seed": Option(int, "", "random seed of the events (empty = a new one each run)",
                        allow_empty=True, min=0),
+        "pool_seed": Option(int, "1", "seed of the client pool: a client id is the same client (name, "
+                            "country, city, segment) in every run while it is unchanged", min=0),
         "clients": Option(int, "500", "size of the simulated client pool", min=1, max=1_000_000),
         "linger_ms": Option(int, "50", "kafka-python linger_ms (batching delay)", min=0, max=10_000),
         "batch_size": Option(int, "1048576", "kafka-python batch_size in bytes", min=1024,
