@@ -45,6 +45,13 @@ def _duration(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"{text!r}: {e}") from e
 
 
+def _positive_duration(text: str) -> timedelta:
+    value = _duration(text)
+    if value <= timedelta(0):  # a zero duration would mean "no limit" and run until Ctrl-C
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive duration")
+    return value
+
+
 def _bad_kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in kinds if k not in BAD_KINDS]
@@ -60,10 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="events per second (overrides [producer] rate; default one sale every 2 s)")
     pace.add_argument("--max", action="store_true", help="send as fast as possible")
     parser.add_argument("--count", type=_positive_int, default=None, help="stop after this many records")
-    parser.add_argument("--duration", type=_duration, default=None,
+    parser.add_argument("--duration", type=_positive_duration, default=None,
                         help="stop after this long, e.g. '60 s' or '5 min'")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the client pool and events (overrides [producer] seed)")
+                        help="seed of the events (overrides [producer] seed; the client pool comes "
+                             "from [producer] pool_seed)")
     parser.add_argument("--clients", type=_positive_int, default=None,
                         help="size of the client pool (overrides [producer] clients)")
     parser.add_argument("--topic", default=None, help="Kafka topic (overrides [kafka] topic)")

@@ -4,8 +4,9 @@ Usage: streaming_silver.py [--interval SECONDS] [--full-refresh] [--no-dashboard
 Example:
     python streaming_silver.py                 # one incremental run, then the dashboard
     python streaming_silver.py --interval 60   # every minute until Ctrl-C
+    python streaming_silver.py --interval      # every [analytics] silver_interval until Ctrl-C
     spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0,io.delta:delta-spark_4.2_2.13:4.4.0 \
-        --conf spark.jars.ivy=.cache/ivy streaming_silver.py
+        --conf spark.jars.ivy=$PWD/.cache/ivy streaming_silver.py
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.config import Config
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import SilverInputError, run_silver
@@ -28,12 +30,16 @@ from lakehouse.platform.spark import build_spark_or_log
 from lakehouse.platform.status import write_atomic
 
 log = logging.getLogger("streaming_silver")
+FROM_CONFIG = object()  # --interval given without a value: [analytics] silver_interval
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Merge new Bronze sales into the Silver tables.")
-    parser.add_argument("--interval", type=float, default=None, metavar="SECONDS",
-                        help="run every SECONDS seconds until Ctrl-C/SIGTERM (default: run once)")
+    # --interval alone repeats at [analytics] silver_interval (known once the config is loaded).
+    parser.add_argument("--interval", type=float, nargs="?", const=FROM_CONFIG, default=None,
+                        metavar="SECONDS",
+                        help="run every SECONDS seconds until Ctrl-C/SIGTERM; without SECONDS, every "
+                             "[analytics] silver_interval (default: run once)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="delete the Silver tables and their checkpoint, rebuild from all of Bronze")
     parser.add_argument("--no-dashboard", action="store_true",
@@ -41,15 +47,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "data/status/silver_dashboard.txt)")
     add_config_flag(parser)
     args = parser.parse_args(argv)
-    if args.interval is not None and args.interval <= 0:
+    if args.interval not in (None, FROM_CONFIG) and args.interval <= 0:
         parser.error(f"--interval must be a positive number of seconds, got {args.interval:g}")
     return args
+
+
+def interval_seconds(flag: float | object | None, cfg: Config) -> float | None:
+    """Seconds between two runs: the flag's value, [analytics] silver_interval for a bare --interval,
+    None (run once) without the flag."""
+    return cfg.analytics.silver_interval.seconds if flag is FROM_CONFIG else flag
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
+    args.interval = interval_seconds(args.interval, cfg)
     paths = Paths.from_config(cfg)
     rules = ClientRules.from_config(cfg)
     spark = build_spark_or_log(cfg, "silver_ventes", log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import configparser
 import subprocess
 import sys
@@ -66,10 +67,38 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     ("[kafka]\ntopic =\n", r"\[kafka\] topic = '' is invalid: a value is required"),
     ("[analytics]\nstandard_threshold = 600\n", r"standard_threshold = 600 is invalid: expected at most premium"),
     ("[kafka\n", r"cannot be parsed"),
+    ("[producer]\nrate = nan\n", r"\[producer\] rate = 'nan' is invalid: expected a finite number"),
+    ("[producer]\nrate = inf\n", r"\[producer\] rate = 'inf' is invalid: expected a finite number"),
+    ("[kafka]\nbootstrap_servers = localhost:9092,localhost:70000\n",
+     r"\[kafka\] bootstrap_servers = .* is invalid: port 70000 of localhost:70000 is not between 1 and 65535"),
+    ("[spark]\nmaster = locl[2]\n", r"\[spark\] master = 'locl\[2\]' is invalid: expected Spark master"),
+    ("[spark]\nmaster = local[0]\n", r"\[spark\] master = 'local\[0\]' is invalid"),
+    ("[spark]\ntimezone = Mars/Olympus\n",
+     r"\[spark\] timezone = 'Mars/Olympus' is invalid: expected a time zone id such as UTC"),
 ])
 def test_bad_file_values_name_key_value_and_what_is_allowed(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         load_config(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("spark", "master", "local"), ("spark", "master", "local[2]"), ("spark", "master", "local[*, 3]"),
+    ("spark", "master", "spark://host-1:7077"), ("spark", "master", "yarn"),
+    ("spark", "timezone", "Europe/Paris"), ("spark", "timezone", "+01:00"),
+    ("kafka", "bootstrap_servers", "a:1,b:65535"), ("producer", "rate", "1e3"),
+])
+def test_good_values_pass(tmp_path: Path, section: str, key: str, value: str) -> None:
+    cfg = load_config(write(tmp_path, f"[{section}]\n{key} = {value}\n"), env={})
+    assert str(getattr(getattr(cfg, section), key)) == str(SCHEMA[section][key].parse(value))
+
+
+@pytest.mark.parametrize("key", ["data_dir", "cache_dir"])
+def test_a_path_that_is_a_file_is_refused(tmp_path: Path, key: str) -> None:
+    (tmp_path / "notes.txt").write_text("not a folder", encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"\[paths\] {key} = 'notes.txt' is invalid: .*notes.txt is a file, "
+                                          "expected a folder"):
+        load_config(write(tmp_path, f"[paths]\n{key} = notes.txt\n"), env={})
+    assert load_config(write(tmp_path, f"[paths]\n{key} = not_yet_made\n"), env={})  # created later
 
 
 def test_bad_environment_values_are_reported_with_the_variable(tmp_path: Path) -> None:
@@ -107,6 +136,30 @@ def test_entry_point_exits_2_on_bad_config(tmp_path: Path) -> None:
     assert "[streaming] watermark_delay = '10 minuts' is invalid" in result.stderr
 
 
+@pytest.mark.parametrize("text, named", [
+    ("[paths]\ndata_dir = config.ini\n", "[paths] data_dir = 'config.ini' is invalid"),
+    ("[producer]\nrate = nan\n", "[producer] rate = 'nan' is invalid"),
+    ("[kafka]\nbootstrap_servers = localhost:99999\n", "[kafka] bootstrap_servers = 'localhost:99999' is invalid"),
+    ("[spark]\nmaster = local[two]\n", "[spark] master = 'local[two]' is invalid"),
+    ("[spark]\ntimezone = Paris\n", "[spark] timezone = 'Paris' is invalid"),
+])
+def test_settings_that_cannot_work_exit_2_at_load(tmp_path: Path, text: str, named: str) -> None:
+    path = write(tmp_path, text)
+    result = subprocess.run([sys.executable, "setup_utils.py", "--config", str(path)], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert named in result.stderr
+
+
+@pytest.mark.parametrize("command", [["-m", "lakehouse.ops.demo"], ["producer_ventes.py"]])
+@pytest.mark.parametrize("duration", ["0 s", "0", "nan"])
+def test_a_zero_duration_exits_2_instead_of_running_forever(command: list[str], duration: str) -> None:
+    result = subprocess.run([sys.executable, *command, "--duration", duration], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "--duration" in result.stderr.splitlines()[-1]  # argparse's one-line error names the flag
+
+
 def test_readme_documents_every_setting_with_its_default() -> None:
     readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
     rows = {}
@@ -117,3 +170,61 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     documented = {env_var_name(s, k): (f"`{o.default}`" if o.default else "(empty)")
                   for s, opts in SCHEMA.items() for k, o in opts.items()}
     assert rows == documented
+
+
+def settings_read_by_the_code() -> set[tuple[str, str]]:
+    """Every ``(section, key)`` the code reads: ``cfg.section.key``, ``s.key`` after ``s = cfg.section``,
+    and the path settings through ``cfg.data_dir`` / ``cfg.cache_dir``."""
+    read = set()
+    files = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").rglob("*.py")]
+    for path in files:
+        if path == PROJECT_DIR / "lakehouse" / "platform" / "config.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        aliases = {t.id: n.value.attr for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                   and isinstance(n.value, ast.Attribute) and n.value.attr in SCHEMA
+                   for t in n.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            owner = node.value
+            if isinstance(owner, ast.Attribute) and owner.attr in SCHEMA:
+                read.add((owner.attr, node.attr))
+            elif isinstance(owner, ast.Name) and owner.id in aliases:
+                read.add((aliases[owner.id], node.attr))
+            elif isinstance(owner, ast.Name) and owner.id == "cfg" and node.attr in SCHEMA["paths"]:
+                read.add(("paths", node.attr))
+    return read
+
+
+def test_every_setting_is_read_by_some_code() -> None:
+    declared = {(s, k) for s, opts in SCHEMA.items() for k in opts}
+    dead = sorted(f"[{s}] {k}" for s, k in declared - settings_read_by_the_code())
+    assert not dead, f"settings no code reads: {dead}"
+
+
+def test_silver_interval_is_the_demo_and_streaming_silver_default(tmp_path: Path) -> None:
+    import io
+
+    import streaming_silver
+    from lakehouse.ops import demo
+    from lakehouse.platform.paths import Paths
+
+    cfg = load_config(write(tmp_path, "[analytics]\nsilver_interval = 45 s\n"), env={})
+    run = demo.Demo(cfg, demo.parse_args([]), io.StringIO())
+    commands = demo.part_commands(None, 3.0, run.silver_interval, Paths.from_config(cfg))
+    assert commands["silver"][commands["silver"].index("--interval") + 1] == "45"
+    assert demo.Demo(cfg, demo.parse_args(["--silver-interval", "10"]), io.StringIO()).silver_interval == 10
+    resolved = [streaming_silver.interval_seconds(streaming_silver.parse_args(a).interval, cfg)
+                for a in ([], ["--interval"], ["--interval", "10"])]
+    assert resolved == [None, 45, 10]
+
+
+def test_the_producer_does_not_load_spark() -> None:
+    # What `python -X importtime producer_ventes.py --help` shows: every module the producer imports.
+    result = subprocess.run([sys.executable, "-X", "importtime", "producer_ventes.py", "--help"], cwd=PROJECT_DIR,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
+    assert "lakehouse.ingest.producer" in imported and "kafka" in imported
+    assert [m for m in imported if m.split(".")[0] in ("pyspark", "py4j", "delta")] == []

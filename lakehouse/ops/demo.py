@@ -1,7 +1,7 @@
 """The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view.
 
 Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
-                                [--no-broker] [--duration SECONDS] [--config PATH]
+                                [--no-broker] [--duration DURATION] [--config PATH]
 (`make demo` runs it after setting everything up.)
 
 Each part runs as its own process, in a session of its own (Ctrl-C in the terminal reaches only this
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.platform.config import PROJECT_DIR, Config
+from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid
 from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
@@ -39,7 +39,6 @@ from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
 log = logging.getLogger("lakehouse.ops.demo")
 
 DEFAULT_RATE = 3.0
-DEFAULT_SILVER_INTERVAL = 30.0
 # How long each part may take to stop cleanly before it is killed (Spark jobs finish a batch or a run).
 STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0}
 EXIT_PART_FAILED = 1
@@ -172,12 +171,24 @@ def part_commands(cfg_file: str | None, rate: float, silver_interval: float, pat
     }
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds, or a duration with its unit ('300', '300 s', '5 min')."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text).seconds
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e}") from e
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the whole pipeline with a live view; Ctrl-C stops it.")
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
                         help=f"sales per second sent by the producer (default {DEFAULT_RATE:g})")
-    parser.add_argument("--silver-interval", type=float, default=DEFAULT_SILVER_INTERVAL, metavar="SECONDS",
-                        help=f"seconds between two Silver runs (default {DEFAULT_SILVER_INTERVAL:g})")
+    parser.add_argument("--silver-interval", type=_seconds, default=None, metavar="SECONDS",
+                        help="seconds between two Silver runs (default [analytics] silver_interval)")
     parser.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
                         help="seconds between two refreshes of the view (default [monitoring] dashboard_refresh)")
     parser.add_argument("--fresh", action="store_true",
@@ -185,13 +196,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-broker", action="store_true",
                         help="use the broker already running at [kafka] bootstrap_servers (e.g. docker "
                              "compose) and never start or stop one")
-    parser.add_argument("--duration", type=float, default=None, metavar="SECONDS",
-                        help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument("--duration", type=_seconds, default=None, metavar="DURATION",
+                        help="stop by itself after this long, in seconds or with a unit ('300', '5 min'; "
+                             "default: run until Ctrl-C)")
     add_config_flag(parser)
     args = parser.parse_args(argv)
     for name in ("rate", "silver_interval", "refresh", "duration"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
+        if value is not None and not 0 < value < float("inf"):  # 0 or nan would never end or never run
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value:g}")
     return args
 
@@ -204,6 +216,7 @@ class Demo:
         self.owns_broker = False
         self.parts: list[Part] = []
         self.stop = threading.Event()
+        self.silver_interval = args.silver_interval or cfg.analytics.silver_interval.seconds
 
     def setup(self) -> str:
         """Broker and topic; returns how the broker was found, for the view."""
@@ -248,7 +261,7 @@ class Demo:
         for status_file in (self.paths.bronze_status, self.paths.producer_summary):
             status_file.unlink(missing_ok=True)  # this run's figures only
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        commands = part_commands(self.args.config, self.args.rate, self.args.silver_interval, self.paths)
+        commands = part_commands(self.args.config, self.args.rate, self.silver_interval, self.paths)
         for name in ("bronze", "producer", "silver"):
             if name == "silver":
                 # One Spark start at a time: the first one also downloads the jars into the shared Ivy
@@ -273,7 +286,7 @@ class Demo:
                 silver = self.paths.silver_dashboard.read_text(encoding="utf-8") \
                     if self.paths.silver_dashboard.exists() else None
                 screen = render(self.parts, broker_note, format_health(status, health.rate), silver,
-                                self.paths.logs_dir, started, self.args.silver_interval)
+                                self.paths.logs_dir, started, self.silver_interval)
                 if tty:
                     self.out.write("\033[H\033[2J" + screen + "\n")
                 elif screen.split("\n", 1)[1] != last_screen:  # logs and pipes: only what changed

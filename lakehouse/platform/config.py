@@ -11,8 +11,10 @@ exit code 2.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
+import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -84,9 +86,12 @@ def _parse_int(text: str) -> int:
 
 def _parse_float(text: str) -> float:
     try:
-        return float(text.strip())
+        value = float(text.strip())
     except ValueError as e:
         raise ValueError("expected a number") from e
+    if not math.isfinite(value):  # float() takes nan and inf; no setting can use them
+        raise ValueError("expected a finite number")
+    return value
 
 
 def _parse_str(text: str) -> str:
@@ -110,6 +115,8 @@ class Option:
     choices: tuple[str, ...] | None = None
     pattern: str | None = None
     allow_empty: bool = False
+    # A further check of the parsed value; raises ValueError saying what is allowed.
+    check: Callable[[Any], None] | None = None
 
     def parse(self, raw: str) -> Any:
         """Convert ``raw`` to the option's type, or raise ``ValueError`` saying what is allowed."""
@@ -127,6 +134,8 @@ class Option:
             raise ValueError(f"expected at least {_fmt_bound(self, self.min)}")
         if self.max is not None and number > self.max:
             raise ValueError(f"expected at most {_fmt_bound(self, self.max)}")
+        if self.check is not None:
+            self.check(value)
         return value
 
 
@@ -137,11 +146,33 @@ def _fmt_bound(option: Option, bound: float) -> str:
 
 
 _HOSTPORTS = r"[A-Za-z0-9_.\-\[\]:]+:\d{1,5}(,[A-Za-z0-9_.\-\[\]:]+:\d{1,5})*"
+# What SparkSession.builder.master and spark-submit --master accept.
+_SPARK_MASTER = (r"local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]"
+                 r"|spark://[^\s:/]+:\d{1,5}(,[^\s:/]+:\d{1,5})*|yarn|k8s://\S+")
+
+
+def _check_ports(value: str) -> None:
+    for address in value.split(","):
+        port = int(address.rsplit(":", 1)[1])
+        if not 1 <= port <= 65535:
+            raise ValueError(f"port {port} of {address} is not between 1 and 65535")
+
+
+def _check_timezone(value: str) -> None:
+    # Spark takes region ids (Europe/Paris, UTC) and fixed offsets (+01:00); anything else fails only
+    # when the first timestamp is read.
+    if re.fullmatch(r"[+-](0\d|1[0-8]):[0-5]\d", value):
+        return
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError("expected a time zone id such as UTC or Europe/Paris, or an offset such as "
+                         "+01:00") from e
 
 SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "kafka": {
         "bootstrap_servers": Option(str, "localhost:9092", "host:port[,host:port...] of the Kafka brokers",
-                                    pattern=_HOSTPORTS),
+                                    pattern=_HOSTPORTS, check=_check_ports),
         "topic": Option(str, "ventes_stream", "topic the sales events flow through",
                         pattern=r"[A-Za-z0-9._\-]{1,249}"),
         "partitions": Option(int, "3", "partition count used when the topic is created", min=1, max=1000),
@@ -158,8 +189,10 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                        "how long 'kafka_local start' waits for the broker", min=1, max=600),
     },
     "spark": {
-        "master": Option(str, "local[*]", "Spark master when not launched by spark-submit"),
-        "timezone": Option(str, "UTC", "session time zone (naive timestamps are read in it)"),
+        "master": Option(str, "local[*]", "Spark master when not launched by spark-submit; local, "
+                         "local[N], local[*], spark://host:port, yarn or k8s://...", pattern=_SPARK_MASTER),
+        "timezone": Option(str, "UTC", "session time zone (naive timestamps are read in it)",
+                           check=_check_timezone),
         "shuffle_partitions": Option(int, "4", "spark.sql.shuffle.partitions", min=1, max=10000),
         "driver_memory": Option(str, "2g", "driver JVM memory when started from python",
                                 pattern=r"\d+[mMgG]"),
@@ -219,8 +252,8 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                     min=0),
         "standard_threshold": Option(float, "100", "lifetime spend (EUR) from which a client is Standard",
                                      min=0),
-        "silver_interval": Option(Duration, "60 seconds", "period of 'streaming_silver.py --interval'",
-                                  min=1, max=86400),
+        "silver_interval": Option(Duration, "30 seconds", "period of the Silver job in make demo and of "
+                                  "'streaming_silver.py --interval' given without a value", min=1, max=86400),
         "bronze_retention_days": Option(int, "90", "Bronze partitions older than this are deleted", min=1),
         "vacuum_retention": Option(Duration, "7 days", "Delta history kept by VACUUM", min=0),
     },
@@ -289,8 +322,12 @@ class Config:
         return self._resolve(self.sections["paths"].cache_dir)
 
     def _resolve(self, value: str) -> Path:
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (self.base_dir / path).resolve()
+        return _resolve_path(value, self.base_dir)
+
+
+def _resolve_path(value: str, base_dir: Path) -> Path:
+    path = Path(os.path.expanduser(value.strip()))
+    return path if path.is_absolute() else (base_dir / path).resolve()
 
 
 def _check(section: str, key: str, raw: str, origin: str) -> Any:
@@ -359,6 +396,12 @@ def load_config(
         s: Section(s, {k: _check(s, k, text, origin) for k, (text, origin) in keys.items()})
         for s, keys in raw.items()
     }
+    for key in ("data_dir", "cache_dir"):
+        text, origin = raw["paths"][key]
+        folder = _resolve_path(text, source.parent if source is not None else PROJECT_DIR)
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"{origin}: [paths] {key} = {text!r} is invalid: {folder} is a file, "
+                              "expected a folder (or a path that does not exist yet)")
     analytics = sections["analytics"]
     if analytics.standard_threshold > analytics.premium_threshold:
         raise ConfigError(
