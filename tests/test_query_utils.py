@@ -92,7 +92,7 @@ def test_missing_tables_name_the_command() -> None:
     paths = Paths(Path("/nonexistent/data"), Path("/nonexistent/cache"))
     messages = [str(e) for e in missing_tables(paths)]
     assert messages[0] == ("Table ventes not found at /nonexistent/data/delta/bronze/ventes: run "
-                           "spark_streaming_delta.py (it creates them with the first sales) first.")
+                           "spark_streaming_delta.py (it creates the table with the first sales) first.")
     assert ("Table clients not found at /nonexistent/data/delta/silver/clients: run streaming_silver.py first."
             in messages)
     assert len(messages) == 6  # the quarantine may be missing: no bad record yet
@@ -173,6 +173,11 @@ MENU_SESSION = [
     ("10\nventes\n0\n", [r"ventes as of 0: 2 rows"]),
     ("10\nventes\n1999-01-01\n", [r"Error: .*(before the earliest|timestamp)"]),
     ("10\nventes\nlast week\n", [r"Not a version or a timestamp: 'last week'"]),
+    # A table not created yet is said at once, before any version is asked (the next line is a menu choice).
+    ("10\nventes_duplicates\n", [r"^Table \([^)]*\): Table ventes_duplicates not found at \S+: run "
+                                  r"spark_streaming_delta\.py \(it creates the table at the first duplicate\) "
+                                  r"first\.\n\n=== Sales"]),
+    ("9\nventes_duplicates\n", [r"^Table \([^)]*\): Table ventes_duplicates not found"]),
     ("9\nnope\n", [r"Unknown table 'nope': choose one of ventes, ventes_quarantine"]),
     ("11\nSELECT pays, nb_clients FROM pays WHERE pays = 'Suisse'\n", [r"Query result", r"Suisse\s+1\n"]),
     ("11\nSELECT nope FROM pays\n", [r"Error: .*nope"]),

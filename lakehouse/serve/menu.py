@@ -163,10 +163,12 @@ class Menu:
 
     def history(self) -> None:
         name = self.ask_table()
+        self.lake.location(name)  # a missing table is said before anything else is asked
         self.show(f"History of {name}", self.lake.history(name))
 
     def time_travel(self) -> None:
         name = self.ask_table()
+        self.lake.location(name)  # a missing table is said before the version is asked
         when = self.console.ask("As of version (e.g. 3) or timestamp (e.g. 2026-11-26 10:00:00): ")
         df = self.lake.as_of(name, when)
         self.console.say(f"{name} as of {when}: {df.count():,} rows")

@@ -20,7 +20,7 @@ from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.sql_guard import QueryInputError, SqlResult, fetch, read_only_sql
 
-BRONZE_JOB = "spark_streaming_delta.py (it creates them with the first sales)"
+BRONZE_JOB = "spark_streaming_delta.py (it creates the table with the first sales)"
 SILVER_JOB = "streaming_silver.py"
 
 
@@ -34,10 +34,10 @@ class TableInfo:
 
 TABLES = {t.name: t for t in (
     TableInfo("ventes", lambda p: p.bronze, BRONZE_JOB),
-    TableInfo("ventes_quarantine", lambda p: p.quarantine, BRONZE_JOB + ", at the first bad record",
-              optional=True),
-    TableInfo("ventes_duplicates", lambda p: p.duplicates, BRONZE_JOB + ", at the first duplicate",
-              optional=True),
+    TableInfo("ventes_quarantine", lambda p: p.quarantine,
+              "spark_streaming_delta.py (it creates the table at the first bad record)", optional=True),
+    TableInfo("ventes_duplicates", lambda p: p.duplicates,
+              "spark_streaming_delta.py (it creates the table at the first duplicate)", optional=True),
     TableInfo("bronze_metrics", lambda p: p.bronze_metrics, BRONZE_JOB),
     TableInfo("clients", lambda p: p.silver("clients"), SILVER_JOB),
     TableInfo("pays", lambda p: p.silver("pays"), SILVER_JOB),
