@@ -19,7 +19,7 @@ from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.queries import (Lakehouse, QueryInputError, filter_client, missing_tables, parse_as_of,
                                      quarantine_summary)
-from lakehouse.serve.report import build_report, write_report_files
+from lakehouse.serve.report import DAILY, MAX_DAY_LABELS, build_report, revenue_chart, write_report_files
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
 from tests.test_silver_transforms import RULES, D1, D2, ts
@@ -130,6 +130,21 @@ def test_report_files_are_markdown_and_valid_pngs(spark, lake_paths, tmp_path) -
         assert f"![{title}]({name})" in markdown
     assert "| Belgique | 2 | 539.99 € | 270.00 € | 4 | 2 |" in markdown
     assert "|---|---:|---:|---:|---:|---:|" in markdown
+
+
+@pytest.mark.parametrize("days", [1, 90])
+def test_daily_revenue_chart_reads_well_with_one_day_or_ninety(days: int) -> None:
+    labels = [str(dt.date(2026, 1, 1) + dt.timedelta(days=i)) for i in range(days)]
+    values = [521_000.0 + 61_000.0 * (i % 2) for i in range(days)]  # similar days: no zoom on a band
+    fig = revenue_chart(DAILY, labels, values)
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= max(values)
+    assert [round(bar.get_height()) for bar in ax.patches] == [round(v) for v in values]
+    shown = [t.get_text() for t in ax.get_xticklabels()]
+    assert shown[0] == labels[0] and len(shown) <= MAX_DAY_LABELS
+    assert ax.get_xlim()[1] - ax.get_xlim()[0] >= 7  # one day is one bar among empty days, not a wall
+    if days == 1:
+        assert [bar.get_width() for bar in ax.patches] == [0.8]
 
 
 # --- the script ----------------------------------------------------------------------------------------

@@ -184,13 +184,48 @@ def tables_section(lake: Lakehouse) -> Section:
 CHARTS = {COUNTRIES: "revenue_by_country.png", SEGMENTS: "revenue_by_segment.png", DAILY: "daily_revenue.png"}
 
 
-def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
-    """PNG charts of revenue by country, by segment and by day; section title → file."""
-    import matplotlib
-    matplotlib.use("Agg")  # files only, no display needed
-    from matplotlib import pyplot as plt
+# Days a daily chart shows room for at least (a single day is one bar among empty slots, not a wall), and
+# date labels it writes at most (ninety days get one label a week or so).
+MIN_DAY_SLOTS = 7
+MAX_DAY_LABELS = 15
+
+
+def revenue_chart(title: str, labels: list[str], values: list[float]):
+    """A bar chart of revenue per label, its value axis starting at zero; returns the matplotlib Figure.
+
+    Bars from zero keep one day, or ninety days of similar revenue, from being drawn on an axis zoomed
+    to a narrow band (a single dot between 521k and 582k said nothing)."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
+    fig = Figure(figsize=(8, 4.5), dpi=100)
+    ax = fig.subplots()
+    money = FuncFormatter(lambda x, _: f"{x:,.0f}")
+    if title == COUNTRIES:
+        ax.barh(labels[::-1], values[::-1])
+        ax.set_xlim(left=0)
+        ax.set_xlabel("Revenue (€)")
+        ax.xaxis.set_major_formatter(money)
+    else:
+        positions = list(range(len(labels)))
+        ax.bar(positions, values, width=0.8)
+        if title == DAILY:
+            step = -(-len(labels) // MAX_DAY_LABELS) if labels else 1
+            ax.set_xticks(positions[::step], labels[::step], rotation=45, ha="right")
+            spare = max(MIN_DAY_SLOTS - len(labels), 0) / 2
+            ax.set_xlim(-0.5 - spare, len(labels) - 0.5 + spare)
+        else:
+            ax.set_xticks(positions, labels)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("Revenue (€)")
+        ax.yaxis.set_major_formatter(money)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
+    """PNG charts of revenue by country, by segment and by day; section title → file."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     for title, filename in CHARTS.items():
@@ -198,22 +233,8 @@ def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
         # Names are any text: an unescaped "$" pair would be parsed as maths (and fail on, say, "$\\x$").
         labels = [format_value(s.columns[0], r[0]).replace("$", r"\$") for r in s.rows]
         values = [float(r[s.columns.index("chiffre_affaires")]) for r in s.rows]
-        fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-        if title == DAILY:
-            ax.plot(labels, values, marker="o")
-            ax.tick_params(axis="x", labelrotation=45)
-        elif title == COUNTRIES:
-            ax.barh(labels[::-1], values[::-1])
-        else:
-            ax.bar(labels, values)
-        ax.set_title(title)
-        (ax.set_xlabel if title == COUNTRIES else ax.set_ylabel)("Revenue (€)")
-        (ax.xaxis if title == COUNTRIES else ax.yaxis).set_major_formatter(
-            FuncFormatter(lambda x, _: f"{x:,.0f}"))
-        fig.tight_layout()
         path = out_dir / filename
-        fig.savefig(path, format="png")
-        plt.close(fig)
+        revenue_chart(title, labels, values).savefig(path, format="png")
         written[title] = path
     return written
 
