@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = json.loads(summary_path.read_text())
         rates.append(summary["events_per_s"])
         mbs.append(summary["mb_per_s"])
-        print(f"run {run}: {summary['sent']} events in {summary['elapsed_s']:.2f} s — "
+        print(f"run {run}: {summary['generated']} events in {summary['elapsed_s']:.2f} s — "
               f"{summary['events_per_s']:,.0f} events/s, {summary['mb_per_s']:.2f} MB/s "
               f"(delivered {summary['delivered']}, failed {summary['failed']})")
     print(f"median: {statistics.median(rates):,.0f} events/s, {statistics.median(mbs):.2f} MB/s "

@@ -56,7 +56,7 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
     drain(spark, cfg)
 
     bronze, quarantine, metrics = tables(spark, Paths.from_config(cfg))
-    in_topic = first["sent"] + second["sent"] + 1
+    in_topic = first["generated"] + second["generated"] + 1
     duplicates = metrics.agg(F.sum("duplicate_rows")).first()[0]
     assert bronze.count() + quarantine.count() + duplicates == in_topic
     injected = second["injected"]

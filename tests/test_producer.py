@@ -49,8 +49,8 @@ def test_events_are_consumed_back_exactly(kafka_bootstrap: str, topic: str, tmp_
                           "--bootstrap-servers", kafka_bootstrap, "--summary-json", str(summary_path))
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(summary_path.read_text())
-    assert (summary["sent"], summary["delivered"], summary["failed"], summary["undelivered"]) == (3000, 3000, 0, 0)
-    assert "Summary: sent=3000 delivered=3000 failed=0 undelivered=0 injected=none" in result.stderr
+    assert (summary["generated"], summary["delivered"], summary["failed"], summary["unsent"]) == (3000, 3000, 0, 0)
+    assert "Summary: generated=3000 delivered=3000 failed=0 unsent=0 injected=none" in result.stderr
 
     records = consume_all(kafka_bootstrap, topic, 3000)
     assert len(records) == 3000
@@ -148,6 +148,61 @@ def test_signal_mid_run_flushes_and_reports(kafka_bootstrap: str, topic: str, tm
     assert proc.returncode == 0, stderr[-2000:]
     summary = json.loads(summary_path.read_text())
     assert summary["interrupted"] is True
-    assert summary["sent"] == summary["delivered"] > 0 and summary["failed"] == summary["undelivered"] == 0
-    assert f"Summary: sent={summary['sent']} delivered={summary['sent']}" in stderr
-    assert len(consume_all(kafka_bootstrap, topic, summary["sent"])) == summary["sent"]
+    assert summary["generated"] == summary["delivered"] > 0 and summary["failed"] == summary["unsent"] == 0
+    assert f"Summary: generated={summary['generated']} delivered={summary['generated']}" in stderr
+    assert len(consume_all(kafka_bootstrap, topic, summary["generated"])) == summary["generated"]
+
+
+def broker_command(command: str, config: Path) -> None:
+    """The project's launcher, as a user runs it."""
+    result = subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config",
+                             str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_broker_stopped_mid_run_every_record_is_counted(tmp_path: Path) -> None:
+    # A throwaway broker (its own ports and data): stopping it disturbs no one else.
+    config = tmp_path / "outage.ini"
+    config.write_text(f"""[kafka]
+bootstrap_servers = localhost:19101
+controller_port = 19102
+topic = ventes_outage
+connect_timeout = 3 seconds
+[paths]
+data_dir = {tmp_path / "data"}
+cache_dir = {PROJECT_DIR / ".cache"}
+[producer]
+delivery_timeout = 3 seconds
+""", encoding="utf-8")
+    summary_path = tmp_path / "summary.json"
+    broker_command("start", config)
+    try:
+        proc = subprocess.Popen([sys.executable, "producer_ventes.py", "--rate", "200", "--duration", "15 s",
+                                 "--summary-json", str(summary_path), "--config", str(config)],
+                                cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            lines = []
+            while not any("Producing to" in line for line in lines) and proc.poll() is None:
+                lines.append(proc.stderr.readline())
+            time.sleep(3)  # some sales delivered, then the broker goes away for the rest of the run
+            broker_command("stop", config)
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            proc.kill()
+        stderr = "".join(lines) + stderr
+        assert proc.returncode == 4, stderr[-3000:]
+        summary = json.loads(summary_path.read_text())
+        generated, delivered, failed, unsent = (summary[k] for k in ("generated", "delivered", "failed", "unsent"))
+        assert delivered + failed + unsent == generated
+        assert delivered > 0 and failed + unsent > 0
+        assert (f"Summary: generated={generated} delivered={delivered} failed={failed} unsent={unsent} "
+                in stderr)
+        assert f"Not every record reached Kafka: {failed} failed, {unsent} never sent" in stderr
+        assert "Traceback" not in stderr
+
+        # Back up: Kafka holds every delivered record (and perhaps some it wrote but could not confirm).
+        broker_command("start", config)
+        in_topic = len(consume_all("localhost:19101", "ventes_outage", delivered, timeout_s=30))
+        assert delivered <= in_topic <= generated
+    finally:
+        broker_command("stop", config)

@@ -22,6 +22,7 @@ log = logging.getLogger("producer_ventes")
 # Above this rate each sale is no longer logged; a periodic summary is logged instead.
 PER_SALE_LOG_MAX_RATE = 5.0
 SUMMARY_EVERY_S = 5.0
+FLUSH_TIMEOUT_MAX_S = 20.0
 
 
 class ProducerError(RuntimeError):
@@ -40,6 +41,7 @@ class ProducerSettings:
     compression: str
     connect_timeout_s: float
     max_event_bytes: int
+    delivery_timeout_s: float = 120.0
 
     @classmethod
     def from_config(cls, cfg: Config, rate: float | None, count: int | None,
@@ -49,11 +51,15 @@ class ProducerSettings:
                    count=count, duration_s=duration_s, linger_ms=cfg.producer.linger_ms,
                    batch_size=cfg.producer.batch_size, compression=cfg.producer.compression,
                    connect_timeout_s=cfg.kafka.connect_timeout.seconds,
-                   max_event_bytes=cfg.streaming.max_event_bytes)
+                   max_event_bytes=cfg.streaming.max_event_bytes,
+                   delivery_timeout_s=cfg.producer.delivery_timeout.seconds)
 
 
 def kafka_config(settings: ProducerSettings) -> dict:
     """The producer configuration, in one place."""
+    delivery_ms = int(settings.delivery_timeout_s * 1000)
+    # kafka-python wants delivery >= linger + request timeout; a request may take 30 s at most.
+    request_ms = max(100, min(30_000, delivery_ms - settings.linger_ms))
     return {
         "bootstrap_servers": settings.bootstrap_servers,
         "client_id": "producer_ventes",
@@ -69,18 +75,27 @@ def kafka_config(settings: ProducerSettings) -> dict:
         "bootstrap_timeout_ms": int(settings.connect_timeout_s * 1000),
         # send() blocks this long at most when the buffer is full or metadata is missing.
         "max_block_ms": int(max(settings.connect_timeout_s, 10) * 1000),
+        # A record Kafka has not acknowledged after this long fails (counted), instead of waiting for a
+        # broker that may never come back; it also bounds the final flush.
+        "delivery_timeout_ms": max(delivery_ms, settings.linger_ms + request_ms),
+        "request_timeout_ms": request_ms,
+        # Back within seconds of a broker's return (kafka-python's default backs off up to 30 s).
+        "reconnect_backoff_max_ms": 5000,
     }
 
 
 @dataclass
 class DeliveryStats:
-    """Outcome of every record handed to Kafka, updated from kafka-python's I/O thread."""
+    """Outcome of every generated record, updated from kafka-python's I/O thread: delivered
+    (acknowledged), failed (Kafka or the client reported an error) or unsent (no answer before the
+    producer closed, or never handed to Kafka); delivered + failed + unsent == generated."""
 
-    sent: int = 0
+    generated: int = 0
     delivered: int = 0
     failed: int = 0
     injected: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
+    closing: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def on_success(self, _metadata) -> None:
@@ -89,6 +104,8 @@ class DeliveryStats:
 
     def on_error(self, exc: BaseException) -> None:
         with self._lock:
+            if self.closing:  # aborted by the forced close: never answered by Kafka, so unsent
+                return
             self.failed += 1
             self.errors[type(exc).__name__] += 1
             first = self.failed == 1
@@ -96,9 +113,10 @@ class DeliveryStats:
             log.error("Delivery failed: %r (further failures are counted in the summary)", exc)
 
     @property
-    def undelivered(self) -> int:
-        """Records whose outcome is unknown (still in flight when the producer closed)."""
-        return self.sent - self.delivered - self.failed
+    def unsent(self) -> int:
+        """Records Kafka never answered for: still buffered or in flight when the producer closed, or
+        never handed to the client (send() itself failed)."""
+        return self.generated - self.delivered - self.failed
 
 
 @dataclass
@@ -110,18 +128,18 @@ class RunResult:
 
     def as_dict(self) -> dict:
         s = self.stats
-        return {"sent": s.sent, "delivered": s.delivered, "failed": s.failed,
-                "undelivered": s.undelivered, "injected": dict(sorted(s.injected.items())),
+        return {"generated": s.generated, "delivered": s.delivered, "failed": s.failed,
+                "unsent": s.unsent, "injected": dict(sorted(s.injected.items())),
                 "errors": dict(s.errors), "elapsed_s": round(self.elapsed_s, 3),
-                "events_per_s": round(s.sent / self.elapsed_s, 1) if self.elapsed_s else 0.0,
+                "events_per_s": round(s.generated / self.elapsed_s, 1) if self.elapsed_s else 0.0,
                 "mb_per_s": round(self.bytes_sent / 1e6 / self.elapsed_s, 2) if self.elapsed_s else 0.0,
                 "interrupted": self.interrupted}
 
     def summary_line(self) -> str:
         d = self.as_dict()
         injected = ",".join(f"{k}:{v}" for k, v in d["injected"].items()) or "none"
-        return (f"Summary: sent={d['sent']} delivered={d['delivered']} failed={d['failed']} "
-                f"undelivered={d['undelivered']} injected={injected} events/s={d['events_per_s']} "
+        return (f"Summary: generated={d['generated']} delivered={d['delivered']} failed={d['failed']} "
+                f"unsent={d['unsent']} injected={injected} events/s={d['events_per_s']} "
                 f"MB/s={d['mb_per_s']} elapsed={d['elapsed_s']}s")
 
 
@@ -157,9 +175,13 @@ class _Progress:
 
 
 def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSettings,
-        stop: threading.Event, flush_timeout_s: float = 30.0) -> RunResult:
+        stop: threading.Event, flush_timeout_s: float | None = None) -> RunResult:
     """Send records until count, duration or ``stop``; then flush and close. Never drops silently:
-    every record ends counted as delivered, failed or undelivered."""
+    every record ends counted as delivered, failed or unsent, whatever Kafka does. The final flush
+    waits ``flush_timeout_s`` at most (default: the delivery timeout, at most 20 s, so that a stop
+    asked during a broker outage ends in time)."""
+    if flush_timeout_s is None:
+        flush_timeout_s = min(settings.delivery_timeout_s, FLUSH_TIMEOUT_MAX_S)
     stats = DeliveryStats()
     per_sale_log = settings.rate is not None and settings.rate <= PER_SALE_LOG_MAX_RATE
     progress = _Progress(settings.count) if settings.count else None
@@ -172,52 +194,72 @@ def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSe
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 break
-            if settings.count is not None and stats.sent >= settings.count:
+            if settings.count is not None and stats.generated >= settings.count:
                 break
             if settings.rate is None:
                 due = 1000
             else:
-                due = int((now - started) * settings.rate) + 1 - stats.sent
+                due = int((now - started) * settings.rate) + 1 - stats.generated
                 if due <= 0:
-                    wait = (stats.sent / settings.rate) - (now - started)
+                    wait = (stats.generated / settings.rate) - (now - started)
                     stop.wait(min(max(wait, 0.001), 0.5))
                     continue
             if settings.count is not None:
-                due = min(due, settings.count - stats.sent)
+                due = min(due, settings.count - stats.generated)
             for _ in range(due):
                 record = next(records)
+                stats.generated += 1  # counted first: if send() raises, the record is unsent
                 future = producer.send(settings.topic, key=record.key, value=record.value)
                 future.add_callback(stats.on_success)
                 future.add_errback(stats.on_error)
-                stats.sent += 1
                 bytes_sent += len(record.value)
                 if record.kind != "sale":
                     stats.injected[record.kind] += 1
                 if per_sale_log and record.kind == "sale":
                     e = record.event
-                    log.info("📤 Sale #%d: %s - %s - €%.2f", stats.sent, e["client_nom"], e["produit_nom"],
+                    log.info("📤 Sale #%d: %s - %s - €%.2f", stats.generated, e["client_nom"], e["produit_nom"],
                              e["montant"])
             if progress:
-                progress.update(stats.sent, started)
+                progress.update(stats.generated, started)
             if not per_sale_log and time.monotonic() >= next_summary:
                 next_summary += SUMMARY_EVERY_S
                 elapsed = time.monotonic() - started
-                log.info("Sent %d (delivered %d, failed %d) — %.0f events/s", stats.sent, stats.delivered,
-                         stats.failed, stats.sent / elapsed)
+                log.info("Sent %d (delivered %d, failed %d) — %.0f events/s", stats.generated, stats.delivered,
+                         stats.failed, stats.generated / elapsed)
     except KafkaError as e:
         # send() itself failed (e.g. metadata unavailable for max_block_ms): stop, but still account.
         log.error("Sending stopped: %r", e)
+    except Exception as e:  # anything else stops sending too; the summary still counts every record
+        log.error("Sending stopped by an unexpected error: %r", e)
     finally:
         interrupted = stop.is_set()
-        try:
-            producer.flush(timeout=flush_timeout_s)
-        except KafkaError as e:
-            log.error("Flush did not complete within %g s: %r", flush_timeout_s, e)
-        producer.close(timeout=flush_timeout_s)
+        close(producer, stats, flush_timeout_s)
         elapsed = time.monotonic() - started
         if progress:
-            progress.update(stats.sent, started, force=True)
+            progress.update(stats.generated, started, force=True)
     return RunResult(stats, elapsed, bytes_sent, interrupted)
+
+
+def close(producer: KafkaProducer, stats: DeliveryStats, flush_timeout_s: float) -> None:
+    """Wait up to ``flush_timeout_s`` in all for Kafka's answers, then close without raising: what is
+    still pending stays counted as unsent."""
+    deadline = time.monotonic() + flush_timeout_s
+    try:
+        producer.flush(timeout=flush_timeout_s)
+    except KafkaError as e:
+        log.error("Kafka did not answer for every record within %g s (%s): closing anyway", flush_timeout_s,
+                  e.__class__.__name__)
+    try:
+        producer.close(timeout=max(deadline - time.monotonic(), 1.0))
+    except KafkaError:
+        # kafka-python's close() flushes first and raises when records are still pending, before it
+        # stops its I/O thread; stop that thread without sending them (their futures fail, ignored).
+        with stats._lock:
+            stats.closing = True
+        sender = getattr(producer, "_sender", None)
+        if sender is not None:
+            sender.force_close()
+            sender.join(5)
 
 
 def write_summary(path: str, result: RunResult) -> None:

@@ -241,6 +241,8 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                             "country, city, segment) in every run while it is unchanged", min=0),
         "clients": Option(int, "500", "size of the simulated client pool", min=1, max=1_000_000),
         "linger_ms": Option(int, "50", "kafka-python linger_ms (batching delay)", min=0, max=10_000),
+        "delivery_timeout": Option(Duration, "2 minutes", "a record Kafka has not acknowledged after this "
+                                   "long (broker gone) is counted failed", min=1, max=86400),
         "batch_size": Option(int, "1048576", "kafka-python batch_size in bytes", min=1024,
                              max=16 * 1024 * 1024),
         "compression": Option(str, "lz4", "compression of produced batches",
