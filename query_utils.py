@@ -17,7 +17,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.queries import REQUIRED_TABLES, Lakehouse, MissingTableError, missing_tables
 from lakehouse.platform.spark import build_spark_or_log
@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=10, metavar="N",
                         help="with --batch: clients in the top clients table (default 10)")
     add_config_flag(parser)
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.out is not None and not args.batch:
         parser.error("--out goes with --batch")
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             print(error, file=sys.stderr)
         return EXIT_MISSING_TABLES
 
-    spark = build_spark_or_log(cfg, "query_utils", log)
+    spark = build_spark_or_log(cfg, "query_utils", log, args.verbose)
     if spark is None:
         return 1
     spark.sparkContext.setLogLevel("ERROR")

@@ -4,7 +4,7 @@ Usage: spark_streaming_delta.py [--available-now] [--topic TOPIC] [--bootstrap-s
 Example:
     python spark_streaming_delta.py --available-now
     spark-submit --packages org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0,io.delta:delta-spark_4.2_2.13:4.4.0 \
-        --conf spark.jars.ivy=.cache/ivy spark_streaming_delta.py
+        --conf spark.jars.ivy=$PWD/.cache/ivy spark_streaming_delta.py
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pyspark.errors import StreamingQueryException
 from lakehouse.bronze.monitoring import remove_progress_loggers
 from lakehouse.bronze.stream import (BronzeStateError, start_bronze_stream, stop_after_current_batch,
                                      stream_failure_message)
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
+                                     stop_on_signals)
 from lakehouse.platform.kafka_local import broker_answers
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
@@ -37,6 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap-servers", default=None,
                         help="Kafka brokers (overrides [kafka] bootstrap_servers)")
     add_config_flag(parser)
+    add_verbose_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("Kafka broker at %s is not reachable: start it (make broker-start, or docker compose "
                   "up -d) or set [kafka] bootstrap_servers", servers)
         return 1
-    spark = build_spark_or_log(cfg, "bronze_ventes", log)
+    spark = build_spark_or_log(cfg, "bronze_ventes", log, args.verbose)
     if spark is None:
         return 1
     try:

@@ -20,7 +20,8 @@ from datetime import datetime
 from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
+                                     stop_on_signals)
 from lakehouse.platform.config import Config
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.platform.paths import Paths
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="do not print the dashboard after a run (it is still written to "
                              "data/status/silver_dashboard.txt)")
     add_config_flag(parser)
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     if args.interval not in (None, FROM_CONFIG) and args.interval <= 0:
         parser.error(f"--interval must be a positive number of seconds, got {args.interval:g}")
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args.interval = interval_seconds(args.interval, cfg)
     paths = Paths.from_config(cfg)
     rules = ClientRules.from_config(cfg)
-    spark = build_spark_or_log(cfg, "silver_ventes", log)
+    spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
     if spark is None:
         return 1
     stop = stop_on_signals(log, "stopping after the current run")

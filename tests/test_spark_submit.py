@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from deltalake import DeltaTable
+
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import spark_packages
 from tests.conftest import make_config, produce, sale_json, write_config
+
+
+def readme_spark_submit() -> str:
+    """The spark-submit line README.md gives for the Bronze job, exactly as written."""
+    text = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
+    found = re.findall(r"^spark-submit [^\n]*spark_streaming_delta\.py$", text, re.M)
+    assert len(found) == 1, "README.md gives no (or several) spark-submit lines for the Bronze job"
+    return found[0]
 
 
 def readme_packages() -> list[str]:
@@ -26,8 +37,18 @@ def test_readme_packages_match_installed_pyspark_and_delta() -> None:
     assert readme_packages() == [",".join(spark_packages())]
 
 
-def test_spark_submit_runs_the_bronze_and_silver_jobs(spark, tmp_path: Path, kafka_bootstrap: str,
-                                                      topic: str) -> None:
+def run_as_a_user(line: str, *args: str) -> subprocess.CompletedProcess:
+    """A documented command line run by a shell in the project folder, with the virtual environment
+    activated (its bin first on PATH), plus ``args``."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.pop("PWD", None)  # the shell sets it to the folder it starts in
+    return subprocess.run(["bash", "-c", " ".join([line, *(shlex.quote(a) for a in args)])], cwd=PROJECT_DIR,
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_readme_spark_submit_line_runs_the_bronze_and_silver_jobs(tmp_path: Path, kafka_bootstrap: str,
+                                                                  topic: str) -> None:
     # A minute ago, with an offset: the contract refuses naive and year-old event times.
     when = (datetime.now(timezone.utc) - timedelta(minutes=1)).isoformat(timespec="seconds")
     sales = [sale_json(vente_id=i, client_id=f"C{i}", produit_id="P1", timestamp=when,
@@ -36,18 +57,14 @@ def test_spark_submit_runs_the_bronze_and_silver_jobs(spark, tmp_path: Path, kaf
     produce(kafka_bootstrap, topic, [(f"C{i}", v) for i, v in enumerate(sales)])
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
     config = write_config(tmp_path / "config.ini", cfg)
-    spark_submit = Path(sys.executable).parent / "spark-submit"
-    ivy = Paths.from_config(cfg).ivy_dir
-    cmd = [str(spark_submit), "--packages", readme_packages()[0], "--conf", f"spark.jars.ivy={ivy}",
-           "spark_streaming_delta.py", "--available-now", "--config", str(config)]
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    result = subprocess.run(cmd, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600, env=env)
+    line = readme_spark_submit()
+    result = run_as_a_user(line, "--available-now", "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
-    bronze = spark.read.format("delta").load(str(Paths.from_config(cfg).bronze))
-    assert sorted(r.vente_id for r in bronze.select("vente_id").collect()) == [str(i) for i in range(5)]
+    bronze = DeltaTable(str(Paths.from_config(cfg).bronze)).to_pyarrow_table()
+    assert sorted(bronze.column("vente_id").to_pylist()) == [str(i) for i in range(5)]
 
-    silver = [*cmd[:cmd.index("spark_streaming_delta.py")], "streaming_silver.py", "--config", str(config)]
-    result = subprocess.run(silver, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600, env=env)
+    silver_line = line.replace("spark_streaming_delta.py", "streaming_silver.py")  # "the same --packages"
+    result = run_as_a_user(silver_line, "--config", str(config))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Sales 5   Revenue 49.95 €   Clients 5" in result.stdout
     assert "Premium 0 (0.0 %)   Standard 0 (0.0 %)   Economy 5 (100.0 %)" in result.stdout

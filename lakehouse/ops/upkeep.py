@@ -28,7 +28,7 @@ from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteE
                               MetadataChangedException, ProtocolChangedException)
 from pyspark.sql import SparkSession
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-optimize", action="store_true", help="do not compact small files")
     parser.add_argument("--skip-vacuum", action="store_true", help="do not remove unreferenced files")
     add_config_flag(parser)
+    add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if not tables(paths):
         log.error("No Delta table under %s yet: run spark_streaming_delta.py first", paths.delta_dir)
         return 1
-    spark = build_spark_or_log(cfg, "upkeep", log)
+    spark = build_spark_or_log(cfg, "upkeep", log, args.verbose)
     if spark is None:
         return 1
     # Days are event days in the session time zone, as Bronze's jour column.

@@ -22,6 +22,13 @@ def add_config_flag(parser: argparse.ArgumentParser) -> None:
                              "project's config.ini)")
 
 
+def add_verbose_flag(parser: argparse.ArgumentParser) -> None:
+    """Add ``--verbose``: show the output of Spark's jar resolution (otherwise in data/logs)."""
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Spark's jar resolution (Ivy) output when it runs (default: written to "
+                             "data/logs/spark-jars.log, and its end shown if it fails)")
+
+
 def config_or_exit(args: argparse.Namespace,
                    overrides: Mapping[tuple[str, str], Any] | None = None) -> Config:
     """Load the configuration for an entry point; a bad setting ends the program with exit code 2."""

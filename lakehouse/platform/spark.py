@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,13 @@ def _launched_by_spark_submit() -> bool:
     return SparkConf().contains("spark.master")
 
 
-def build_spark(cfg: Config, app_name: str) -> SparkSession:
+def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSession:
     """Create (or return) the SparkSession with Delta and the Kafka source configured.
 
-    Started with ``python``, the session fetches the jars through Spark's Ivy into the cache
-    directory. Started with ``spark-submit``, the jars must come from ``--packages`` (see
-    ``spark_submit_options``); master and memory then come from spark-submit too.
+    Started with ``python``, the session gets the jars resolved once through Spark's Ivy into the cache
+    directory (see ``spark_jars``; Ivy's output goes to data/logs/spark-jars.log unless ``verbose``).
+    Started with ``spark-submit``, the jars must come from ``--packages`` (see ``spark_submit_options``);
+    master and memory then come from spark-submit too.
     """
     builder = (
         SparkSession.builder.appName(app_name)
@@ -92,14 +94,17 @@ def build_spark(cfg: Config, app_name: str) -> SparkSession:
         if not submitted:
             os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
     if not submitted:
+        try:
+            jars = resolve_jars(Paths.from_config(cfg), spark_packages(), cfg.spark.jars_repositories, verbose)
+        except JarResolutionError as e:
+            raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
+                                  f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
-            .config("spark.jars.packages", ",".join(spark_packages()))
+            .config("spark.jars", ",".join(jars))
             .config("spark.jars.ivy", str(Paths.from_config(cfg).ivy_dir))
         )
-        if cfg.spark.jars_repositories:
-            builder = builder.config("spark.jars.repositories", cfg.spark.jars_repositories)
     try:
         spark = builder.getOrCreate()
     except Exception as e:  # py4j surfaces JVM failures (jar resolution, class loading) as plain errors
@@ -131,10 +136,11 @@ def quiet_query_context_loggers(level: str) -> None:
             logger.setLevel(logging.CRITICAL)
 
 
-def build_spark_or_log(cfg: Config, app_name: str, logger: logging.Logger) -> SparkSession | None:
+def build_spark_or_log(cfg: Config, app_name: str, logger: logging.Logger,
+                       verbose: bool = False) -> SparkSession | None:
     """``build_spark`` for an entry point: on a setup error, log it and return None (exit 1)."""
     try:
-        return build_spark(cfg, app_name)
+        return build_spark(cfg, app_name, verbose)
     except SparkSetupError as e:
         logger.error("%s", e)
         return None

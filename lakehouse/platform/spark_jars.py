@@ -1,0 +1,103 @@
+"""Spark's Kafka source and Delta jars, resolved once with Ivy and then passed as local files.
+
+Given ``spark.jars.packages``, every Spark start runs Ivy in the spark-submit launcher that pyspark starts,
+and the launcher prints about a hundred lines of resolution report on the terminal, even when every jar
+is cached. Instead, the first start resolves the packages in a one-off spark-submit run whose output goes
+to ``data/logs/spark-jars.log`` (or to the terminal with ``verbose``), and writes the resolved jar files
+into a listing beside the Ivy cache. Later starts read the listing and pass the files as ``spark.jars``:
+no Ivy, nothing printed, a few seconds saved. A listing whose files are gone is resolved again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from lakehouse.platform.paths import Paths
+
+log = logging.getLogger(__name__)
+
+PROBE = Path(__file__).with_name("jars_probe.py")
+
+
+class JarResolutionError(RuntimeError):
+    """spark-submit could not resolve the packages (no network, a wrong mirror, a wrong version)."""
+
+
+def listing_file(paths: Paths, packages: list[str], repositories: str | None) -> Path:
+    """Where the resolved jars of these packages (from these repositories) are listed."""
+    key = hashlib.sha256("|".join([*packages, repositories or ""]).encode()).hexdigest()[:16]
+    return paths.ivy_dir / f"resolved-{key}.txt"
+
+
+def cached_jars(listing: Path) -> list[str] | None:
+    """The listed jar files, or None when there is no listing or one of its files is gone."""
+    try:
+        jars = [line for line in listing.read_text(encoding="utf-8").splitlines() if line]
+    except OSError:
+        return None
+    return jars if jars and all(Path(j).is_file() for j in jars) else None
+
+
+def _spark_submit() -> str:
+    from pyspark.find_spark_home import _find_spark_home
+
+    return os.path.join(_find_spark_home(), "bin", "spark-submit")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"
+
+
+def resolve_jars(paths: Paths, packages: list[str], repositories: str | None = None,
+                 verbose: bool = False) -> list[str]:
+    """The local jar files of ``packages`` and their dependencies, resolved with Spark's Ivy the first
+    time (downloading what is missing into the cache), read from the listing afterwards.
+
+    Ivy's output goes to ``<data>/logs/spark-jars.log``, or to this process's terminal when ``verbose``;
+    a failed resolution raises ``JarResolutionError`` with the end of that output.
+    """
+    listing = listing_file(paths, packages, repositories)
+    jars = cached_jars(listing)
+    if jars is not None:
+        return jars
+    paths.logs_dir.mkdir(parents=True, exist_ok=True)
+    paths.ivy_dir.mkdir(parents=True, exist_ok=True)
+    log_file = paths.logs_dir / "spark-jars.log"
+    found = listing.with_name(f"{listing.name}.{os.getpid()}.tmp")
+    command = [_spark_submit(), "--packages", ",".join(packages), "--conf", f"spark.jars.ivy={paths.ivy_dir}"]
+    if repositories:
+        command += ["--repositories", repositories]
+    command += [str(PROBE), str(found)]
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    log.info("Resolving Spark's Kafka and Delta jars with Ivy (the first time downloads them)%s",
+             "" if verbose else f"; its output goes to {log_file}")
+    if verbose:
+        result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL)
+    else:
+        with open(log_file, "a", encoding="utf-8") as out:
+            out.write(f"\n=== {datetime.now():%Y-%m-%d %H:%M:%S} {' '.join(command)}\n")
+            out.flush()
+            result = subprocess.run(command, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+    if result.returncode != 0 or not found.exists():
+        found.unlink(missing_ok=True)
+        where = "" if verbose else f"; the end of {log_file}:\n{_tail(log_file)}"
+        raise JarResolutionError(f"jar resolution failed (spark-submit exit {result.returncode}){where}")
+    # The probe's PYTHONPATH also holds Spark's own spark-core jar: keep what Ivy retrieved.
+    retrieved = paths.ivy_dir.resolve() / "jars"
+    kept = [j for j in found.read_text(encoding="utf-8").splitlines() if Path(j).resolve().parent == retrieved]
+    found.write_text("".join(f"{j}\n" for j in kept), encoding="utf-8")
+    os.replace(found, listing)  # atomic: a concurrent start reads the old listing or the new one
+    jars = cached_jars(listing)
+    if jars is None:
+        raise JarResolutionError(f"jar resolution listed no jar file in {listing}")
+    return jars
