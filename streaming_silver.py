@@ -23,6 +23,7 @@ from pyspark.errors import PySparkException
 from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
                                      stop_on_signals)
 from lakehouse.platform.config import Config
+from lakehouse.platform.delta import delta_table_exists
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import SilverInputError, run_silver
@@ -32,6 +33,9 @@ from lakehouse.platform.status import write_atomic
 
 log = logging.getLogger("streaming_silver")
 FROM_CONFIG = object()  # --interval given without a value: [analytics] silver_interval
+# While the Bronze table does not exist yet, a repeating run looks again this often (its first sales are
+# near: make demo starts both jobs together).
+BRONZE_WAIT_S = 5.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,13 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     stop = stop_on_signals(log, "stopping after the current run")
     full_refresh = args.full_refresh
     while True:
-        started = time.monotonic()
+        started, pause = time.monotonic(), args.interval
         try:
             rows = run_silver(spark, rules, paths, full_refresh=full_refresh)
         except SilverInputError as e:
-            log.error("%s", e)
             if args.interval is None:
+                log.error("%s", e)
                 return 1
+            if delta_table_exists(paths.bronze):
+                log.error("%s", e)
+            else:
+                pause = min(args.interval, BRONZE_WAIT_S)
+                log.info("Waiting for the Bronze table %s (created with the first sales); looking again in "
+                         "%g s", paths.bronze, pause)
         except (PySparkException, Py4JError) as e:  # the disk, the JVM...: said plainly, retried next time
             log.error("Silver run failed (the next run starts over from the last committed batch): %s",
                       str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__)
@@ -92,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(paths.silver_dashboard, text + "\n")  # what `make demo` shows live
             if not args.no_dashboard:
                 print(text, flush=True)
-        if args.interval is None or stop.wait(args.interval):
+        if args.interval is None or stop.wait(pause):
             break
     return 0
 

@@ -3,11 +3,13 @@ with nothing lost, a second run resumes without reprocessing; --fresh empties ta
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +19,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.ops.demo import format_health, reset_data
+from lakehouse.ops.demo import Demo, Part, format_health, parse_args, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import run_silver
 from lakehouse.platform.status import read_json
@@ -122,3 +124,28 @@ def test_health_line() -> None:
     assert format_health(status, 3.04) == ("Stream: 3.0 events/s in · 1,234 sales into Bronze this run · "
                                            "last batch latency 1.5 s · quarantined 2 · duplicates 1 · Kafka lag 0")
     assert format_health(None, None).startswith("Stream: starting")
+
+
+def test_the_wait_for_bronze_is_said_once(tmp_path) -> None:
+    # The demo used to repeat the line every 5 s until the Bronze stream ran.
+    cfg = make_config(tmp_path / "data")
+    paths = Paths.from_config(cfg)
+    out = io.StringIO()
+    demo = Demo(cfg, parse_args([]), out)
+    bronze = Part("bronze", [sys.executable, "-c", "import time; time.sleep(60)"], tmp_path / "bronze.log")
+    demo.parts = [bronze]
+    bronze.start(dict(os.environ))
+
+    def bronze_runs() -> None:
+        paths.bronze_status.parent.mkdir(parents=True, exist_ok=True)
+        paths.bronze_status.write_text("{}", encoding="utf-8")
+
+    runs = threading.Timer(7, bronze_runs)  # past the old 5 s repeat
+    runs.start()
+    try:
+        demo.wait_for_bronze_start(timeout_s=60)
+    finally:
+        runs.cancel()
+        bronze.stop(5)
+    assert paths.bronze_status.exists()  # it waited until the stream ran
+    assert out.getvalue() == "Starting the Bronze stream (the first start also downloads Spark's jars)...\n"

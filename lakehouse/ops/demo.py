@@ -33,6 +33,7 @@ from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_a
 from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
 from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
 
@@ -242,12 +243,12 @@ class Demo:
         """Until the Bronze query runs (its status file appears with its first progress report, within
         about 10 s of the start even without data), the Bronze job has exited, or a stop is asked."""
         deadline = time.monotonic() + timeout_s
+        self.out.write("Starting the Bronze stream (the first start also downloads Spark's jars)...\n")
+        self.out.flush()
         while time.monotonic() < deadline and not self.stop.is_set():
             if self.paths.bronze_status.exists() or not self.parts[0].running:
                 return
-            self.out.write("Starting the Bronze stream (the first start also downloads Spark's jars)...\n")
-            self.out.flush()
-            self.stop.wait(5)
+            self.stop.wait(1)
 
     def run(self) -> int:
         try:
@@ -262,10 +263,12 @@ class Demo:
             status_file.unlink(missing_ok=True)  # this run's figures only
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         commands = part_commands(self.args.config, self.args.rate, self.silver_interval, self.paths)
+        # Jars already resolved: both Spark jobs start at once (Silver's first run waits for Bronze's first
+        # sales by itself). Otherwise one Spark start at a time: the first one resolves the jars into the
+        # shared Ivy cache, which two starting jobs must not write at once.
+        one_at_a_time = not jars_resolved(self.paths, self.cfg.spark.jars_repositories)
         for name in ("bronze", "producer", "silver"):
-            if name == "silver":
-                # One Spark start at a time: the first one also downloads the jars into the shared Ivy
-                # cache, which two starting jobs must not write at once.
+            if name == "silver" and one_at_a_time:
                 self.wait_for_bronze_start()
                 if self.stop.is_set():
                     break

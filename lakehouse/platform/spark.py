@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from importlib.metadata import version
 
-import pyspark
 from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars
+from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars, spark_packages
 
 log = logging.getLogger(__name__)
 
-SCALA_BINARY = "2.13"
 REQUIRED_CLASSES = {
     "org.apache.spark.sql.delta.catalog.DeltaCatalog": "Delta Lake",
     "org.apache.spark.sql.kafka010.KafkaSourceProvider": "the Kafka source",
@@ -26,20 +23,6 @@ REQUIRED_CLASSES = {
 
 class SparkSetupError(RuntimeError):
     """Spark started without the jars or settings this project needs."""
-
-
-def spark_packages() -> list[str]:
-    """Maven coordinates of the Kafka source and Delta jars matching the installed pyspark/delta-spark.
-
-    Delta publishes one jar per Spark minor version (``delta-spark_<spark major.minor>_<scala>``);
-    the Kafka source is versioned exactly like Spark.
-    """
-    spark_version = pyspark.__version__
-    spark_minor = ".".join(spark_version.split(".")[:2])
-    return [
-        f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{spark_version}",
-        f"io.delta:delta-spark_{spark_minor}_{SCALA_BINARY}:{version('delta-spark')}",
-    ]
 
 
 def spark_submit_options(cfg: Config) -> list[str]:

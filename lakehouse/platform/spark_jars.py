@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 from lakehouse.platform.paths import Paths
@@ -23,6 +24,27 @@ from lakehouse.platform.paths import Paths
 log = logging.getLogger(__name__)
 
 PROBE = Path(__file__).with_name("jars_probe.py")
+SCALA_BINARY = "2.13"
+
+
+def spark_packages() -> list[str]:
+    """Maven coordinates of the Kafka source and Delta jars matching the installed pyspark/delta-spark.
+
+    Delta publishes one jar per Spark minor version (``delta-spark_<spark major.minor>_<scala>``);
+    the Kafka source is versioned exactly like Spark. (Read from the installed packages' metadata, so
+    that knowing them does not import pyspark.)
+    """
+    spark_version = version("pyspark")
+    spark_minor = ".".join(spark_version.split(".")[:2])
+    return [
+        f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{spark_version}",
+        f"io.delta:delta-spark_{spark_minor}_{SCALA_BINARY}:{version('delta-spark')}",
+    ]
+
+
+def jars_resolved(paths: Paths, repositories: str | None = None) -> bool:
+    """Whether this project's jars are resolved already (a start then runs no Ivy)."""
+    return cached_jars(listing_file(paths, spark_packages(), repositories)) is not None
 
 
 class JarResolutionError(RuntimeError):
