@@ -23,14 +23,21 @@ log = logging.getLogger(__name__)
 
 # Commits between two Delta log checkpoints of the tables the stream creates (Delta's default: 10).
 LOG_CHECKPOINT_INTERVAL = 100
+# Spark's Kafka source tries an offset lookup this many times (its default, fetchOffset.numRetries),
+# this far apart, before the query fails.
+OFFSET_FETCH_ATTEMPTS = 3
+OFFSET_FETCH_RETRY_MS = 1000
 
 
 def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
     """The Kafka source as a stream, with offsets, batch bound, data-loss policy and broker timeout
     from config."""
     # Without these, an unreachable broker keeps the driver's offset lookups and the executors' fetches
-    # waiting for minutes (60 s per admin call, retried; 120 s per poll) before the query fails.
+    # waiting for minutes (60 s per admin call, retried; 120 s per poll) before the query fails. The
+    # driver makes OFFSET_FETCH_ATTEMPTS attempts at each offset lookup, so each gets a share of
+    # broker_timeout: the stream then stops within broker_timeout plus a few seconds, not three times it.
     timeout_ms = str(int(cfg.streaming.broker_timeout.seconds * 1000))
+    attempt_ms = str(max(1000, int(cfg.streaming.broker_timeout.seconds * 1000 / OFFSET_FETCH_ATTEMPTS)))
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", cfg.kafka.bootstrap_servers)
@@ -44,8 +51,10 @@ def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
         # waits fetch.max.wait.ms (500 ms by default) for data that is not coming: measured as most of
         # a small batch's time.
         .option("kafka.fetch.max.wait.ms", "10")
-        .option("kafka.default.api.timeout.ms", timeout_ms)
-        .option("kafka.request.timeout.ms", timeout_ms)  # Kafka wants it ≤ default.api.timeout.ms
+        .option("fetchOffset.numRetries", str(OFFSET_FETCH_ATTEMPTS))
+        .option("fetchOffset.retryIntervalMs", str(OFFSET_FETCH_RETRY_MS))
+        .option("kafka.default.api.timeout.ms", attempt_ms)
+        .option("kafka.request.timeout.ms", attempt_ms)  # Kafka wants it ≤ default.api.timeout.ms
         .option("kafkaConsumer.pollTimeoutMs", timeout_ms)
         .load()
     )
