@@ -1,4 +1,5 @@
-"""Kafka security settings without a broker: the password's rules and the masking of secrets in logs."""
+"""Kafka security settings without a broker: the password's rules, the two translations (kafka-python,
+Spark), the messages, the masking of secrets in logs."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.bronze.stream import stream_failure_message
+from lakehouse.ops.demo import part_commands
 from lakehouse.platform.cli import (LOG_FORMAT, RedactSecrets, add_kafka_security_flags, kafka_security_overrides,
                                     security_flag_args)
-from lakehouse.platform.config import ConfigError, Secret, load_config, redact
+from lakehouse.platform.config import PROJECT_DIR, ConfigError, Secret, load_config, redact
+from lakehouse.platform.kafka_security import (KafkaSecurity, cafile_problem, jaas_config, kafka_python_kwargs,
+                                               security_settings, spark_source_options)
+from lakehouse.platform.paths import Paths
 
-PASSWORD = 'pa ss"wo\\rd-x7Qv'  # a space, a quote and a backslash
+PASSWORD = 'pa ss"wo\\rd-x7Qv'  # a space, a quote and a backslash: the JAAS string must escape them
 SECURED = {("kafka", "security_protocol"): "SASL_SSL", ("kafka", "username"): "alice"}
+# Any valid PEM certificate does for the settings checks (no connection is made): a throwaway
+# self-signed certificate made for these tests (its key was never kept).
+THROWAWAY_CA = PROJECT_DIR / "tests" / "fixtures" / "throwaway-ca.pem"
 
 
 def write(path: Path, text: str) -> Path:
@@ -34,8 +43,11 @@ def test_password_comes_from_the_environment_and_is_never_shown(tmp_path: Path) 
     cfg = secured_config(tmp_path)
     assert cfg.kafka.password == Secret(PASSWORD)
     assert cfg.kafka.password.reveal() == PASSWORD
-    for shown in (repr(cfg.kafka.password), str(cfg.kafka.password), repr(cfg.kafka.as_dict())):
+    security = KafkaSecurity.from_config(cfg)
+    for shown in (repr(cfg.kafka.password), str(cfg.kafka.password), repr(security), str(security),
+                  repr(cfg.kafka.as_dict()), security.describe()):
         assert PASSWORD not in shown
+    assert security.describe() == "SASL_SSL, SCRAM-SHA-512 as alice"
 
 
 def test_password_in_a_file_or_a_flag_is_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -64,6 +76,62 @@ def test_the_parsers_have_no_password_flag() -> None:
         parser.parse_args(["--password", "x"])
 
 
+def test_kafka_python_kwargs(tmp_path: Path) -> None:
+    assert kafka_python_kwargs(KafkaSecurity()) == {"security_protocol": "PLAINTEXT"}
+    ca = write(tmp_path / "conf" / "ca.pem", THROWAWAY_CA.read_text())
+    cfg = secured_config(tmp_path, "[kafka]\nssl_cafile = ca.pem\n")
+    assert kafka_python_kwargs(KafkaSecurity.from_config(cfg)) == {
+        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice",
+        "sasl_plain_password": PASSWORD, "ssl_cafile": str(ca), "ssl_check_hostname": True}
+
+
+def test_spark_source_options(tmp_path: Path) -> None:
+    assert spark_source_options(KafkaSecurity()) == {"kafka.security.protocol": "PLAINTEXT"}
+    ca = THROWAWAY_CA
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "alice", Secret(PASSWORD), ca)
+    assert spark_source_options(security) == {
+        "kafka.security.protocol": "SASL_SSL",
+        "kafka.sasl.mechanism": "SCRAM-SHA-512",
+        "kafka.sasl.jaas.config": 'org.apache.kafka.common.security.scram.ScramLoginModule required '
+                                  'username="alice" password="pa ss\\"wo\\\\rd-x7Qv";',
+        "kafka.ssl.truststore.type": "PEM",
+        "kafka.ssl.truststore.location": str(ca),
+    }
+    assert jaas_config("a", Secret("p")) == \
+        'org.apache.kafka.common.security.scram.ScramLoginModule required username="a" password="p";'
+
+
+def test_ca_file_defaults_to_the_local_brokers_and_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    default = secured_config(tmp_path)
+    assert KafkaSecurity.from_config(default).cafile == Paths.from_config(default).kafka_ca == \
+        tmp_path / "data" / "kafka" / "tls" / "ca.pem"
+    cfg = secured_config(tmp_path, "[kafka]\nssl_cafile = certs/ca.pem\n")
+    assert KafkaSecurity.from_config(cfg).cafile == tmp_path / "conf" / "certs" / "ca.pem"
+    # Benchmarks move the data directory but keep pointing at the same CA file.
+    assert security_settings(cfg) == {("kafka", "security_protocol"): "SASL_SSL",
+                                      ("kafka", "sasl_mechanism"): "SCRAM-SHA-512", ("kafka", "username"): "alice",
+                                      ("kafka", "ssl_cafile"): str(tmp_path / "conf" / "certs" / "ca.pem")}
+
+
+def test_settings_problems_name_what_to_set(tmp_path: Path) -> None:
+    ca = THROWAWAY_CA
+    no_user = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", None, Secret(PASSWORD), ca)
+    no_password = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "alice", None, ca)
+    assert no_user.problem() == \
+        "[kafka] security_protocol = SASL_SSL needs [kafka] username (LAKEHOUSE_KAFKA_USERNAME)"
+    assert no_password.problem() == (
+        "[kafka] security_protocol = SASL_SSL needs the password of user alice: set the environment variable "
+        "LAKEHOUSE_KAFKA_PASSWORD (it is never read from config.ini or a flag)")
+    missing = tmp_path / "nope.pem"
+    assert cafile_problem(missing).startswith(f"CA file {missing} ([kafka] ssl_cafile) does not exist: ")
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n", encoding="utf-8")
+    assert cafile_problem(garbage).startswith(f"CA file {garbage} ([kafka] ssl_cafile) is not a readable PEM "
+                                              "certificate (")
+    assert cafile_problem(ca) is None
+    assert KafkaSecurity().problem() is None
+
+
 def test_secrets_are_masked_in_every_log_line() -> None:
     Secret("hunter2-masked")  # read secrets are remembered for masking
     assert redact("user alice hunter2-masked") == "user alice ***"
@@ -85,3 +153,27 @@ def test_secrets_are_masked_in_every_log_line() -> None:
     text = stream.getvalue()
     assert "hunter2-masked" not in text
     assert "{'sasl_plain_password': '***'}" in text and "ValueError: bad password ***" in text
+
+
+
+
+
+
+def test_stream_failure_names_refused_credentials(tmp_path: Path) -> None:
+    security = KafkaSecurity("SASL_SSL", "SCRAM-SHA-512", "alice", Secret(PASSWORD), tmp_path / "ca.pem")
+    error = ("org.apache.kafka.common.errors.SaslAuthenticationException: Authentication failed during "
+             "authentication due to invalid credentials with SASL mechanism SCRAM-SHA-512")
+    assert stream_failure_message(error, "localhost:1", tmp_path / "ckpt", True, security) == (
+        "Kafka refused the credentials for user alice (SASL authentication failed): check "
+        "LAKEHOUSE_KAFKA_PASSWORD and [kafka] username. The Bronze stream stopped after its last committed "
+        "batch; nothing is lost: fix the setting, then start this job again (it resumes from "
+        f"{tmp_path / 'ckpt'})")
+
+
+def test_demo_passes_security_flags_to_the_kafka_clients_never_the_password(tmp_path: Path) -> None:
+    commands = part_commands("c.ini", 3.0, 30.0, Paths(tmp_path, tmp_path),
+                             ["--security-protocol", "SASL_SSL", "--username", "alice"])
+    assert commands["producer"][-6:] == ["--config", "c.ini", "--security-protocol", "SASL_SSL", "--username",
+                                         "alice"]
+    assert commands["bronze"][-6:] == commands["producer"][-6:]
+    assert all("password" not in arg.lower() for command in commands.values() for arg in command)

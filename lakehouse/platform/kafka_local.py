@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
+from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -79,13 +80,6 @@ class BrokerSettings:
     @property
     def log4j_file(self) -> Path:
         return self.data_dir / "log4j2.properties"
-
-
-def first_host_port(bootstrap_servers: str) -> tuple[str, int]:
-    """The first ``host:port`` of a bootstrap list, which the local broker listens on."""
-    first = bootstrap_servers.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    return host.strip("[]") or "localhost", int(port)
 
 
 # --- jars ------------------------------------------------------------------------------------------
@@ -254,43 +248,11 @@ def running_pid(settings: BrokerSettings) -> int | None:
     return None
 
 
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def broker_answers(bootstrap_servers: str, timeout_s: float) -> bool:
-    """True when a Kafka broker at ``bootstrap_servers`` answers a metadata request in time."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    # Nothing listening: say so without the Kafka client, whose connection errors would fill the
-    # terminal with ERROR lines before the caller's own message.
-    try:
-        addresses = [first_host_port(a) for a in bootstrap_servers.split(",") if a.strip()]
-    except ValueError:  # not host:port: let the client report it
-        addresses = []
-    if addresses and not any(port_open(host, port, min(timeout_s, 2.0)) for host, port in addresses):
-        return False
-
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                 request_timeout_ms=int(timeout_s * 1000),
-                                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                                 client_id="lakehouse-probe")
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+def broker_answers(bootstrap_servers: str, timeout_s: float,
+                   security: KafkaSecurity = PLAINTEXT_SECURITY) -> bool:
+    """True when a Kafka broker at ``bootstrap_servers`` answers a metadata request in time (with these
+    security settings); ``kafka_probe.broker_problem`` says why not."""
+    return broker_problem(bootstrap_servers, timeout_s, security) is None
 
 
 def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
