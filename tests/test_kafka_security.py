@@ -1,10 +1,13 @@
 """Kafka security settings without a broker: the password's rules, the two translations (kafka-python,
-Spark), the messages, the masking of secrets in logs."""
+Spark), the messages, the masking of secrets in logs, the secured broker's properties."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import io
+import json
 import logging
 from pathlib import Path
 
@@ -12,9 +15,11 @@ import pytest
 
 from lakehouse.bronze.stream import stream_failure_message
 from lakehouse.ops.demo import part_commands
+from lakehouse.platform.broker_tls import BROKER_USER, BrokerSecrets, certificate_hosts, scram_credential
 from lakehouse.platform.cli import (LOG_FORMAT, RedactSecrets, add_kafka_security_flags, kafka_security_overrides,
                                     security_flag_args)
 from lakehouse.platform.config import PROJECT_DIR, ConfigError, Secret, load_config, redact
+from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, check_formatted_for, server_properties
 from lakehouse.platform.kafka_security import (KafkaSecurity, cafile_problem, jaas_config, kafka_python_kwargs,
                                                security_settings, spark_source_options)
 from lakehouse.platform.paths import Paths
@@ -155,8 +160,56 @@ def test_secrets_are_masked_in_every_log_line() -> None:
     assert "{'sasl_plain_password': '***'}" in text and "ValueError: bad password ***" in text
 
 
+def test_scram_credential_holds_a_salted_password_not_the_password() -> None:
+    salt = bytes(range(24))
+    text = scram_credential("SCRAM-SHA-512", "alice", "s3cret", iterations=8192, salt=salt)
+    expected = base64.b64encode(hashlib.pbkdf2_hmac("sha512", b"s3cret", salt, 8192)).decode()
+    assert text == (f"SCRAM-SHA-512=[name=alice,salt={base64.b64encode(salt).decode()},"
+                    f"saltedpassword={expected},iterations=8192]")
+    assert "s3cret" not in text
 
 
+def test_certificate_names_the_listeners_host() -> None:
+    assert certificate_hosts("localhost") == ["localhost", "127.0.0.1"]
+    assert certificate_hosts("kafka.example") == ["kafka.example", "localhost", "127.0.0.1"]
+
+
+def test_secured_broker_properties(tmp_path: Path) -> None:
+    cfg = secured_config(tmp_path, overrides={("kafka", "bootstrap_servers"): "localhost:19500",
+                                              ("kafka", "controller_port"): 19501})
+    settings = BrokerSettings.from_config(cfg)
+    text = server_properties(settings, BrokerSecrets("store-pw-1", "broker-pw-1"))
+    lines = set(text.splitlines())
+    tls = tmp_path / "data" / "kafka" / "tls"
+    assert {
+        "controller.quorum.voters=1@localhost:19501",
+        "listeners=SASL_SSL://localhost:19500,CONTROLLER://localhost:19501",
+        "advertised.listeners=SASL_SSL://localhost:19500",
+        "inter.broker.listener.name=SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram."
+        f'ScramLoginModule required username="{BROKER_USER}" password="broker-pw-1";',
+        f"ssl.keystore.location={tls / 'broker.p12'}", "ssl.keystore.password=store-pw-1",
+        "ssl.truststore.type=PEM", f"ssl.truststore.location={tls / 'ca.pem'}",
+    } <= lines
+    assert PASSWORD not in text  # the clients' password is never in the broker's files
+    assert "PLAINTEXT://" not in text.replace("CONTROLLER:PLAINTEXT", "")
+
+
+def test_secured_start_refuses_storage_formatted_otherwise(tmp_path: Path) -> None:
+    settings = BrokerSettings.from_config(secured_config(tmp_path))
+    (settings.log_dirs).mkdir(parents=True)
+    (settings.log_dirs / "meta.properties").write_text("", encoding="utf-8")
+    with pytest.raises(BrokerError, match=r"was formatted for PLAINTEXT, without SCRAM users: to start it "
+                                          r"with SASL_SSL, wipe it"):
+        check_formatted_for(settings)
+    settings.formatted_for_file.write_text(json.dumps({"security_protocol": "SASL_SSL", "username": "bob"}))
+    with pytest.raises(BrokerError, match="was formatted with SCRAM user bob, not alice: set"):
+        check_formatted_for(settings)
+    settings.formatted_for_file.write_text(json.dumps({"security_protocol": "SASL_SSL", "username": "alice"}))
+    check_formatted_for(settings)
 
 
 def test_stream_failure_names_refused_credentials(tmp_path: Path) -> None:
