@@ -15,10 +15,12 @@ import random
 import sys
 from datetime import timedelta
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging, stop_on_signals
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, setup_logging, stop_on_signals)
 from lakehouse.platform.config import parse_duration
 from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run, write_summary
 from lakehouse.ingest.simulator import BAD_KINDS, SalesSimulator
+from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.topics import TopicError, ensure_topic
 
 log = logging.getLogger("producer_ventes")
@@ -92,6 +94,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--summary-json", default=None,
                         help="also write the final summary as JSON to this file")
     add_config_flag(parser)
+    add_kafka_security_flags(parser)
     args = parser.parse_args(argv)
     if args.bad_ratio + args.duplicate_ratio + args.late_ratio > 1:
         parser.error("--bad-ratio, --duplicate-ratio and --late-ratio add up to more than 1")
@@ -103,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_or_exit(args, {
         ("producer", "rate"): args.rate, ("producer", "seed"): args.seed,
         ("producer", "clients"): args.clients, ("kafka", "topic"): args.topic,
-        ("kafka", "bootstrap_servers"): args.bootstrap_servers})
+        ("kafka", "bootstrap_servers"): args.bootstrap_servers, **kafka_security_overrides(args)})
     setup_logging(cfg.monitoring.log_level)
     seed = cfg.producer.seed if cfg.producer.seed is not None else random.SystemRandom().randrange(2**31)
     settings = ProducerSettings.from_config(
@@ -113,9 +116,15 @@ def main(argv: list[str] | None = None) -> int:
                                duplicate_ratio=args.duplicate_ratio, late_ratio=args.late_ratio,
                                late_by=args.late_by, max_event_bytes=cfg.streaming.max_event_bytes,
                                bad_kinds=args.bad_kinds, pool_seed=cfg.producer.pool_seed)
+    # A broker that refuses these security settings is said so in seconds, in one line (an unreachable
+    # one is reported by the topic check below, as before).
+    problem = broker_problem(settings.bootstrap_servers, settings.connect_timeout_s, settings.security)
+    if problem is not None and problem.reachable:
+        log.error("%s", problem.message)
+        return 1
     try:
         ensure_topic(settings.bootstrap_servers, settings.topic, cfg.kafka.partitions,
-                     cfg.kafka.replication_factor, settings.connect_timeout_s)
+                     cfg.kafka.replication_factor, settings.connect_timeout_s, settings.security)
         producer = connect(settings)
     except (TopicError, ProducerError) as e:
         log.error("%s", e)

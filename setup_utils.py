@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from lakehouse.ops import checks
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, setup_logging)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -22,12 +23,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bootstrap-servers", default=None,
                         help="Kafka brokers to check (overrides [kafka] bootstrap_servers)")
     add_config_flag(parser)
+    add_kafka_security_flags(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = config_or_exit(args, {("kafka", "bootstrap_servers"): args.bootstrap_servers})
+    cfg = config_or_exit(args, {("kafka", "bootstrap_servers"): args.bootstrap_servers,
+                                **kafka_security_overrides(args)})
     setup_logging("WARNING")
     results = [
         checks.check_python(),
@@ -40,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     results.append(kafka)
     if kafka.ok:
         results.append(checks.check_topic(cfg, args.fix))
-    else:
+    elif kafka.detail.startswith("not reachable"):
         results.append(checks.CheckResult("Topic", False, "not checked: Kafka broker not reachable"))
+    else:
+        results.append(checks.CheckResult("Topic", False, "not checked: see the Kafka broker line"))
     if args.spark:
         results.append(checks.check_spark(cfg))
     for result in results:

@@ -18,9 +18,10 @@ from pyspark.errors import StreamingQueryException
 from lakehouse.bronze.monitoring import remove_progress_loggers
 from lakehouse.bronze.stream import (BronzeStateError, start_bronze_stream, stop_after_current_batch,
                                      stream_failure_message)
-from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
-                                     stop_on_signals)
-from lakehouse.platform.kafka_local import broker_answers
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, add_verbose_flag, config_or_exit,
+                                    kafka_security_overrides, setup_logging, stop_on_signals)
+from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
 
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="Kafka brokers (overrides [kafka] bootstrap_servers)")
     add_config_flag(parser)
     add_verbose_flag(parser)
+    add_kafka_security_flags(parser)
     return parser.parse_args(argv)
 
 
@@ -46,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_or_exit(args, {("kafka", "topic"): args.topic,
                                 ("kafka", "bootstrap_servers"): args.bootstrap_servers,
-                                ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger})
+                                ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger,
+                                **kafka_security_overrides(args)})
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
     servers = cfg.kafka.bootstrap_servers
-    if not broker_answers(servers, cfg.kafka.connect_timeout.seconds):
-        log.error("Kafka broker at %s is not reachable: start it (make broker-start, or docker compose "
-                  "up -d) or set [kafka] bootstrap_servers", servers)
+    security = KafkaSecurity.from_config(cfg)
+    problem = broker_problem(servers, cfg.kafka.connect_timeout.seconds, security)
+    if problem is not None:
+        if problem.reachable:
+            log.error("%s", problem.message)
+        else:
+            log.error("Kafka broker at %s is not reachable: start it (make broker-start, or docker compose "
+                      "up -d) or set [kafka] bootstrap_servers", servers)
         return 1
     spark = build_spark_or_log(cfg, "bronze_ventes", log, args.verbose)
     if spark is None:
@@ -72,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_after_current_batch(query)
     remove_progress_loggers(spark)
     if query.exception() is not None:
-        log.error("%s", stream_failure_message(str(query.exception()), servers, paths.bronze_checkpoint,
-                                               broker_answers(servers, cfg.kafka.connect_timeout.seconds)))
+        after = broker_problem(servers, cfg.kafka.connect_timeout.seconds, security)
+        log.error("%s", after.message if after is not None and after.reachable else stream_failure_message(
+            str(query.exception()), servers, paths.bronze_checkpoint, after is None, security))
         return 1
     log.info("Bronze stream stopped; table %s", paths.bronze)
     return 0

@@ -3,6 +3,8 @@ ceiling: the same JSON records read from a local file, parsed the same way, writ
 
 Usage: python bench/bronze_drain.py [--count 1000000]
 Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
+LAKEHOUSE_KAFKA_PASSWORD, as for every script.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from lakehouse.bronze.contract_check import with_contract_check  # noqa: E402
 from lakehouse.ingest.contract import ContractLimits  # noqa: E402
 from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.kafka_security import security_settings  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.ingest.simulator import SalesSimulator  # noqa: E402
 from lakehouse.platform.spark import build_spark  # noqa: E402
@@ -38,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     topic = f"bench_drain_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench_drain_"))
-    overrides = {("kafka", "topic"): topic, ("paths", "data_dir"): str(work / "data"),
+    # The project's Kafka security settings carry over (the CA file stays where it is).
+    overrides = {**security_settings(load_config()), ("kafka", "topic"): topic,
+                 ("paths", "data_dir"): str(work / "data"),
                  ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger}
     cfg = load_config(overrides=overrides)
 

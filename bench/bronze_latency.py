@@ -8,6 +8,8 @@ is left out of the figures; the batches' own figures come from the metrics table
 
 Usage: python bench/bronze_latency.py [--rate 1000] [--seconds 60] [--warmup-seconds 20]
 Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
+LAKEHOUSE_KAFKA_PASSWORD, as for every script.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 from pyspark.sql import functions as F  # noqa: E402
 
 from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.kafka_security import KafkaSecurity, security_settings  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.platform.spark import build_spark  # noqa: E402
 from lakehouse.platform.topics import ensure_topic  # noqa: E402
@@ -43,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     topic = f"bench_latency_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench_latency_"))
     config = work / "config.ini"
-    config.write_text(f"[kafka]\ntopic = {topic}\n[paths]\ndata_dir = {work / 'data'}\n"
+    # The project's Kafka security settings carry over (the password through the environment).
+    security = "".join(f"{key} = {value}\n" for (_, key), value in security_settings(load_config()).items())
+    config.write_text(f"[kafka]\ntopic = {topic}\n{security}[paths]\ndata_dir = {work / 'data'}\n"
                       f"cache_dir = {PROJECT_DIR / '.cache'}\n", encoding="utf-8")
     cfg = load_config(config)
-    ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions)
+    ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions,
+                 security=KafkaSecurity.from_config(cfg))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     stream = subprocess.Popen([sys.executable, "spark_streaming_delta.py", "--config", str(config)],
                               cwd=PROJECT_DIR, stdout=subprocess.DEVNULL, stderr=open(work / "stream.log", "w"),

@@ -106,6 +106,11 @@ EXERCISED = {
     "make demo ARGS=--fresh": "tests/test_demo.py::test_fresh_empties_tables_checkpoints_and_topic",
     "make demo ARGS=--no-broker": "tests/test_demo.py (the broker is found, not started)",
     "docker compose up -d": "not runnable here (no Docker engine); README says so",
+    "docker compose --profile secured up -d kafka-secured": "not runnable here (no Docker engine); README says so",
+    "python -m lakehouse.platform.kafka_local docker-prepare":
+        "tests/test_kafka_secured.py::test_docker_prepare_makes_what_the_secured_service_runs_from",
+    "export": "shell set-up",
+    "read -rs": "shell set-up",
     ". .venv/bin/activate": "shell set-up",
     "git clone": "shell set-up",
     "cd": "shell set-up",

@@ -17,6 +17,7 @@ from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
+from lakehouse.platform.kafka_security import KafkaSecurity, explain_java_error, spark_source_options
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,8 @@ OFFSET_FETCH_RETRY_MS = 1000
 
 
 def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
-    """The Kafka source as a stream, with offsets, batch bound, data-loss policy and broker timeout
-    from config."""
+    """The Kafka source as a stream, with offsets, batch bound, data-loss policy, broker timeout and
+    security (TLS, SCRAM) from config. The options hold the password: they are never logged."""
     # Without these, an unreachable broker keeps the driver's offset lookups and the executors' fetches
     # waiting for minutes (60 s per admin call, retried; 120 s per poll) before the query fails. The
     # driver makes OFFSET_FETCH_ATTEMPTS attempts at each offset lookup, so each gets a share of
@@ -56,6 +57,7 @@ def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
         .option("kafka.default.api.timeout.ms", attempt_ms)
         .option("kafka.request.timeout.ms", attempt_ms)  # Kafka wants it ≤ default.api.timeout.ms
         .option("kafkaConsumer.pollTimeoutMs", timeout_ms)
+        .options(**spark_source_options(KafkaSecurity.from_config(cfg)))
         .load()
     )
 
@@ -110,8 +112,13 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     return stream.start()
 
 
-def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool) -> str:
+def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool,
+                           security: KafkaSecurity | None = None) -> str:
     """What a user should read when the Bronze query failed: the likely cause and the fix."""
+    explained = explain_java_error(error, security, servers) if broker_up and security is not None else None
+    if explained is not None:
+        return (f"{explained}. The Bronze stream stopped after its last committed batch; nothing is lost: "
+                f"fix the setting, then start this job again (it resumes from {checkpoint})")
     if not broker_up:
         return (f"Kafka broker at {servers} is not reachable: the Bronze stream stopped after its last "
                 "committed batch. Nothing is lost: start the broker again, then this job; it resumes from "

@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, SaslAuthenticationFailedError
 
 from lakehouse.platform.config import Config
 from lakehouse.ingest.simulator import Record
+from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, quiet_kafka_client
+from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError, auth_failed_message,
+                                               kafka_python_kwargs)
 
 log = logging.getLogger("producer_ventes")
 
@@ -42,6 +45,7 @@ class ProducerSettings:
     connect_timeout_s: float
     max_event_bytes: int
     delivery_timeout_s: float = 120.0
+    security: KafkaSecurity = PLAINTEXT_SECURITY
 
     @classmethod
     def from_config(cls, cfg: Config, rate: float | None, count: int | None,
@@ -52,7 +56,7 @@ class ProducerSettings:
                    batch_size=cfg.producer.batch_size, compression=cfg.producer.compression,
                    connect_timeout_s=cfg.kafka.connect_timeout.seconds,
                    max_event_bytes=cfg.streaming.max_event_bytes,
-                   delivery_timeout_s=cfg.producer.delivery_timeout.seconds)
+                   delivery_timeout_s=cfg.producer.delivery_timeout.seconds, security=KafkaSecurity.from_config(cfg))
 
 
 def kafka_config(settings: ProducerSettings) -> dict:
@@ -81,6 +85,8 @@ def kafka_config(settings: ProducerSettings) -> dict:
         "request_timeout_ms": request_ms,
         # Back within seconds of a broker's return (kafka-python's default backs off up to 30 s).
         "reconnect_backoff_max_ms": 5000,
+        # TLS and SCRAM when [kafka] security_protocol = SASL_SSL (kafka_security.py).
+        **kafka_python_kwargs(settings.security),
     }
 
 
@@ -146,7 +152,12 @@ class RunResult:
 def connect(settings: ProducerSettings) -> KafkaProducer:
     """Open the producer; an unreachable broker is a ``ProducerError`` after the connect timeout."""
     try:
-        return KafkaProducer(**kafka_config(settings))
+        with quiet_kafka_client():  # a refused login is reported below, once
+            return KafkaProducer(**kafka_config(settings))
+    except KafkaSecurityError as e:
+        raise ProducerError(str(e)) from e
+    except SaslAuthenticationFailedError as e:
+        raise ProducerError(auth_failed_message(settings.security)) from e
     except (KafkaError, OSError) as e:
         raise ProducerError(f"Kafka broker not reachable at {settings.bootstrap_servers} within "
                             f"{settings.connect_timeout_s:g} s ({e.__class__.__name__}); start it with "

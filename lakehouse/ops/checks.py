@@ -12,7 +12,9 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from lakehouse.platform.config import PROJECT_DIR, Config
-from lakehouse.platform.kafka_local import BrokerSettings, broker_answers, jars_cached
+from lakehouse.platform.kafka_local import BrokerSettings, jars_cached
+from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import TopicError, ensure_topic, topic_exists
 
@@ -97,8 +99,13 @@ def check_broker_jars(cfg: Config) -> CheckResult:
 def check_kafka(cfg: Config) -> CheckResult:
     servers = cfg.kafka.bootstrap_servers
     timeout = cfg.kafka.connect_timeout.seconds
-    if broker_answers(servers, timeout):
-        return CheckResult("Kafka broker", True, f"reachable at {servers}")
+    security = KafkaSecurity.from_config(cfg)
+    problem = broker_problem(servers, timeout, security)
+    if problem is None:
+        how = f" ({security.describe()})" if security.secured else ""
+        return CheckResult("Kafka broker", True, f"reachable at {servers}{how}")
+    if problem.reachable:
+        return CheckResult("Kafka broker", False, problem.message)
     return CheckResult("Kafka broker", False,
                        f"not reachable at {servers} within {timeout:g} s — start it: "
                        "python -m lakehouse.platform.kafka_local start (or docker compose up -d)")
@@ -107,11 +114,12 @@ def check_kafka(cfg: Config) -> CheckResult:
 def check_topic(cfg: Config, fix: bool) -> CheckResult:
     topic, servers = cfg.kafka.topic, cfg.kafka.bootstrap_servers
     timeout = cfg.kafka.connect_timeout.seconds
+    security = KafkaSecurity.from_config(cfg)
     try:
         if fix and ensure_topic(servers, topic, cfg.kafka.partitions, cfg.kafka.replication_factor,
-                                timeout):
+                                timeout, security):
             return CheckResult("Topic", True, f"{topic} created with {cfg.kafka.partitions} partition(s)")
-        if topic_exists(servers, topic, timeout):
+        if topic_exists(servers, topic, timeout, security):
             return CheckResult("Topic", True, f"{topic} exists")
     except TopicError as e:
         return CheckResult("Topic", False, str(e))

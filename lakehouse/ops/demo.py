@@ -27,11 +27,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, security_flag_args, setup_logging)
 from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
-from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid
+from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, running_pid
 from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
+from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
@@ -153,21 +156,26 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
 
 # --- set-up ----------------------------------------------------------------------------------------
 
-def reset_data(paths: Paths, servers: str, topic: str, partitions: int) -> None:
+def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
+               security: KafkaSecurity | None = None) -> None:
     """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
     for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
         shutil.rmtree(path, ignore_errors=True)
-    reset_topic(servers, topic, partitions)
+    reset_topic(servers, topic, partitions, security=security or KafkaSecurity())
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
 
 
-def part_commands(cfg_file: str | None, rate: float, silver_interval: float, paths: Paths) -> dict[str, list[str]]:
+def part_commands(cfg_file: str | None, rate: float, silver_interval: float, paths: Paths,
+                  security_args: list[str] | None = None) -> dict[str, list[str]]:
+    """The parts' command lines; the Kafka clients get the security flags the demo was given (the
+    password reaches them through the environment they inherit, never through these lines)."""
     config = ["--config", cfg_file] if cfg_file else []
+    kafka = [*config, *(security_args or [])]
     py = sys.executable
     return {
         "producer": [py, "producer_ventes.py", "--rate", f"{rate:g}", "--summary-json",
-                     str(paths.producer_summary), *config],
-        "bronze": [py, "spark_streaming_delta.py", *config],
+                     str(paths.producer_summary), *kafka],
+        "bronze": [py, "spark_streaming_delta.py", *kafka],
         "silver": [py, "streaming_silver.py", "--interval", f"{silver_interval:g}", "--no-dashboard", *config],
     }
 
@@ -201,6 +209,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="stop by itself after this long, in seconds or with a unit ('300', '5 min'; "
                              "default: run until Ctrl-C)")
     add_config_flag(parser)
+    add_kafka_security_flags(parser)
     args = parser.parse_args(argv)
     for name in ("rate", "silver_interval", "refresh", "duration"):
         value = getattr(args, name)
@@ -214,6 +223,7 @@ class Demo:
         self.cfg, self.args, self.out = cfg, args, out
         self.paths = Paths.from_config(cfg)
         self.broker = BrokerSettings.from_config(cfg)
+        self.security = KafkaSecurity.from_config(cfg)
         self.owns_broker = False
         self.parts: list[Part] = []
         self.stop = threading.Event()
@@ -222,7 +232,10 @@ class Demo:
     def setup(self) -> str:
         """Broker and topic; returns how the broker was found, for the view."""
         cfg, servers = self.cfg, self.cfg.kafka.bootstrap_servers
-        if broker_answers(servers, cfg.kafka.connect_timeout.seconds):
+        problem = broker_problem(servers, cfg.kafka.connect_timeout.seconds, self.security)
+        if problem is not None and problem.reachable:  # a broker is there, but refuses these settings
+            raise BrokerError(problem.message)
+        if problem is None:
             note = "already running (left running at the end)" if running_pid(self.broker) is None \
                 else "local (left running at the end)"
         elif self.args.no_broker:
@@ -232,9 +245,9 @@ class Demo:
             start_broker(self.broker)
             self.owns_broker, note = True, "started here"
         if self.args.fresh:
-            reset_data(self.paths, servers, cfg.kafka.topic, cfg.kafka.partitions)
+            reset_data(self.paths, servers, cfg.kafka.topic, cfg.kafka.partitions, self.security)
         else:
-            ensure_topic(servers, cfg.kafka.topic, cfg.kafka.partitions)
+            ensure_topic(servers, cfg.kafka.topic, cfg.kafka.partitions, security=self.security)
         for directory in self.paths.data_dirs():
             directory.mkdir(parents=True, exist_ok=True)
         return note
@@ -262,7 +275,8 @@ class Demo:
         for status_file in (self.paths.bronze_status, self.paths.producer_summary):
             status_file.unlink(missing_ok=True)  # this run's figures only
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        commands = part_commands(self.args.config, self.args.rate, self.silver_interval, self.paths)
+        commands = part_commands(self.args.config, self.args.rate, self.silver_interval, self.paths,
+                                 security_flag_args(self.args))
         # Jars already resolved: both Spark jobs start at once (Silver's first run waits for Bronze's first
         # sales by itself). Otherwise one Spark start at a time: the first one resolves the jars into the
         # shared Ivy cache, which two starting jobs must not write at once.
@@ -325,7 +339,7 @@ class Demo:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = config_or_exit(args)
+    cfg = config_or_exit(args, kafka_security_overrides(args))
     setup_logging(cfg.monitoring.log_level)
     demo = Demo(cfg, args, sys.stdout)
 

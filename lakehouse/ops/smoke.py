@@ -16,8 +16,11 @@ import threading
 from kafka.errors import KafkaError
 
 from lakehouse.bronze.stream import start_bronze_stream
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, setup_logging)
 from lakehouse.platform.config import Config
+from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
 from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run
 from lakehouse.ingest.simulator import SalesSimulator
@@ -50,13 +53,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Send a few sales through Kafka into Delta and show them.")
     parser.add_argument("--count", type=int, default=5, help="number of sales to send (default 5)")
     add_config_flag(parser)
+    add_kafka_security_flags(parser)
     args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
+    cfg = config_or_exit(args, kafka_security_overrides(args))
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
+    security = KafkaSecurity.from_config(cfg)
+    problem = broker_problem(cfg.kafka.bootstrap_servers, cfg.kafka.connect_timeout.seconds, security)
+    if problem is not None and problem.reachable:
+        log.error("%s", problem.message)
+        return 1
     try:
         ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions,
-                     cfg.kafka.replication_factor, cfg.kafka.connect_timeout.seconds)
+                     cfg.kafka.replication_factor, cfg.kafka.connect_timeout.seconds, security)
         ids = send_sales(cfg, args.count)
         log.info("Sent %d sales to %s", len(ids), cfg.kafka.topic)
         spark = build_spark(cfg, "smoke")

@@ -9,7 +9,7 @@ import sys
 import threading
 from typing import Any, Mapping
 
-from lakehouse.platform.config import Config, ConfigError, load_config
+from lakehouse.platform.config import Config, ConfigError, load_config, redact
 
 EXIT_CONFIG = 2
 LOG_FORMAT = "%(asctime)s - %(levelname)s - %(name)s - %(message)s"
@@ -39,9 +39,60 @@ def config_or_exit(args: argparse.Namespace,
         raise SystemExit(EXIT_CONFIG) from e
 
 
+def add_kafka_security_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for ``[kafka]``'s security settings. There is no password flag on purpose: a command line
+    is visible to every user of the machine; the password comes from LAKEHOUSE_KAFKA_PASSWORD."""
+    group = parser.add_argument_group("Kafka security (the password: environment variable "
+                                      "LAKEHOUSE_KAFKA_PASSWORD only)")
+    group.add_argument("--security-protocol", choices=("PLAINTEXT", "SASL_SSL"), default=None,
+                       help="overrides [kafka] security_protocol")
+    group.add_argument("--sasl-mechanism", default=None, help="overrides [kafka] sasl_mechanism")
+    group.add_argument("--username", default=None, help="SCRAM user (overrides [kafka] username)")
+    group.add_argument("--ssl-cafile", default=None,
+                       help="PEM file of the CA that signed the broker's certificate "
+                            "(overrides [kafka] ssl_cafile)")
+
+
+def kafka_security_overrides(args: argparse.Namespace) -> dict[tuple[str, str], Any]:
+    """The config overrides given by ``add_kafka_security_flags``'s flags (None when not given)."""
+    return {("kafka", "security_protocol"): getattr(args, "security_protocol", None),
+            ("kafka", "sasl_mechanism"): getattr(args, "sasl_mechanism", None),
+            ("kafka", "username"): getattr(args, "username", None),
+            ("kafka", "ssl_cafile"): getattr(args, "ssl_cafile", None)}
+
+
+def security_flag_args(args: argparse.Namespace) -> list[str]:
+    """The security flags that were given, as arguments again (to pass them on to a child script)."""
+    out = []
+    for (_section, key), value in kafka_security_overrides(args).items():
+        if value is not None:
+            out += [f"--{key.replace('_', '-')}", str(value)]
+    return out
+
+
+class RedactSecrets(logging.Filter):
+    """Masks every secret the configuration holds (the Kafka password, the local broker's own secrets)
+    in a log record, its arguments and its traceback, whoever logs it (kafka-python logs its whole
+    configuration at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Configure logging once per entry point; Kafka's client chatter stays at WARNING."""
+    """Configure logging once per entry point; Kafka's client chatter stays at WARNING; secrets are
+    masked in every line."""
     logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactSecrets())
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
 

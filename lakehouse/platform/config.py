@@ -98,8 +98,53 @@ def _parse_str(text: str) -> str:
     return text.strip()
 
 
+# Every secret value the loader has read, so that log handlers and captured outputs can mask it.
+_SECRET_VALUES: set[str] = set()
+
+
+class Secret:
+    """A value that must not be shown: its ``repr`` and ``str`` are masked; ``reveal()`` gives it to the
+    one client that needs it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+        remember_secret(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def remember_secret(value: str) -> None:
+    """Add ``value`` to the values ``redact`` masks (the logging filter of the entry points uses it).
+    Values shorter than 4 characters are not masked: they would mangle every line and reveal nothing."""
+    if len(value) >= 4:
+        _SECRET_VALUES.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret read so far replaced by ``***``."""
+    for value in sorted(_SECRET_VALUES, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
+
+
 _PARSERS: dict[type, Callable[[str], Any]] = {
     bool: _parse_bool, int: _parse_int, float: _parse_float, str: _parse_str, Duration: parse_duration,
+    # A password is taken exactly as given: spaces at either end are part of it.
+    Secret: Secret,
 }
 
 
@@ -117,10 +162,13 @@ class Option:
     allow_empty: bool = False
     # A further check of the parsed value; raises ValueError saying what is allowed.
     check: Callable[[Any], None] | None = None
+    # Secrets are read from the environment only: never from a file (it may be committed or shared)
+    # nor from a flag (command lines are visible to every user of the machine).
+    env_only: bool = False
 
     def parse(self, raw: str) -> Any:
         """Convert ``raw`` to the option's type, or raise ``ValueError`` saying what is allowed."""
-        if raw.strip() == "":
+        if (raw if self.type is Secret else raw.strip()) == "":
             if self.allow_empty:
                 return None
             raise ValueError("a value is required")
@@ -187,6 +235,20 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
         "broker_heap": Option(str, "512m", "JVM heap of the local broker (-Xmx)", pattern=r"\d+[mMgG]"),
         "broker_start_timeout": Option(Duration, "60 seconds",
                                        "how long 'kafka_local start' waits for the broker", min=1, max=600),
+        "security_protocol": Option(str, "PLAINTEXT", "PLAINTEXT (no TLS, no authentication) or SASL_SSL "
+                                    "(TLS and SCRAM authentication) between the clients and the broker; "
+                                    "the local broker is started the same way",
+                                    choices=("PLAINTEXT", "SASL_SSL")),
+        "sasl_mechanism": Option(str, "SCRAM-SHA-512", "SASL mechanism with SASL_SSL",
+                                 choices=("SCRAM-SHA-512",)),
+        "username": Option(str, "", "SCRAM user name (letters, digits, . _ @ -) of the clients with "
+                           "SASL_SSL; the local broker creates it", allow_empty=True,
+                           pattern=r"[A-Za-z0-9._@\-]{1,128}"),
+        "password": Option(Secret, "", "SCRAM password of [kafka] username; from the environment only, "
+                           "never in config.ini or on a command line", allow_empty=True, env_only=True),
+        "ssl_cafile": Option(str, "", "PEM file of the CA that signed the broker's TLS certificate, with "
+                             "SASL_SSL (empty = the local broker's own CA, <data_dir>/kafka/tls/ca.pem)",
+                             allow_empty=True),
     },
     "spark": {
         "master": Option(str, "local[*]", "Spark master when not launched by spark-submit; local, "
@@ -323,6 +385,10 @@ class Config:
     def cache_dir(self) -> Path:
         return self._resolve(self.sections["paths"].cache_dir)
 
+    def resolve_path(self, value: str) -> Path:
+        """A path setting as an absolute path (relative ones are read from the config file's folder)."""
+        return self._resolve(value)
+
     def _resolve(self, value: str) -> Path:
         return _resolve_path(value, self.base_dir)
 
@@ -337,7 +403,13 @@ def _check(section: str, key: str, raw: str, origin: str) -> Any:
     try:
         return option.parse(raw)
     except ValueError as e:
-        raise ConfigError(f"{origin}: [{section}] {key} = {raw!r} is invalid: {e}") from e
+        shown = "'***'" if option.type is Secret else repr(raw)
+        raise ConfigError(f"{origin}: [{section}] {key} = {shown} is invalid: {e}") from e
+
+
+def _env_only_error(section: str, key: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: [{section}] {key} is read from the environment only (a secret): set "
+                       f"{env_var_name(section, key)} instead")
 
 
 def load_config(
@@ -374,6 +446,8 @@ def load_config(
                 if key not in SCHEMA[section]:
                     raise ConfigError(f"{config_path}: unknown key [{section}] {key!r}; allowed keys: "
                                       f"{', '.join(SCHEMA[section])}")
+                if SCHEMA[section][key].env_only:
+                    raise _env_only_error(section, key, str(config_path))
                 raw[section][key] = (value, str(config_path))
     elif explicit:
         raise ConfigError(f"config file {config_path} does not exist")
@@ -392,6 +466,8 @@ def load_config(
             continue
         if section not in SCHEMA or key not in SCHEMA[section]:
             raise ConfigError(f"override of unknown setting [{section}] {key}")
+        if SCHEMA[section][key].env_only:
+            raise _env_only_error(section, key, "command line")
         raw[section][key] = (str(value), "command line")
 
     sections = {

@@ -3,7 +3,12 @@
 The broker's jars come from Maven Central through Maven, once, into the cache directory; its data and
 log live under the data directory, so topics survive restarts.
 
-Usage: python -m lakehouse.platform.kafka_local {start,stop,status,wipe} [--config config.ini]
+With ``[kafka] security_protocol = SASL_SSL`` the broker's client listener takes TLS and SCRAM-SHA-512
+logins only: the first start makes a local CA and the broker's certificate (broker_tls.py) and formats
+the storage with the SCRAM user ``[kafka] username`` (password from LAKEHOUSE_KAFKA_PASSWORD). The
+controller listener stays PLAINTEXT and bound to localhost.
+
+Usage: python -m lakehouse.platform.kafka_local {start,stop,status,wipe,fetch,docker-prepare} [--config config.ini]
 Example: python -m lakehouse.platform.kafka_local start && python -m lakehouse.platform.kafka_local status
 """
 
@@ -11,20 +16,26 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.platform.config import Config
+from lakehouse.platform.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls,
+                                           scram_credential, write_private)
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, setup_logging)
+from lakehouse.platform.config import Config, redact
+from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
+from lakehouse.platform.kafka_security import (SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity,
+                                               environment_without_password)
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -51,6 +62,7 @@ class BrokerSettings:
     libs_dir: Path
     data_dir: Path
     log_file: Path
+    security: KafkaSecurity = PLAINTEXT_SECURITY
 
     @classmethod
     def from_config(cls, cfg: Config) -> "BrokerSettings":
@@ -61,8 +73,21 @@ class BrokerSettings:
             controller_port=cfg.kafka.controller_port, heap=cfg.kafka.broker_heap,
             start_timeout_s=cfg.kafka.broker_start_timeout.seconds,
             libs_dir=paths.kafka_libs(cfg.kafka.broker_version), data_dir=paths.kafka_data,
-            log_file=paths.logs_dir / "kafka.log",
+            log_file=paths.logs_dir / "kafka.log", security=KafkaSecurity.from_config(cfg),
         )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.data_dir / "tls")
+
+    @property
+    def formatted_for_file(self) -> Path:
+        """How the storage was formatted (protocol, SCRAM user), to refuse a mismatch with a clear reason."""
+        return self.data_dir / "formatted-for.json"
 
     @property
     def pid_file(self) -> Path:
@@ -79,13 +104,6 @@ class BrokerSettings:
     @property
     def log4j_file(self) -> Path:
         return self.data_dir / "log4j2.properties"
-
-
-def first_host_port(bootstrap_servers: str) -> tuple[str, int]:
-    """The first ``host:port`` of a bootstrap list, which the local broker listens on."""
-    first = bootstrap_servers.split(",")[0].strip()
-    host, _, port = first.rpartition(":")
-    return host.strip("[]") or "localhost", int(port)
 
 
 # --- jars ------------------------------------------------------------------------------------------
@@ -143,11 +161,8 @@ def fetch_jars(settings: BrokerSettings) -> Path:
 
 # --- configuration files and storage ---------------------------------------------------------------
 
-def server_properties(settings: BrokerSettings) -> str:
-    """A single combined broker+controller KRaft node, sized for one machine."""
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
+def _listener_lines(settings: BrokerSettings) -> list[str]:
+    return [
         f"controller.quorum.voters=1@{settings.host}:{settings.controller_port}",
         f"listeners=PLAINTEXT://{settings.host}:{settings.port},"
         f"CONTROLLER://{settings.host}:{settings.controller_port}",
@@ -155,6 +170,48 @@ def server_properties(settings: BrokerSettings) -> str:
         "controller.listener.names=CONTROLLER",
         "inter.broker.listener.name=PLAINTEXT",
         "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
+
+
+def secured_listener_lines(listen: str, advertise: str, controller_port: int, keystore: Path, ca_pem: Path,
+                           secrets: BrokerSecrets, mechanism: str) -> list[str]:
+    """The listeners of a SASL_SSL broker: TLS + SCRAM for clients and for the broker's own
+    inter-broker connections; the controller listener PLAINTEXT on localhost only."""
+    jaas = f'{SCRAM_LOGIN_MODULE} required username="{BROKER_USER}" password="{secrets.broker_password}";'
+    return [
+        f"controller.quorum.voters=1@localhost:{controller_port}",
+        f"listeners=SASL_SSL://{listen},CONTROLLER://localhost:{controller_port}",
+        f"advertised.listeners=SASL_SSL://{advertise}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=SASL_SSL",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        f"sasl.enabled.mechanisms={mechanism}",
+        f"sasl.mechanism.inter.broker.protocol={mechanism}",
+        f"listener.name.sasl_ssl.{mechanism.lower()}.sasl.jaas.config={jaas}",
+        "ssl.keystore.type=PKCS12",
+        f"ssl.keystore.location={keystore}",
+        f"ssl.keystore.password={secrets.store_password}",
+        # The broker connects to itself (transaction markers): it checks its own certificate like a client.
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={ca_pem}",
+        "ssl.client.auth=none",
+    ]
+
+
+def server_properties(settings: BrokerSettings, secrets: BrokerSecrets | None = None,
+                      listen_host: str | None = None) -> str:
+    """A single combined broker+controller KRaft node, sized for one machine (``secrets``: the SASL_SSL
+    variant; ``listen_host``: bind the client listener there instead of the advertised host)."""
+    if secrets is None:
+        listeners = _listener_lines(settings)
+    else:
+        listeners = secured_listener_lines(
+            f"{listen_host or settings.host}:{settings.port}", settings.bootstrap, settings.controller_port,
+            settings.tls.keystore, settings.tls.ca_pem, secrets, settings.security.mechanism)
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        *listeners,
         f"log.dirs={settings.log_dirs}",
         "num.partitions=3",
         # Topics are created explicitly (with the configured partition count); a typo in a topic
@@ -208,21 +265,128 @@ def _classpath(settings: BrokerSettings) -> str:
     return str(settings.libs_dir / "*")
 
 
+def _formatted_for(settings: BrokerSettings) -> dict:
+    try:
+        return json.loads(settings.formatted_for_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:  # formatted before the launcher knew SASL_SSL
+        return {"security_protocol": "PLAINTEXT", "username": None}
+
+
+def check_formatted_for(settings: BrokerSettings) -> None:
+    """A SASL_SSL start needs storage formatted with its SCRAM user; refuse anything else, saying why."""
+    if not settings.security.secured or not (settings.log_dirs / "meta.properties").exists():
+        return
+    formatted = _formatted_for(settings)
+    if formatted.get("security_protocol") != SASL_SSL:
+        raise BrokerError(f"The broker's storage in {settings.log_dirs} was formatted for PLAINTEXT, without "
+                          "SCRAM users: to start it with SASL_SSL, wipe it (python -m "
+                          "lakehouse.platform.kafka_local wipe deletes its topics) or use another "
+                          "[paths] data_dir")
+    if formatted.get("username") != settings.security.username:
+        raise BrokerError(f"The broker's storage in {settings.log_dirs} was formatted with SCRAM user "
+                          f"{formatted.get('username')}, not {settings.security.username}: set [kafka] username "
+                          "to it, or wipe the broker's data (python -m lakehouse.platform.kafka_local wipe "
+                          "deletes its topics)")
+
+
+def _format_command(settings: BrokerSettings, argfile: Path) -> list[str]:
+    # The tool's own arguments (the SCRAM credentials among them) are in a private argument file that
+    # the java launcher expands: nothing secret appears in this process's command line.
+    return [_java(), "-cp", _classpath(settings), f"-Dlog4j2.configurationFile={settings.log4j_file}",
+            f"@{argfile}"]
+
+
+def format_storage(settings: BrokerSettings, properties_file: Path, scram: list[str]) -> None:
+    """``kafka-storage format`` with a new cluster id, adding the SCRAM credentials ``scram``."""
+    argfile = settings.data_dir / "format.args"
+    args = ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(properties_file)]
+    for credential in scram:
+        args += ["--add-scram", credential]
+    write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
+    try:
+        result = subprocess.run(_format_command(settings, argfile), capture_output=True, text=True,
+                                env=environment_without_password(), check=False)
+    finally:
+        argfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise BrokerError(f"Formatting KRaft storage in {settings.log_dirs} failed (exit {result.returncode}):"
+                          f"\n{redact((result.stdout + result.stderr)[-2000:])}")
+
+
+def _scram_credentials(settings: BrokerSettings, secrets: BrokerSecrets) -> list[str]:
+    security = settings.security
+    return [scram_credential(security.mechanism, BROKER_USER, secrets.broker_password),
+            scram_credential(security.mechanism, security.username, security.password.reveal())]
+
+
+def _record_format(settings: BrokerSettings) -> None:
+    settings.formatted_for_file.write_text(json.dumps({
+        "security_protocol": settings.security.protocol, "username": settings.security.username}),
+        encoding="utf-8")
+
+
 def prepare_storage(settings: BrokerSettings) -> None:
-    """Write the broker's config files and format KRaft storage the first time."""
+    """Write the broker's config files and format KRaft storage the first time (with SASL_SSL: make the
+    certificate first, and create the SCRAM users while formatting)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.properties_file.write_text(server_properties(settings), encoding="utf-8")
+    secrets = None
+    if settings.security.secured:
+        check_formatted_for(settings)
+        try:
+            secrets = ensure_tls(settings.tls, settings.host)
+        except TlsError as e:
+            raise BrokerError(str(e)) from e
+    # With SASL_SSL the file holds the keystore password and the broker's own SCRAM password.
+    write_private(settings.properties_file, server_properties(settings, secrets))
     settings.log4j_file.write_text(LOG4J2_PROPERTIES, encoding="utf-8")
     if (settings.log_dirs / "meta.properties").exists():
         return
-    cmd = [_java(), "-cp", _classpath(settings), f"-Dlog4j2.configurationFile={settings.log4j_file}",
-           "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c",
-           str(settings.properties_file)]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise BrokerError(f"Formatting KRaft storage in {settings.log_dirs} failed "
-                          f"(exit {result.returncode}):\n{(result.stdout + result.stderr)[-2000:]}")
-    log.info("Formatted KRaft storage in %s", settings.log_dirs)
+    format_storage(settings, settings.properties_file,
+                   _scram_credentials(settings, secrets) if secrets is not None else [])
+    _record_format(settings)
+    log.info("Formatted KRaft storage in %s%s", settings.log_dirs,
+             f" with SCRAM user {settings.security.username}" if secrets else "")
+
+
+# --- the secured broker in Docker -------------------------------------------------------------------
+
+DOCKER_MOUNT = Path("/var/lib/kafka/lakehouse")
+
+
+def docker_prepare(settings: BrokerSettings, target: Path) -> Path:
+    """What docker-compose.yml's ``kafka-secured`` service runs from, made here with the same code as the
+    local broker: the CA and certificate, storage formatted with the SCRAM users, and a server.properties
+    whose paths are those of the container (``target`` is mounted at ``DOCKER_MOUNT``). Returns the CA
+    file clients use."""
+    if not settings.security.secured:
+        raise BrokerError("docker-prepare makes the SASL_SSL broker: set [kafka] security_protocol = SASL_SSL "
+                          "(plain docker compose up -d needs no preparation)")
+    problem = settings.security.credentials_problem()
+    if problem is not None:
+        raise BrokerError(problem)
+    fetch_jars(settings)
+    host = replace(settings, data_dir=target, host="localhost")  # formatting runs here, on host paths
+    container = replace(host, data_dir=DOCKER_MOUNT)
+    target.mkdir(parents=True, exist_ok=True)
+    check_formatted_for(host)
+    try:
+        secrets = ensure_tls(host.tls, "localhost")
+    except TlsError as e:
+        raise BrokerError(str(e)) from e
+    host.log4j_file.write_text(LOG4J2_PROPERTIES, encoding="utf-8")
+    if not (host.log_dirs / "meta.properties").exists():
+        formatting = target / "format.properties"
+        write_private(formatting, server_properties(host, secrets))
+        try:
+            format_storage(host, formatting, _scram_credentials(host, secrets))
+        finally:
+            formatting.unlink(missing_ok=True)
+        _record_format(host)
+    # In the container the client listener binds every interface (Docker forwards the port to it).
+    write_private(target / "server.properties", server_properties(container, secrets, listen_host="0.0.0.0"))
+    log.info("Prepared %s for docker compose --profile secured up -d kafka-secured; clients trust %s",
+             target, host.tls.ca_pem)
+    return host.tls.ca_pem
 
 
 # --- process management ----------------------------------------------------------------------------
@@ -254,43 +418,11 @@ def running_pid(settings: BrokerSettings) -> int | None:
     return None
 
 
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    """True when something accepts TCP connections on host:port."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def broker_answers(bootstrap_servers: str, timeout_s: float) -> bool:
-    """True when a Kafka broker at ``bootstrap_servers`` answers a metadata request in time."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    # Nothing listening: say so without the Kafka client, whose connection errors would fill the
-    # terminal with ERROR lines before the caller's own message.
-    try:
-        addresses = [first_host_port(a) for a in bootstrap_servers.split(",") if a.strip()]
-    except ValueError:  # not host:port: let the client report it
-        addresses = []
-    if addresses and not any(port_open(host, port, min(timeout_s, 2.0)) for host, port in addresses):
-        return False
-
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                 request_timeout_ms=int(timeout_s * 1000),
-                                 bootstrap_timeout_ms=int(timeout_s * 1000),
-                                 client_id="lakehouse-probe")
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.list_topics()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()
+def broker_answers(bootstrap_servers: str, timeout_s: float,
+                   security: KafkaSecurity = PLAINTEXT_SECURITY) -> bool:
+    """True when a Kafka broker at ``bootstrap_servers`` answers a metadata request in time (with these
+    security settings); ``kafka_probe.broker_problem`` says why not."""
+    return broker_problem(bootstrap_servers, timeout_s, security) is None
 
 
 def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
@@ -311,6 +443,10 @@ def start(settings: BrokerSettings) -> int:
             raise BrokerError(f"Port {port} on {settings.host} is already in use by another process; "
                               "stop it (e.g. a broker from docker compose) or change "
                               "[kafka] bootstrap_servers / controller_port")
+    if settings.security.secured:
+        problem = settings.security.credentials_problem()
+        if problem is not None:
+            raise BrokerError(problem)
     fetch_jars(settings)
     prepare_storage(settings)
     settings.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -319,20 +455,38 @@ def start(settings: BrokerSettings) -> int:
            "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
     with open(settings.log_file, "ab") as out:
         # A session of its own: Ctrl-C in the terminal that started it must not kill the broker.
+        # The broker's environment: ours without the clients' password, which it has no use for.
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=environment_without_password(),
                                 start_new_session=True)
     settings.pid_file.write_text(str(proc.pid), encoding="utf-8")
-    bootstrap = f"{settings.host}:{settings.port}"
+    bootstrap = settings.bootstrap
     deadline = time.monotonic() + settings.start_timeout_s
+    refused_since = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             settings.pid_file.unlink(missing_ok=True)
             raise BrokerError(f"Kafka broker exited with code {proc.returncode} while starting; "
                               f"last lines of {settings.log_file}:\n{log_tail(settings)}")
-        if port_open(settings.host, settings.port) and broker_answers(bootstrap, 2.0):
-            log.info("Kafka broker %s started (pid %d) on %s; log: %s", settings.version, proc.pid,
-                     bootstrap, settings.log_file)
+        listening = port_open(settings.host, settings.port)
+        problem = broker_problem(bootstrap, 2.0, settings.security) if listening else None
+        if listening and problem is None:
+            log.info("Kafka broker %s started (pid %d) on %s (%s); log: %s", settings.version, proc.pid,
+                     bootstrap, settings.security.describe(), settings.log_file)
             return proc.pid
+        # A refusal that lasts is not the broker still loading its users: stop it and say why.
+        if problem is not None and problem.reachable:
+            refused_since = refused_since or time.monotonic()
+            if time.monotonic() - refused_since > 5.0:
+                _terminate(proc.pid, 10.0)
+                settings.pid_file.unlink(missing_ok=True)
+                if not problem.refused_login:
+                    raise BrokerError(f"{problem.message}. The broker was stopped")
+                raise BrokerError(f"{problem.message}. The broker was stopped: its SCRAM users were created "
+                                  "with the password set when its storage was formatted; use that one, or "
+                                  "wipe the broker's data to set a new one")
+        else:
+            refused_since = None
         time.sleep(0.5)
     _terminate(proc.pid, 10.0)
     settings.pid_file.unlink(missing_ok=True)
@@ -379,12 +533,14 @@ def wipe(settings: BrokerSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a local single-node Kafka broker (KRaft).")
-    parser.add_argument("command", choices=("start", "stop", "status", "wipe", "fetch"),
-                        help="start/stop the broker, show its status, delete its data (wipe), "
-                             "or only download its jars (fetch)")
+    parser.add_argument("command", choices=("start", "stop", "status", "wipe", "fetch", "docker-prepare"),
+                        help="start/stop the broker, show its status, delete its data (wipe), only "
+                             "download its jars (fetch), or make what the secured docker-compose broker "
+                             "runs from (docker-prepare, into <data_dir>/kafka-docker)")
     add_config_flag(parser)
+    add_kafka_security_flags(parser)
     args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
+    cfg = config_or_exit(args, kafka_security_overrides(args))
     setup_logging(cfg.monitoring.log_level)
     settings = BrokerSettings.from_config(cfg)
     try:
@@ -397,13 +553,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "fetch":
             fetch_jars(settings)
             log.info("Kafka %s broker jars are in %s", settings.version, settings.libs_dir)
+        elif args.command == "docker-prepare":
+            docker_prepare(settings, Paths.from_config(cfg).kafka_docker)
         else:
             pid = running_pid(settings)
             if pid is None:
                 print(f"Kafka broker: not running (expected on {settings.host}:{settings.port})")
                 return 3
-            print(f"Kafka broker: running (pid {pid}) on {settings.host}:{settings.port}, "
-                  f"log {settings.log_file}")
+            print(f"Kafka broker: running (pid {pid}) on {settings.host}:{settings.port} "
+                  f"({settings.security.describe()}), log {settings.log_file}")
     except BrokerError as e:
         log.error("%s", e)
         return 1

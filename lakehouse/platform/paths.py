@@ -89,6 +89,21 @@ class Paths:
         return self.data_dir / "kafka"
 
     @property
+    def kafka_docker(self) -> Path:
+        """What the secured docker-compose broker runs from (kafka_local docker-prepare makes it)."""
+        return self.data_dir / "kafka-docker"
+
+    @property
+    def kafka_tls(self) -> Path:
+        """The secured local broker's CA certificate, keystore and secrets (never in git: under data/)."""
+        return self.kafka_data / "tls"
+
+    @property
+    def kafka_ca(self) -> Path:
+        """The local broker's CA certificate (PEM), which clients trust when [kafka] ssl_cafile is empty."""
+        return self.kafka_tls / "ca.pem"
+
+    @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
 

@@ -7,7 +7,12 @@ import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError, UnknownTopicOrPartitionError
+from kafka.errors import (KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError,
+                          UnknownTopicOrPartitionError)
+
+from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, quiet_kafka_client
+from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError, auth_failed_message,
+                                               kafka_python_kwargs)
 
 log = logging.getLogger(__name__)
 
@@ -16,19 +21,25 @@ class TopicError(RuntimeError):
     """The topic could not be checked or created."""
 
 
-def _admin(bootstrap_servers: str, timeout_s: float) -> KafkaAdminClient:
+def _admin(bootstrap_servers: str, timeout_s: float, security: KafkaSecurity) -> KafkaAdminClient:
     try:
-        return KafkaAdminClient(bootstrap_servers=bootstrap_servers,
-                                request_timeout_ms=int(timeout_s * 1000),
-                                bootstrap_timeout_ms=int(timeout_s * 1000),
-                                client_id="lakehouse-admin")
+        with quiet_kafka_client():  # a refused login is reported below, once
+            return KafkaAdminClient(bootstrap_servers=bootstrap_servers,
+                                    request_timeout_ms=int(timeout_s * 1000),
+                                    bootstrap_timeout_ms=int(timeout_s * 1000),
+                                    client_id="lakehouse-admin", **kafka_python_kwargs(security))
+    except KafkaSecurityError as e:
+        raise TopicError(str(e)) from e
+    except SaslAuthenticationFailedError as e:
+        raise TopicError(auth_failed_message(security)) from e
     except (KafkaError, OSError) as e:
         raise TopicError(f"Kafka broker not reachable at {bootstrap_servers}: {e!r}") from e
 
 
-def topic_exists(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> bool:
+def topic_exists(bootstrap_servers: str, topic: str, timeout_s: float = 10.0,
+                 security: KafkaSecurity = PLAINTEXT_SECURITY) -> bool:
     """True when ``topic`` exists on the cluster."""
-    admin = _admin(bootstrap_servers, timeout_s)
+    admin = _admin(bootstrap_servers, timeout_s, security)
     try:
         return topic in admin.list_topics()
     except KafkaError as e:
@@ -38,13 +49,13 @@ def topic_exists(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) ->
 
 
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, replication_factor: int = 1,
-                 timeout_s: float = 10.0) -> bool:
+                 timeout_s: float = 10.0, security: KafkaSecurity = PLAINTEXT_SECURITY) -> bool:
     """Create ``topic`` unless it exists; returns True if this call created it.
 
     An existing topic is left as it is, even with another partition count (changing partitions would
     move keys between partitions), but a mismatch is logged.
     """
-    admin = _admin(bootstrap_servers, timeout_s)
+    admin = _admin(bootstrap_servers, timeout_s, security)
     try:
         try:
             admin.create_topics([NewTopic(topic, partitions, replication_factor)],
@@ -64,10 +75,11 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, replicatio
         admin.close()
 
 
-def reset_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+def reset_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 30.0,
+                security: KafkaSecurity = PLAINTEXT_SECURITY) -> None:
     """Delete ``topic`` (if it exists) and create it again, empty. The broker deletes asynchronously,
     so creation is retried until the old topic is gone."""
-    admin = _admin(bootstrap_servers, timeout_s)
+    admin = _admin(bootstrap_servers, timeout_s, security)
     try:
         try:
             admin.delete_topics([topic], timeout_ms=int(timeout_s * 1000))
@@ -78,7 +90,7 @@ def reset_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: 
     finally:
         admin.close()
     deadline = time.monotonic() + timeout_s
-    while not ensure_topic(bootstrap_servers, topic, partitions, timeout_s=timeout_s):
+    while not ensure_topic(bootstrap_servers, topic, partitions, timeout_s=timeout_s, security=security):
         if time.monotonic() > deadline:
             raise TopicError(f"Topic {topic} at {bootstrap_servers} was deleted but could not be created "
                              f"again within {timeout_s:g} s")
