@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -44,6 +45,21 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
         lines += [f"{k} = {v}" for k, v in values.items()]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_handler_left_behind():
+    """Entry points called in-process (``main()``) configure logging for themselves: their handlers write
+    to the stream pytest captured for that test, closed afterwards. Left on the root logger, they turn
+    every later log call into a "Logging error" on stderr; remove them after each test."""
+    root = logging.getLogger()
+    before = set(root.handlers)
+    level = root.level
+    yield
+    for handler in root.handlers[:]:
+        if handler not in before and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -300,7 +300,7 @@ def test_every_menu_choice(spark, lake) -> None:
          [days[0].isoformat() + r"\s+" + days[-1].isoformat() + r"\s+"
           + re.escape(str(lake.expected["revenue"])) + rf"\s+{len(lake.sales)}"]),
         ("11\nSELECT * FROM clients ORDER BY total_depense DESC\n", [r"C-BIG", re.escape(EMOJI_NAME)]),
-        ("11\nSELECT * FROM ventes\n", [r"Query result", r"first 20 rows shown"]),
+        ("11\nSELECT * FROM ventes\n", [r"Query result", r"first 100 rows shown: \[query\] sql_max_rows"]),
         ("11\nSELECT * FROM pays\n", [re.escape(NASTY_COUNTRY)]),
         ("11\nSELECT * FROM segments\n", [r"B2C"]),
         ("11\nSELECT * FROM bronze_metrics\n", [r"Query result"]),

@@ -113,7 +113,7 @@ def test_producer_to_bronze_over_sasl_ssl(secured, spark, caplog, capfd) -> None
 
     produced, elapsed = Run.script(config, "producer_ventes.py", "--max", "--count", "300", "--seed", "5")
     assert produced.returncode == 0, produced.stderr[-3000:]
-    assert "Summary: sent=300 delivered=300 failed=0 undelivered=0" in produced.stderr
+    assert "Summary: generated=300 delivered=300 failed=0 unsent=0" in produced.stderr
     print(f"\nproducer over SASL_SSL: 300 sales in {elapsed:.1f} s (process included)")
 
     paths = Paths.from_config(cfg)
