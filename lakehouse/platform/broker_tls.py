@@ -79,12 +79,17 @@ def write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def keytool() -> str:
-    """The JDK's keytool: next to $JAVA_HOME's java, else on PATH."""
+def jdk_tool(name: str) -> str | None:
+    """A JDK program (java, keytool): in $JAVA_HOME/bin, else on PATH; None when neither has it."""
     java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "keytool").exists():
-        return str(Path(java_home) / "bin" / "keytool")
-    found = shutil.which("keytool")
+    if java_home and (Path(java_home) / "bin" / name).exists():
+        return str(Path(java_home) / "bin" / name)
+    return shutil.which(name)
+
+
+def keytool() -> str:
+    """The JDK's keytool."""
+    found = jdk_tool("keytool")
     if found is None:
         raise TlsError("keytool (part of Java) is not installed; the secured local broker needs it to make "
                        "its certificate (Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")

@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lakehouse.platform.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls,
+from lakehouse.platform.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, jdk_tool,
                                            scram_credential, write_private)
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
                                     kafka_security_overrides, setup_logging)
@@ -251,10 +251,7 @@ def new_cluster_id() -> str:
 
 
 def _java() -> str:
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home and (Path(java_home) / "bin" / "java").exists():
-        return str(Path(java_home) / "bin" / "java")
-    java = shutil.which("java")
+    java = jdk_tool("java")
     if java is None:
         raise BrokerError("Java is not installed; Kafka and Spark need Java 17 or newer "
                           "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
