@@ -56,7 +56,8 @@ class ProducerSettings:
                    batch_size=cfg.producer.batch_size, compression=cfg.producer.compression,
                    connect_timeout_s=cfg.kafka.connect_timeout.seconds,
                    max_event_bytes=cfg.streaming.max_event_bytes,
-                   delivery_timeout_s=cfg.producer.delivery_timeout.seconds, security=KafkaSecurity.from_config(cfg))
+                   delivery_timeout_s=cfg.producer.delivery_timeout.seconds,
+                   security=KafkaSecurity.from_config(cfg))
 
 
 def kafka_config(settings: ProducerSettings) -> dict:
