@@ -25,7 +25,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pyspark.sql import DataFrame, Row, SparkSession
 
@@ -83,23 +83,29 @@ def _name(node: Any) -> str:
     return node.getClass().getSimpleName()
 
 
-def _nodes(plan: Any) -> list[Any]:
-    """Every node of ``plan``, subqueries inside expressions included."""
-    found, todo = [], [plan]
+def _walk(roots: list[Any], below: Callable[[Any], list[Any]]) -> list[Any]:
+    """Every tree node reachable from ``roots`` through ``below``."""
+    found, todo = [], list(roots)
     while todo:
         node = todo.pop()
         found.append(node)
-        todo += _seq(node.children()) + _seq(node.subqueries())
+        todo += below(node)
     return found
+
+
+def _plan_children(node: Any) -> list[Any]:
+    """A plan node's inputs: its children and the plans of subqueries inside its expressions."""
+    return _seq(node.children()) + _seq(node.subqueries())
+
+
+def _nodes(plan: Any) -> list[Any]:
+    """Every node of ``plan``, subqueries inside expressions included."""
+    return _walk([plan], _plan_children)
 
 
 def _expressions(node: Any) -> list[Any]:
-    found, todo = [], _seq(node.expressions())
-    while todo:
-        expression = todo.pop()
-        found.append(expression)
-        todo += _seq(expression.children())
-    return found
+    """Every expression of one plan node, nested ones included."""
+    return _walk(_seq(node.expressions()), lambda e: _seq(e.children()))
 
 
 # Why a statement kind is refused, in the user's words (others: "<kind> is not a query").
@@ -155,7 +161,7 @@ def check_analyzed(plan: Any, views: set[str]) -> None:
         for expression in _expressions(node):
             if _OUTSIDE_EXPRESSION.search(_name(expression)):
                 raise _refuse(f"{_name(expression)} reaches outside the query")
-        todo += _seq(node.children()) + _seq(node.subqueries())
+        todo += _plan_children(node)
 
 
 def _first_line(text: str) -> str:
@@ -165,10 +171,6 @@ def _first_line(text: str) -> str:
 
 def _parse(spark: SparkSession, sql: str) -> Any:
     return spark._jsparkSession.sessionState().sqlParser().parsePlan(sql)  # ParseException if not SQL
-
-
-def _identifier(node: Any) -> list[str]:
-    return _seq(node.multipartIdentifier())
 
 
 def read_only_sql(spark: SparkSession, sql: str, views: set[str]) -> DataFrame:
@@ -186,8 +188,9 @@ def _read_only_sql(spark: SparkSession, sql: str, views: set[str]) -> DataFrame:
     name = _name(plan)
     if name in DESCRIBING:
         relation = plan.children().apply(0) if plan.children().size() else None
-        if relation is None or _name(relation) != "UnresolvedTableOrView" \
-                or [p.lower() for p in _identifier(relation)] not in [[v] for v in views]:
+        parts = _seq(relation.multipartIdentifier()) if relation is not None \
+            and _name(relation) == "UnresolvedTableOrView" else []
+        if len(parts) != 1 or parts[0].lower() not in views:
             raise _refuse("DESCRIBE and SHOW COLUMNS take one of the tables")
     elif name == "ExplainCommand":
         _check_parsed_query(plan.logicalPlan())  # described, never run
