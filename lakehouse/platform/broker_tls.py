@@ -123,7 +123,7 @@ def _run_keytool(args: list[str], store_password: str) -> None:
 
 def _make(work: Path, hosts: list[str], store_password: str) -> None:
     """A CA, a broker key pair, the broker certificate signed by the CA, all in ``work``."""
-    pw = [f"-storepass:env", _STORE_PASSWORD_ENV, "-keypass:env", _STORE_PASSWORD_ENV]
+    pw = ["-storepass:env", _STORE_PASSWORD_ENV, "-keypass:env", _STORE_PASSWORD_ENV]
     ca_store = ["-keystore", str(work / "ca.p12"), "-storetype", "PKCS12"]
     broker_store = ["-keystore", str(work / "broker.p12"), "-storetype", "PKCS12"]
     validity = ["-validity", str(CERT_VALIDITY_DAYS)]
