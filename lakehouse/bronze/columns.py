@@ -32,3 +32,11 @@ METRICS_SCHEMA = T.StructType([
     T.StructField("latency_p50_ms", T.LongType()), T.StructField("latency_max_ms", T.LongType()),
     T.StructField("kafka_lag", T.LongType()), T.StructField("conflicting_rows", T.LongType()),
 ])
+
+# Bronze's Delta statistics (min/max per file, for data skipping) cover the columns readers filter on,
+# not the raw JSON and the descriptive text (statistics are computed at every commit).
+BRONZE_TABLE_PROPERTIES = {
+    "delta.dataSkippingStatsColumns": ",".join(["vente_id", "client_id", "event_ts", "kafka_partition",
+                                                "kafka_offset", "kafka_timestamp", "bronze_query_id",
+                                                "bronze_batch_id"]),
+}

@@ -39,6 +39,8 @@ class BronzeProgressLogger(StreamingQueryListener):
             if "maxOffsetsBehindLatest" in metrics:
                 lag = int(float(metrics["maxOffsetsBehindLatest"]))
         self.writer.last_kafka_lag = lag
+        # Spark's own share of the trigger (planning, offset and commit logs) next to the batch's (addBatch).
+        log.debug("Batch %d Spark durations (ms): %s", progress.batchId, progress.durationMs)
         counts = self.writer.last_counts.pop(progress.batchId, None)
         self._write_status(counts, lag)
         if counts is None:

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
 from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.monitoring import BronzeProgressLogger, register_progress_logger
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
@@ -62,6 +63,37 @@ def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
     )
 
 
+class BronzeQuery:
+    """The running Bronze query (a ``StreamingQuery``), which writes the batches' last figures to the
+    metrics table once it has stopped, whether by ``stop()`` or by ending (``awaitTermination``)."""
+
+    def __init__(self, query: StreamingQuery, sink: MetricsSink):
+        self._query, self._sink = query, sink
+
+    def __getattr__(self, name: str):
+        return getattr(self._query, name)
+
+    def _close_sink(self) -> None:
+        try:
+            self._sink.close()
+        except Exception as e:  # noqa: BLE001 - the stream's own outcome matters more; the next start recovers
+            log.warning("Bronze metrics of the last batches not written (%s); the next start writes them",
+                        str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+    def awaitTermination(self, timeout: float | None = None):  # noqa: N802 (Spark's API name)
+        try:
+            return self._query.awaitTermination() if timeout is None else self._query.awaitTermination(timeout)
+        finally:
+            if not self._query.isActive:
+                self._close_sink()
+
+    def stop(self) -> None:
+        try:
+            self._query.stop()
+        finally:
+            self._close_sink()
+
+
 class BronzeStateError(RuntimeError):
     """The checkpoint and the tables do not belong together (one of them was deleted)."""
 
@@ -69,10 +101,11 @@ class BronzeStateError(RuntimeError):
 def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> None:
     """Refuse to start when the checkpoint and the tables disagree: resuming would then skip records
     (tables deleted, checkpoint kept) or read the topic again from the start (checkpoint deleted)."""
-    tables_exist = delta_table_exists(paths.bronze) or delta_table_exists(paths.bronze_metrics)
+    data_tables = (paths.bronze, paths.quarantine, paths.duplicates)
+    tables_exist = any(delta_table_exists(p) for p in (*data_tables, paths.bronze_metrics))
     if checkpoint_has_entries(checkpoint, "commits"):
-        gone = not delta_table_exists(paths.bronze_metrics) or (
-            not delta_table_exists(paths.bronze)
+        gone = not tables_exist or (
+            not delta_table_exists(paths.bronze) and delta_table_exists(paths.bronze_metrics)
             and (spark.read.format("delta").load(str(paths.bronze_metrics))
                  .agg(F.sum("bronze_rows")).first()[0] or 0) > 0)
         if gone:
@@ -89,7 +122,7 @@ def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> N
 
 
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
-                        checkpoint: Path | None = None) -> StreamingQuery:
+                        checkpoint: Path | None = None) -> BronzeQuery:
     """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
     the tables do not match)."""
     checkpoint = checkpoint or paths.bronze_checkpoint
@@ -98,7 +131,13 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
     spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
                    str(LOG_CHECKPOINT_INTERVAL))
-    writer = BronzeBatchWriter(spark, cfg, paths, checkpoint)
+    # Measured per batch (bench/bronze_latency.py): the optimizer's constraint propagation over the contract
+    # check's large plan cost 4-6 s at every trigger; Delta's post-commit checksum file about 30 ms per
+    # commit (readers compute what it holds when it is missing).
+    spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
+    spark.conf.set("spark.databricks.delta.writeChecksumFile.enabled", "false")
+    sink = MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
+    writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink)
     register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status))
     # The contract check is part of the streaming plan, built once, not rebuilt in every batch.
     checked = read_kafka_stream(spark, cfg).transform(
@@ -109,7 +148,7 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
               else stream.trigger(processingTime=cfg.streaming.trigger_interval.spark()))
     log.info("Streaming %s → %s (quarantine %s, checkpoint %s)", cfg.kafka.topic, paths.bronze,
              paths.quarantine, checkpoint)
-    return stream.start()
+    return BronzeQuery(stream.start(), sink)
 
 
 def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool,
@@ -136,7 +175,7 @@ def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up
     return f"Bronze stream failed: {error.strip().splitlines()[0] if error.strip() else error}"
 
 
-def stop_after_current_batch(query: StreamingQuery, timeout_s: float = 120.0) -> None:
+def stop_after_current_batch(query: StreamingQuery | BronzeQuery, timeout_s: float = 120.0) -> None:
     """Stop between two batches: wait until no trigger is running, then stop."""
     deadline = time.monotonic() + timeout_s
     while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:

@@ -1,10 +1,13 @@
-"""The Bronze batch writer: one checked micro-batch → quarantine, duplicates, Bronze and metrics, each
-committed once.
+"""The Bronze batch writer: one checked micro-batch → quarantine, duplicates and Bronze, each committed
+once; in the steady state (every record valid) that is a single Delta commit per batch.
 
 Duplicate, conflict and late decisions are made on the driver from the batch's keys (``dedup``) and an
-in-memory state rebuilt from Bronze at start, so a batch costs one collect, one write per table and no
-read of Bronze in the common case. Every row carries the checkpoint's query id and the batch id, so a
-batch replayed after a crash finds what it already committed and writes nothing twice.
+in-memory state, so a batch costs one collect, one write per table it touches and no read of Bronze in
+the common case. Each commit carries a tag (``commit_tags``): query id, batch id, the watermark's base
+and, on the batch's last commit, the batch's figures, which reach the metrics table off the hot path
+(``metrics_sink``). A restart reads those tags instead of scanning the tables: it finds what a replayed
+batch already committed (nothing is written twice), where the watermark stood, and any figures the
+metrics table had not received; only the recent partitions are read to rebuild the duplicate state.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.bronze.columns import (BRONZE_COLUMNS, DUPLICATES_COLUMNS, METRICS_SCHEMA, QUARANTINE_COLUMNS,
-                                      SALE_CONTENT)
+from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, DUPLICATES_COLUMNS,
+                                      QUARANTINE_COLUMNS, SALE_CONTENT)
+from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, find_duplicates
+from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import append_delta, checkpoint_query_id, delta_table_exists
 from lakehouse.platform.paths import Paths
@@ -89,16 +94,52 @@ def _utc(micros: int | None) -> datetime | None:
     return None if micros is None else datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
 
 
+def metrics_row(query_id: str, batch_id: int, figures: dict, committed_ms: int) -> dict:
+    """The metrics table's row of a batch, from its figures and the time its last commit was made."""
+    duration_ms = max(0, committed_ms - figures["started_ms"])
+    p50, oldest = figures["kafka_p50_ms"], figures["kafka_min_ms"]
+    return {
+        "query_id": query_id, "batch_id": batch_id, "committed_at": _utc(committed_ms * 1000),
+        "input_rows": figures["input_rows"], "bronze_rows": figures["bronze_rows"],
+        "quarantined_rows": figures["quarantined_rows"], "duplicate_rows": figures["duplicate_rows"],
+        "conflicting_rows": figures["conflicting_rows"], "late_rows": figures["late_rows"],
+        "max_event_ts": _utc(figures["max_event_us"]), "watermark": _utc(figures["watermark_us"]),
+        "duration_ms": duration_ms,
+        "rows_per_s": figures["input_rows"] / (duration_ms / 1000) if duration_ms else None,
+        "latency_p50_ms": None if p50 is None else committed_ms - p50,
+        "latency_max_ms": None if oldest is None else committed_ms - oldest,
+        "kafka_lag": figures["kafka_lag"],
+    }
+
+
+class _Steps:
+    """Wall time of a batch's steps, for the DEBUG log (where a slow batch spends its time)."""
+
+    def __init__(self):
+        self.last, self.times = time.monotonic(), []
+
+    def done(self, name: str) -> None:
+        now = time.monotonic()
+        self.times.append((name, now - self.last))
+        self.last = now
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.times)
+
+
 class BronzeBatchWriter:
     """foreachBatch function: decides duplicates, conflicts and lateness from the batch's keys and
-    appends to the four tables."""
+    appends to the tables; the figures go to ``sink``."""
 
-    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path):
+    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path,
+                 sink: MetricsSink | None = None):
         self.spark, self.cfg, self.paths, self.checkpoint = spark, cfg, paths, checkpoint
+        self.sink = sink or MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
         self.delay_us = int(cfg.streaming.watermark_delay.seconds * 1_000_000)
         self._query_id: str | None = None
         self._state: DedupState | None = None
-        self._first_batch = True
+        self._written_before: set[Path] = set()  # tables holding the run's first batch already
+        self._recovered: set[int] = set()  # batches whose figures were found in the commits' tags
         self.last_kafka_lag: int | None = None
         self.last_counts: dict[int, dict] = {}
 
@@ -108,29 +149,39 @@ class BronzeBatchWriter:
             self._query_id = checkpoint_query_id(self.checkpoint)
         return self._query_id
 
-    def _already_written(self, batch_id: int) -> set[Path]:
-        """Tables that already hold this batch's rows.
+    def _last_flushed_batch(self) -> int:
+        """The newest batch of this query in the metrics table (-1 if none)."""
+        if not delta_table_exists(self.paths.bronze_metrics):
+            return -1
+        top = (self.spark.read.format("delta").load(str(self.paths.bronze_metrics))
+               .filter(F.col("query_id") == self.query_id).agg(F.max("batch_id")).first()[0])
+        return -1 if top is None else top
+
+    def _start_run(self, batch_id: int) -> None:
+        """First batch of this run: read the newest commits' tags once for what a replayed batch already
+        wrote, the watermark, and figures missing from the metrics table.
 
         Spark re-runs a batch only when the job stopped after planning it and before recording it as
-        done, and then it is the first batch of the next run: so only that batch is checked, and
-        later ones are written without Delta's idempotent-write options (which cost a log state
-        reconstruction per commit, measured at about a second each here).
+        done, and then it is the first batch of the next run: so only that batch is checked.
         """
-        written = set()
-        for path, query_col, batch_col in ((self.paths.quarantine, "bronze_query_id", "bronze_batch_id"),
-                                           (self.paths.duplicates, "bronze_query_id", "bronze_batch_id"),
-                                           (self.paths.bronze, "bronze_query_id", "bronze_batch_id"),
-                                           (self.paths.bronze_metrics, "query_id", "batch_id")):
-            if not delta_table_exists(path):
-                continue
-            table = self.spark.read.format("delta").load(str(path))
-            if query_col in table.columns and not table.filter(
-                    (F.col(query_col) == self.query_id) & (F.col(batch_col) == batch_id)).isEmpty():
-                written.add(path)
-        if written:
+        flushed = self._last_flushed_batch()
+        if batch_id <= flushed:  # the metrics table has this batch's row already
+            self._recovered.add(batch_id)
+        tags = {path: tags_back_to(self.spark, path, self.query_id, min(batch_id, flushed + 1))
+                for path in (self.paths.quarantine, self.paths.duplicates, self.paths.bronze)}
+        self._written_before = {path for path, found in tags.items() if batch_commits(found, batch_id)}
+        if self._written_before:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
-                     ", ".join(str(p) for p in sorted(written)))
-        return written
+                     ", ".join(str(p) for p in sorted(self._written_before)))
+        self._state = self._load_state(batch_id, tags[self.paths.bronze])
+        missing = sorted((t for found in tags.values() for t in found or ()
+                          if t.figures is not None and t.batch_id > flushed), key=lambda t: t.batch_id)
+        for tag in missing:
+            self.sink.add(metrics_row(self.query_id, tag.batch_id, tag.figures, tag.committed_ms))
+            self._recovered.add(tag.batch_id)
+        if missing:
+            log.info("Figures of %d batch(es) not yet in the metrics table were recovered from their commits",
+                     len(missing))
 
     def _earlier_bronze(self, batch_id: int) -> DataFrame:
         """Bronze rows of earlier batches: a batch replayed after a crash may find its own rows (and
@@ -143,14 +194,19 @@ class BronzeBatchWriter:
         return df.select("vente_id", F.unix_micros("event_ts"), sale_content(), "kafka_partition",
                          "kafka_offset").collect()
 
-    def _load_state(self, batch_id: int) -> DedupState:
-        """Rebuild the duplicate/late state from Bronze: the latest event time, and every sale an
-        on-time sale could duplicate."""
+    def _load_state(self, batch_id: int, bronze_tags: list[CommitTag] | None) -> DedupState:
+        """Rebuild the duplicate/late state: the latest event time kept before this batch (from the
+        newest tagged Bronze commit), then every sale an on-time sale could duplicate (recent partitions
+        only, so the cost does not grow with the table's history)."""
         state = DedupState(self.delay_us)
         if not delta_table_exists(self.paths.bronze):
             return state
         earlier = self._earlier_bronze(batch_id)
-        top = earlier.agg(F.max(F.unix_micros("event_ts"))).first()[0]
+        before = latest_before(bronze_tags, batch_id)
+        if before is not None:
+            top = before.max_event_us
+        else:  # a young table, or one written before commits were tagged: read it
+            top = earlier.agg(F.max(F.unix_micros("event_ts"))).first()[0]
         if top is None:
             return state
         floor = top - 2 * self.delay_us
@@ -163,18 +219,28 @@ class BronzeBatchWriter:
                  _utc(state.watermark_us))
         return state
 
-    def _look_up(self, state: DedupState, vente_ids: set[str], batch_id: int) -> None:
-        """Bring older kept sales with these ids into memory (late sales can match pruned ones)."""
-        rows = self._kept_rows(self._earlier_bronze(batch_id).filter(F.col("vente_id").isin(*sorted(vente_ids))))
+    def _look_up(self, state: DedupState, keys: list[SaleKey], batch_id: int) -> None:
+        """Bring older kept sales with these keys' ids into memory (late sales can match pruned ones).
+        A match lies within the watermark delay of the key's event time, so only the days around the keys
+        are read."""
+        low = min(k.event_us for k in keys) - self.delay_us
+        high = max(k.event_us for k in keys) + self.delay_us
+
+        def day(micros: int):
+            return F.to_date(F.timestamp_micros(F.lit(micros)))
+
+        ids = sorted({k.vente_id for k in keys})
+        rows = self._kept_rows(self._earlier_bronze(batch_id).filter(
+            F.col("jour").between(day(low), day(high)) & F.col("vente_id").isin(*ids)))
         for vente_id, event_us, content, partition, offset in rows:
             state.remember(vente_id, Kept(event_us, content, partition, offset))
 
     def __call__(self, checked_df: DataFrame, batch_id: int) -> None:
-        started = time.monotonic()
+        started_ms = int(time.time() * 1000)
         # Cached once: the keys are collected from it, then each table is written from it.
         checked = checked_df.persist()
         try:
-            self._process(checked, batch_id, started)
+            self._process(checked, batch_id, started_ms)
         finally:
             checked.unpersist()
 
@@ -185,15 +251,20 @@ class BronzeBatchWriter:
             [(d.key.partition, d.key.offset, d.kind, d.kept.partition, d.kept.offset) for d in decisions],
             DECISIONS_SCHEMA)
 
-    def _process(self, checked: DataFrame, batch_id: int, started: float) -> None:
+    def _process(self, checked: DataFrame, batch_id: int, started_ms: int) -> None:
+        steps = _Steps()
         rows = checked.select(F.size("reasons") == 0, "vente_id", F.unix_micros("event_ts"), sale_content(),
                               "kafka_partition", "kafka_offset", F.unix_millis("kafka_timestamp")).collect()
+        steps.done("collect")
+        written: set[Path] = set()
         if self._state is None:
-            self._state = self._load_state(batch_id)
+            self._start_run(batch_id)
+            written = self._written_before
+            steps.done("restart state")
         state = self._state
         valid = [SaleKey(r[1], r[2], r[3], r[4], r[5]) for r in rows if r[0]]
         broken = len(rows) - len(valid)
-        to_look_up = {k.vente_id for k in valid if state.needs_lookup(k)}
+        to_look_up = [k for k in valid if state.needs_lookup(k)]
         if to_look_up:
             self._look_up(state, to_look_up, batch_id)
         watermark_us = state.watermark_us
@@ -202,39 +273,44 @@ class BronzeBatchWriter:
         conflicts = len(decisions) - duplicates
         kept_times = [s.event_us for sales in kept.values() for s in sales]
         late = 0 if watermark_us is None else sum(t < watermark_us for t in kept_times)
+        kafka_ms = [r[6] for r in rows if r[6] is not None]
+        batch_max = max(kept_times, default=None)
+        figures = {
+            "started_ms": started_ms, "input_rows": len(rows), "bronze_rows": len(kept_times),
+            "quarantined_rows": broken + conflicts, "duplicate_rows": duplicates, "conflicting_rows": conflicts,
+            "late_rows": late, "max_event_us": batch_max, "watermark_us": watermark_us,
+            "kafka_p50_ms": statistics.median_low(kafka_ms) if kafka_ms else None,
+            "kafka_min_ms": min(kafka_ms) if kafka_ms else None, "kafka_lag": self.last_kafka_lag,
+        }
+        newest = max((t for t in (state.max_event_us, batch_max) if t is not None), default=None)
 
+        steps.done("decide")
         app = self.query_id
-        written: set[Path] = set()
-        if self._first_batch:
-            written = self._already_written(batch_id)
-            self._first_batch = False
         decisions_df = self._decisions_df(decisions)
-        if (broken or conflicts) and self.paths.quarantine not in written:
-            append_delta(to_quarantine_rows(checked, decisions_df, app, batch_id), self.paths.quarantine)
-        if duplicates and self.paths.duplicates not in written:
-            append_delta(to_duplicate_rows(checked, decisions_df, app, batch_id), self.paths.duplicates)
-        if kept_times and self.paths.bronze not in written:
+        # (table, rows, partition column, table properties) in commit order; the last commit carries the figures.
+        writes = []
+        if broken or conflicts:
+            writes.append((self.paths.quarantine, lambda: to_quarantine_rows(checked, decisions_df, app, batch_id),
+                           None, None))
+        if duplicates:
+            writes.append((self.paths.duplicates, lambda: to_duplicate_rows(checked, decisions_df, app, batch_id),
+                           None, None))
+        if kept_times:
             files = max(1, min(self.spark.sparkContext.defaultParallelism,
                                math.ceil(len(kept_times) / ROWS_PER_FILE)))
-            bronze_df = to_bronze_rows(checked, decisions_df, watermark_us, app, batch_id).coalesce(files)
-            append_delta(bronze_df, self.paths.bronze, "jour")
+            writes.append((self.paths.bronze, lambda: to_bronze_rows(
+                checked, decisions_df, watermark_us, app, batch_id).coalesce(files), "jour", BRONZE_TABLE_PROPERTIES))
+        for i, (path, make_rows, partition_by, properties) in enumerate(writes):
+            if path in written:
+                continue
+            tag = CommitTag(app, batch_id, newest, figures if i == len(writes) - 1 else None)
+            append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
+            steps.done(path.name)
 
-        committed = datetime.now(timezone.utc)
-        committed_ms = int(committed.timestamp() * 1000)
-        duration_ms = int((time.monotonic() - started) * 1000)
-        kafka_ms = [r[6] for r in rows if r[6] is not None]
-        row = {
-            "query_id": app, "batch_id": batch_id, "committed_at": committed,
-            "input_rows": len(rows), "bronze_rows": len(kept_times), "quarantined_rows": broken + conflicts,
-            "duplicate_rows": duplicates, "conflicting_rows": conflicts, "late_rows": late,
-            "max_event_ts": _utc(max(kept_times, default=None)), "watermark": _utc(watermark_us),
-            "duration_ms": duration_ms,
-            "rows_per_s": len(rows) / (duration_ms / 1000) if duration_ms else None,
-            "latency_p50_ms": committed_ms - statistics.median_low(kafka_ms) if kafka_ms else None,
-            "latency_max_ms": committed_ms - min(kafka_ms) if kafka_ms else None,
-            "kafka_lag": self.last_kafka_lag,
-        }
-        if self.paths.bronze_metrics not in written:
-            append_delta(self.spark.createDataFrame([row], METRICS_SCHEMA), self.paths.bronze_metrics)
+        row = metrics_row(app, batch_id, figures, int(time.time() * 1000))
+        if batch_id not in self._recovered:
+            self.sink.add(row)
         state.add(kept)
         self.last_counts[batch_id] = row
+        steps.done("state")
+        log.debug("Batch %d steps: %s", batch_id, steps)

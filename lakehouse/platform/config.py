@@ -281,6 +281,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                    min=0, max=3600),
         "max_offsets_per_trigger": Option(int, "100000", "upper bound of records per micro-batch",
                                           min=1),
+        "metrics_interval": Option(Duration, "10 seconds", "how often the Bronze stream appends its batches' "
+                                   "figures to the metrics table (0 = with every batch, one more commit each)",
+                                   min=0, max=3600),
         "watermark_delay": Option(Duration, "10 minutes", "late-data tolerance and duplicate window",
                                   min=0, max=7 * 86400),
         "max_event_bytes": Option(int, "65536", "largest accepted Kafka value; larger is quarantined",

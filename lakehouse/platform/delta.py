@@ -21,11 +21,16 @@ def read_delta(spark: SparkSession, path: Path) -> DataFrame | None:
     return spark.read.format("delta").load(str(path))
 
 
-def append_delta(df: DataFrame, path: Path, partition_by: str | None = None) -> None:
-    """Append ``df`` to the table at ``path`` (created on first use; new columns are added)."""
-    writer = df.write.format("delta").mode("append").option("mergeSchema", "true")
+def append_delta(df: DataFrame, path: Path, partition_by: str | None = None,
+                 user_metadata: str | None = None, properties: dict[str, str] | None = None) -> None:
+    """Append ``df`` to the table at ``path`` (created on first use; new columns are added), with
+    ``user_metadata`` as the commit's userMetadata when given. ``properties`` (``delta.*`` table
+    properties) apply when this append creates the table; an existing table keeps its own."""
+    writer = df.write.format("delta").mode("append").option("mergeSchema", "true").options(**(properties or {}))
     if partition_by:
         writer = writer.partitionBy(partition_by)
+    if user_metadata is not None:
+        writer = writer.option("userMetadata", user_metadata)
     writer.save(str(path))
 
 

@@ -1,0 +1,76 @@
+"""The Bronze metrics table, written off the stream's hot path.
+
+A batch's figures travel in its own data commit (``commit_tags``); the metrics table gets them in one
+append every ``[streaming] metrics_interval`` from a background thread, and once more when the query
+stops (an interval of 0 writes each batch's row with the batch, as one more commit). A crash loses no
+figure: the next start finds the batches missing from the table in the commits' tags and appends them
+first. (A batch with no record at all, only Kafka transaction markers, has no commit to carry its row:
+that row is the one thing a crash before the next append can lose.)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from lakehouse.bronze.columns import METRICS_SCHEMA
+from lakehouse.platform.delta import append_delta
+
+log = logging.getLogger(__name__)
+
+
+class MetricsSink:
+    """Buffers metrics rows and appends them to the metrics table in one commit per interval."""
+
+    def __init__(self, spark: SparkSession, path: Path, interval_s: float):
+        self.spark, self.path, self.interval_s = spark, path, interval_s
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()  # guards _rows
+        self._write_lock = threading.Lock()  # one append at a time (thread and final flush)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, row: dict) -> None:
+        with self._lock:
+            self._rows.append(row)
+        if self.interval_s == 0:  # every batch writes its row itself
+            self.flush()
+        elif self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="bronze-metrics", daemon=True)
+            self._thread.start()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
+    def flush(self) -> int:
+        """Append the buffered rows now (rows stay buffered if the append fails); the rows written."""
+        with self._write_lock:
+            with self._lock:
+                rows = list(self._rows)
+            if not rows:
+                return 0
+            append_delta(self.spark.createDataFrame(rows, METRICS_SCHEMA), self.path)
+            with self._lock:
+                del self._rows[:len(rows)]
+            return len(rows)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.flush()
+            except Exception as e:  # noqa: BLE001 - the stream goes on; the rows are kept for the next try
+                if self._stop.is_set():
+                    return
+                log.warning("Bronze metrics not written yet (%s); kept for the next try",
+                            str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+
+    def close(self) -> None:
+        """Stop the thread and write what is left (call once the query has stopped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+        self.flush()
