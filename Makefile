@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo smoke test broker-start broker-stop broker-status broker-wipe check upkeep
+.PHONY: help setup demo smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -44,3 +44,6 @@ upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe whi
 
 test: setup  ## Run the test suite (starts a local broker for the session if none is running)
 	$(BIN)/python -m pytest
+
+test-fast: setup  ## Unit tests only: no broker, no other process (the edit loop; make test runs everything)
+	$(BIN)/python -m pytest -m "not integration"

@@ -47,6 +47,22 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
     return path
 
 
+# Fixtures that bring up a real broker: a test using one is an integration test.
+BROKER_FIXTURES = {"kafka_bootstrap", "topic"}
+# Modules whose every test starts other processes (Spark jobs, brokers, spark-submit) or runs streaming
+# queries end to end.
+INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_secured", "test_silver_incremental",
+                       "test_spark_jars", "test_spark_submit", "test_state_mismatch"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark integration tests (a broker, or other processes): ``make test-fast`` leaves them out."""
+    for item in items:
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.split(".")[-1] \
+                in INTEGRATION_MODULES:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(autouse=True)
 def _no_handler_left_behind():
     """Entry points called in-process (``main()``) configure logging for themselves: their handlers write

@@ -14,6 +14,7 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
@@ -126,6 +127,7 @@ def test_health_line() -> None:
     assert format_health(None, None).startswith("Stream: starting")
 
 
+@pytest.mark.integration  # starts a process and waits past the old repeat
 def test_the_wait_for_bronze_is_said_once(tmp_path) -> None:
     # The demo used to repeat the line every 5 s until the Bronze stream ran.
     cfg = make_config(tmp_path / "data")

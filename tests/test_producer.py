@@ -160,6 +160,7 @@ def broker_command(command: str, config: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+@pytest.mark.integration  # starts and stops a broker of its own
 def test_broker_stopped_mid_run_every_record_is_counted(tmp_path: Path) -> None:
     # A throwaway broker (its own ports and data): stopping it disturbs no one else.
     config = tmp_path / "outage.ini"

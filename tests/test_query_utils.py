@@ -154,6 +154,7 @@ def run_script(args: list[str], config: Path, stdin: str = "") -> subprocess.Com
                           input=stdin, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.integration  # runs query_utils.py in its own process
 def test_batch_with_missing_tables_says_which_and_how(tmp_path) -> None:
     config = write_config(tmp_path / "config.ini", make_config(tmp_path / "empty"))
     done = run_script(["--batch"], config)
@@ -164,6 +165,7 @@ def test_batch_with_missing_tables_says_which_and_how(tmp_path) -> None:
     assert done.stdout == ""
 
 
+@pytest.mark.integration  # runs query_utils.py in its own process
 def test_batch_report_and_charts_from_the_script(lake_paths, tmp_path) -> None:
     config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
     done = run_script(["--batch", "--out", str(tmp_path / "report")], config)
@@ -207,6 +209,7 @@ MENU_SESSION = [
 ]
 
 
+@pytest.mark.integration  # runs query_utils.py in its own process
 def test_menu_through_stdin(lake_paths, tmp_path) -> None:
     config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
     victim = tmp_path / "victim"
@@ -227,6 +230,7 @@ def test_menu_through_stdin(lake_paths, tmp_path) -> None:
     assert answers[-1].strip() == "Bye."
 
 
+@pytest.mark.integration  # runs query_utils.py in its own process
 def test_menu_leaves_at_end_of_input(lake_paths, tmp_path) -> None:
     config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
     done = run_script([], config, stdin="4\n")  # no q: Ctrl-D after one choice

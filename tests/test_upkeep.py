@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from lakehouse.bronze.monitoring import remove_progress_loggers
 from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
 from lakehouse.platform.config import PROJECT_DIR
@@ -34,6 +36,7 @@ def data_files(path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*.parquet") if "_delta_log" not in p.parts)
 
 
+@pytest.mark.integration  # DELETE, OPTIMIZE and VACUUM on real tables
 def test_upkeep_deletes_old_days_compacts_and_vacuums(spark, tmp_path) -> None:
     cfg = make_config(tmp_path / "data", analytics__bronze_retention_days=90,
                       analytics__vacuum_retention="0 s")
