@@ -1,5 +1,7 @@
 """Benchmark: drain a pre-filled topic into Bronze (--available-now path) and compare with Spark's own
-ceiling: the same JSON records read from a local file, parsed the same way, written as Parquet.
+ceiling: the same JSON records read from a local file, parsed the same way, written as Parquet. Both
+paths are warmed up first on 20,000 events, in the same session, so that neither pays the JVM's
+compilation of the contract check in its figures.
 
 Usage: python bench/bronze_drain.py [--count 1000000]
 Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
@@ -25,6 +27,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from lakehouse.bronze.contract_check import with_contract_check  # noqa: E402
 from lakehouse.ingest.contract import ContractLimits  # noqa: E402
+from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
 from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
 from lakehouse.platform.kafka_security import security_settings  # noqa: E402
@@ -63,31 +66,51 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = build_spark(cfg, "bench_drain")
     paths = Paths.from_config(cfg)
+
+    def ceiling(source: Path, target: Path) -> float:
+        started = time.monotonic()
+        # One file would be one partition (one core); spread it like the topic's partitions are.
+        raw = spark.read.format("text").load(str(source)).repartition(cfg.kafka.partitions)
+        kafka_like = raw.select(F.lit(None).cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
+                                F.lit(topic).alias("topic"), F.lit(0).alias("partition"),
+                                F.monotonically_increasing_id().alias("offset"),
+                                F.current_timestamp().alias("timestamp"))
+        # Parsed once and cached, as the Bronze batch does: filtering on the check's result without the
+        # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
+        checked = kafka_like.transform(lambda df: with_contract_check(df, ContractLimits.from_config(cfg))).persist()
+        (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
+         .write.mode("overwrite").partitionBy("jour").parquet(str(target)))
+        checked.unpersist()
+        return time.monotonic() - started
+
+    # Both paths warmed up first on a small sample (the JVM compiles the contract check's code in its
+    # first batches, some ten seconds here), so that neither pays it in the figures.
+    print("Warming up both paths on 20,000 events ...", flush=True)
+    sample = work / "sample.jsonl"
+    with open(lines, "rb") as f, open(sample, "wb") as out:
+        for _ in range(20_000):
+            out.write(f.readline())
+    ceiling(sample, work / "warm")
+    warm_topic = f"{topic}_warmup"
+    subprocess.run([sys.executable, "producer_ventes.py", "--max", "--count", "20000", "--seed", "2",
+                    "--topic", warm_topic], cwd=PROJECT_DIR, check=True, capture_output=True)
+    warm_cfg = load_config(overrides={**overrides, ("paths", "data_dir"): str(work / "warm_data"),
+                                      ("kafka", "topic"): warm_topic,
+                                      ("streaming", "max_offsets_per_trigger"): 10_000})
+    start_bronze_stream(spark, warm_cfg, Paths.from_config(warm_cfg), available_now=True).awaitTermination()
+    remove_progress_loggers(spark)
+
     started = time.monotonic()
     start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
     drain_s = time.monotonic() - started
     landed = spark.read.format("delta").load(str(paths.bronze)).count()
-
-    started = time.monotonic()
-    # One file would be one partition (one core); spread it like the topic's partitions are.
-    raw = spark.read.format("text").load(str(lines)).repartition(cfg.kafka.partitions)
-    kafka_like = raw.select(F.lit(None).cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
-                            F.lit(topic).alias("topic"), F.lit(0).alias("partition"),
-                            F.monotonically_increasing_id().alias("offset"),
-                            F.current_timestamp().alias("timestamp"))
-    # Parsed once and cached, as the Bronze batch does: filtering on the check's result without the
-    # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
-    checked = kafka_like.transform(lambda df: with_contract_check(df, ContractLimits.from_config(cfg))).persist()
-    (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
-     .write.mode("overwrite").partitionBy("jour").parquet(str(work / "ceiling")))
-    checked.unpersist()
-    ceiling_s = time.monotonic() - started
+    ceiling_s = ceiling(lines, work / "ceiling")
 
     drain_rate, ceiling_rate = args.count / drain_s, args.count / ceiling_s
     print(f"Bronze drain: {landed:,} rows in {drain_s:.1f} s = {drain_rate:,.0f} events/s "
           f"(batches of {cfg.streaming.max_offsets_per_trigger:,})")
     print(f"Ceiling (file JSON → same parsing → Parquet): {ceiling_s:.1f} s = {ceiling_rate:,.0f} events/s")
-    print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.5)")
+    print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.8)")
     spark.stop()
     return 0 if landed == args.count else 1
 

@@ -206,3 +206,18 @@ def test_a_producer_set_kafka_timestamp_cannot_open_the_calendar(spark) -> None:
     python = [violations(dated(e), limits(), int(k.replace(tzinfo=dt.timezone.utc).timestamp() * 1_000_000),
                          KAFKA_TS_US) for e, k, _ in cases]
     assert actual == python == [r for _, _, r in cases]
+
+
+def test_pruning_by_minute_keeps_exactly_the_sales_at_or_after_the_floor() -> None:
+    state = DedupState(DELAY_US)
+    minute = 60_000_000
+    start = (T0 // minute) * minute + 30_000_000  # mid-minute: the floor will fall inside a minute
+    early, late = Kept(start - 1, 1, 0, 0), Kept(start + 1, 1, 0, 1)
+    state.remember("early", early)
+    state.remember("both", early)
+    state.remember("both", late)
+    state.add({"top": [Kept(start + 2 * DELAY_US, 1, 0, 2)]})  # floor = start
+    assert state.floor_us == start
+    assert state.seen == {"both": [late], "top": [Kept(start + 2 * DELAY_US, 1, 0, 2)]}
+    state.add({"later": [Kept(start + 3 * DELAY_US, 1, 0, 3)]})
+    assert set(state.seen) == {"top", "later"}
