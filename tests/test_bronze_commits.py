@@ -20,7 +20,7 @@ from lakehouse.bronze import commit_tags
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.contract_check import with_contract_check
 from lakehouse.bronze.metrics_sink import MetricsSink
-from lakehouse.bronze.writer import BronzeBatchWriter
+from lakehouse.bronze.writer import BronzeBatchWriter, to_bronze_rows
 from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.delta import append_delta
 from lakehouse.platform.paths import Paths
@@ -179,3 +179,16 @@ def test_metrics_every_batch_with_a_zero_interval(spark, lake) -> None:
     w = writer(spark, lake, interval_s=0)
     w(Feed(spark).batch(sales_at("x", DAY0 + dt.timedelta(days=30), 3)), 0)
     assert load(spark, paths.bronze_metrics).count() == 1 and w.sink.pending() == 0
+
+
+def test_a_table_written_before_tags_is_read_to_find_a_replayed_batch(spark, lake) -> None:
+    _, paths, checkpoint = lake
+    batch = Feed(spark).batch(sales_at("v", DAY0 + dt.timedelta(days=30), 3))
+    query_id = json.loads((checkpoint / "metadata").read_text())["id"]
+    # Batch 0 committed by a version of the writer that did not tag its commits, then a crash.
+    append_delta(to_bronze_rows(batch, None, None, query_id, 0), paths.bronze, "jour")
+    w = writer(spark, lake)
+    w(batch, 0)  # the replay finds the rows in the table itself
+    w.sink.close()
+    assert load(spark, paths.bronze).count() == 3
+    assert load(spark, paths.bronze_metrics).first().bronze_rows == 3

@@ -169,7 +169,9 @@ class BronzeBatchWriter:
             self._recovered.add(batch_id)
         tags = {path: tags_back_to(self.spark, path, self.query_id, min(batch_id, flushed + 1))
                 for path in (self.paths.quarantine, self.paths.duplicates, self.paths.bronze)}
-        self._written_before = {path for path, found in tags.items() if batch_commits(found, batch_id)}
+        self._written_before = {path for path, found in tags.items()
+                                if batch_commits(found, batch_id)
+                                or (found is None and self._rows_of_batch(path, batch_id))}
         if self._written_before:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
                      ", ".join(str(p) for p in sorted(self._written_before)))
@@ -182,6 +184,12 @@ class BronzeBatchWriter:
         if missing:
             log.info("Figures of %d batch(es) not yet in the metrics table were recovered from their commits",
                      len(missing))
+
+    def _rows_of_batch(self, path: Path, batch_id: int) -> bool:
+        """Whether a table written before commits were tagged holds rows of this batch (read the table)."""
+        table = self.spark.read.format("delta").load(str(path))
+        return not table.filter((F.col("bronze_query_id") == self.query_id)
+                                & (F.col("bronze_batch_id") == batch_id)).isEmpty()
 
     def _earlier_bronze(self, batch_id: int) -> DataFrame:
         """Bronze rows of earlier batches: a batch replayed after a crash may find its own rows (and
