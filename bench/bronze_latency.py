@@ -35,9 +35,10 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from bench.bench_config import write_bench_config  # noqa: E402
 from lakehouse.bronze.stream import read_kafka_stream  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import KafkaSecurity, security_settings  # noqa: E402
+from lakehouse.platform.kafka_security import KafkaSecurity  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.platform.spark import build_spark  # noqa: E402
 from lakehouse.platform.topics import ensure_topic  # noqa: E402
@@ -70,12 +71,8 @@ def run_phase(name: str, job: list[str], args: argparse.Namespace, work: Path, t
     """Run one streaming job on a fresh topic with the warm-up and the measured producer run; returns the
     phase's config file."""
     topic = f"bench_latency_{name}_{uuid.uuid4().hex[:8]}"
-    config = work / f"{name}.ini"
-    # The project's Kafka security settings carry over (the password through the environment).
-    security = "".join(f"{key} = {value}\n" for (_, key), value in security_settings(load_config()).items())
-    streaming = f"[streaming]\ntrigger_interval = {trigger}\n" if trigger else ""
-    config.write_text(f"[kafka]\ntopic = {topic}\n{security}[paths]\ndata_dir = {work / name}\n"
-                      f"cache_dir = {PROJECT_DIR / '.cache'}\n{streaming}", encoding="utf-8")
+    config = write_bench_config(work / f"{name}.ini", topic, work / name,
+                                {"trigger_interval": trigger} if trigger else None)
     cfg = load_config(config)
     ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions,
                  security=KafkaSecurity.from_config(cfg))

@@ -31,8 +31,9 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from bench.bench_config import write_bench_config  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import security_settings  # noqa: E402
+from lakehouse.platform.delta import checkpoint_entries  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.platform.spark import build_spark  # noqa: E402
 
@@ -40,8 +41,7 @@ RECENT = 2_000
 
 
 def committed_batches(paths: Paths) -> int:
-    commits = paths.bronze_checkpoint / "commits"
-    return sum(p.name.isdigit() for p in commits.iterdir()) if commits.is_dir() else 0
+    return checkpoint_entries(paths.bronze_checkpoint, "commits")
 
 
 def add_history(spark, paths: Paths, total: int) -> int:
@@ -88,14 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="rows in Bronze before each restart (default 50000 5000000)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_restart_"))
-    security = "".join(f"{key} = {value}\n" for (_, key), value in security_settings(load_config()).items())
     results = {}
     spark = None
     for size in args.sizes:
         topic = f"bench_restart_{uuid.uuid4().hex[:8]}"
-        config = work / f"{size}.ini"
-        config.write_text(f"[kafka]\ntopic = {topic}\n{security}[paths]\ndata_dir = {work / str(size)}\n"
-                          f"cache_dir = {PROJECT_DIR / '.cache'}\n", encoding="utf-8")
+        config = write_bench_config(work / f"{size}.ini", topic, work / str(size))
         cfg, paths = load_config(config), Paths.from_config(load_config(config))
         produce = [sys.executable, "producer_ventes.py", "--max", "--config", str(config)]
         subprocess.run([*produce, "--count", str(RECENT), "--seed", "1"], cwd=PROJECT_DIR, check=True,

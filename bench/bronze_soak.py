@@ -35,8 +35,9 @@ sys.path.insert(0, str(PROJECT_DIR))
 from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
+from bench.bench_config import write_bench_config  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs, security_settings  # noqa: E402
+from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.platform.spark import build_spark  # noqa: E402
 from lakehouse.platform.topics import ensure_topic  # noqa: E402
@@ -104,10 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_soak_"))
     topic = f"bench_soak_{uuid.uuid4().hex[:8]}"
-    security = "".join(f"{key} = {value}\n" for (_, key), value in security_settings(load_config()).items())
-    config = work / "config.ini"
-    config.write_text(f"[kafka]\ntopic = {topic}\n{security}[paths]\ndata_dir = {work / 'data'}\n"
-                      f"cache_dir = {PROJECT_DIR / '.cache'}\n", encoding="utf-8")
+    config = write_bench_config(work / "config.ini", topic, work / "data")
     cfg = load_config(config)
     paths = Paths.from_config(cfg)
     ensure_topic(cfg.kafka.bootstrap_servers, topic, cfg.kafka.partitions, security=KafkaSecurity.from_config(cfg))

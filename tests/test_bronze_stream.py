@@ -17,6 +17,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.delta import checkpoint_entries
 from lakehouse.platform.paths import Paths
 from lakehouse.ingest.simulator import EXPECTED_REASON
 from tests.conftest import make_config, produce, write_config
@@ -81,8 +82,7 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
 
 def _committed_batches(paths: Paths) -> int:
     """Batches the stream has finished (its checkpoint's commit log)."""
-    commits = paths.bronze_checkpoint / "commits"
-    return sum(p.name.isdigit() for p in commits.iterdir()) if commits.is_dir() else 0
+    return checkpoint_entries(paths.bronze_checkpoint, "commits")
 
 
 def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, topic, tmp_path) -> None:

@@ -40,6 +40,11 @@ def checkpoint_query_id(checkpoint: Path) -> str:
     return json.loads((checkpoint / "metadata").read_text())["id"]
 
 
+def checkpoint_entries(checkpoint: Path, log_name: str) -> int:
+    """Entries of a checkpoint's ``offsets`` (batches planned) or ``commits`` (batches done) log."""
+    return sum(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
+
+
 def checkpoint_has_entries(checkpoint: Path, log_name: str) -> bool:
-    """Whether a checkpoint's ``offsets`` (batches planned) or ``commits`` (batches done) log has an entry."""
-    return any(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
+    """Whether a checkpoint's ``offsets`` or ``commits`` log has an entry."""
+    return checkpoint_entries(checkpoint, log_name) > 0
