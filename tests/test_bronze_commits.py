@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 
 from lakehouse.bronze import commit_tags
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
-from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.contract_check import TimeJudge, check_contract
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.writer import BronzeBatchWriter, to_bronze_rows
 from lakehouse.ingest.contract import ContractLimits
@@ -53,7 +53,7 @@ class Feed:
             rows.append((b"k", bytearray(value), "t", 0, self.offset, kafka_ts.replace(tzinfo=None)))
             self.offset += 1
         df = self.spark.createDataFrame(rows, KAFKA_SCHEMA)
-        return with_contract_check(df, ContractLimits(), NOW)
+        return check_contract(df, ContractLimits())
 
 
 def sales_at(prefix: str, at: dt.datetime, n: int) -> list[tuple[bytes, dt.datetime]]:
@@ -73,7 +73,8 @@ def lake(spark, tmp_path: Path):
 def writer(spark, lake, interval_s: float = 3600.0) -> BronzeBatchWriter:
     cfg, paths, checkpoint = lake
     # A long interval: nothing reaches the metrics table unless the sink is closed (a crash loses the buffer).
-    return BronzeBatchWriter(spark, cfg, paths, checkpoint, MetricsSink(spark, paths.bronze_metrics, interval_s))
+    return BronzeBatchWriter(spark, cfg, paths, checkpoint, MetricsSink(spark, paths.bronze_metrics, interval_s),
+                             clock=NOW.timestamp)
 
 
 def load(spark, path: Path):
@@ -186,9 +187,28 @@ def test_a_table_written_before_tags_is_read_to_find_a_replayed_batch(spark, lak
     batch = Feed(spark).batch(sales_at("v", DAY0 + dt.timedelta(days=30), 3))
     query_id = json.loads((checkpoint / "metadata").read_text())["id"]
     # Batch 0 committed by a version of the writer that did not tag its commits, then a crash.
-    append_delta(to_bronze_rows(batch, None, None, query_id, 0), paths.bronze, "jour")
+    judged = TimeJudge(ContractLimits(), batch.columns)(batch, int(NOW.timestamp() * 1_000_000))
+    append_delta(to_bronze_rows(judged, None, None, query_id, 0), paths.bronze, "jour")
     w = writer(spark, lake)
     w(batch, 0)  # the replay finds the rows in the table itself
     w.sink.close()
     assert load(spark, paths.bronze).count() == 3
     assert load(spark, paths.bronze_metrics).first().bronze_rows == 3
+
+
+def test_a_batch_is_judged_with_the_time_spark_gave_it(spark, lake) -> None:
+    # A batch run again after a crash must decide as it did the first time: its event times are judged
+    # against the time in its offset log entry, not the clock of the run that replays it.
+    _, paths, checkpoint = lake
+    planned = DAY0 + dt.timedelta(days=30)
+    (checkpoint / "offsets").mkdir()
+    (checkpoint / "offsets" / "0").write_text(
+        'v1\n{"batchWatermarkMs":0,"batchTimestampMs":%d}\n{"t":{"0":1}}\n' % (planned.timestamp() * 1000))
+    # Sent with a Kafka timestamp a day past the batch's time: the reference is the batch's time, and the
+    # sale is a day ahead of it. Judged with the writer's clock (NOW, ten days later), it would pass.
+    ahead = planned + dt.timedelta(days=1)
+    w = writer(spark, lake)
+    w(Feed(spark).batch([(sale("a", ahead), ahead)]), 0)
+    w.sink.close()
+    assert [r.reason for r in load(spark, paths.quarantine).collect()] == ["future_event"]
+    assert not (paths.bronze / "_delta_log").exists()

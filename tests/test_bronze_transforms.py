@@ -37,11 +37,30 @@ def kafka_rows(spark, values: list[bytes | None]):
         KAFKA_SCHEMA)
 
 
+def _sale(**changes: object) -> bytes:
+    sale = {"vente_id": "v1", "client_id": "C1", "produit_id": "P1", "timestamp": "2024-12-12T10:15:00Z",
+            "quantite": 1, "montant": 10, "client_nom": "a", "produit_nom": "b", "categorie": "c", "pays": "France",
+            "segment": "B2C"}
+    return json.dumps({**sale, **changes}).encode()
+
+
+# An event time too far ahead or behind is judged apart from the other fields (with the batch's clock):
+# its reason must still take its place among theirs, as in the Python verdict.
+FUTURE, STALE = "2025-03-01T00:00:00Z", "2019-01-01T00:00:00Z"
+TIME_AMONG_OTHERS = [
+    _sale(timestamp=FUTURE), _sale(timestamp=STALE),
+    _sale(vente_id="", timestamp=FUTURE, quantite=0),
+    _sale(vente_id="", client_id=True, produit_id="", timestamp=STALE, montant=-1, devise="\u0001"),
+    _sale(client_id=[1], timestamp=FUTURE),  # a record-level reason wins
+    _sale(timestamp=FUTURE, quantite=0, segment="X"),
+]
+
+
 def test_spark_contract_check_names_the_same_reasons_as_the_python_contract(spark) -> None:
     sim = SalesSimulator(3, 100, bad_ratio=0.6, duplicate_ratio=0.1, max_event_bytes=2048,
                          clock=lambda: KAFKA_TS.replace(tzinfo=dt.timezone.utc))
     gen = sim.records()
-    values = [next(gen).value for _ in range(300)] + [None, b"[1, 2]", b'"texte"', b"null"]
+    values = [next(gen).value for _ in range(300)] + [None, b"[1, 2]", b'"texte"', b"null"] + TIME_AMONG_OTHERS
     actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(2048), NOW)) \
         .select("kafka_offset", "reasons")
     expected_df = spark.createDataFrame([(i, violations(v, limits(2048), KAFKA_TS_US, KAFKA_TS_US)) for i, v in enumerate(values)],

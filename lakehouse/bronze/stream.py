@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.contract_check import check_contract
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.monitoring import BronzeProgressLogger, register_progress_logger
 from lakehouse.bronze.writer import BronzeBatchWriter
@@ -139,9 +139,10 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     sink = MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
     writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink)
     register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status))
-    # The contract check is part of the streaming plan, built once, not rebuilt in every batch.
+    # The contract check is part of the streaming plan, built once, not rebuilt in every batch; the writer
+    # judges event times against each batch's clock.
     checked = read_kafka_stream(spark, cfg).transform(
-        lambda df: with_contract_check(df, ContractLimits.from_config(cfg)))
+        lambda df: check_contract(df, ContractLimits.from_config(cfg)))
     stream = (checked.writeStream.foreachBatch(writer)
               .option("checkpointLocation", str(checkpoint)).queryName("bronze_ventes"))
     stream = (stream.trigger(availableNow=True) if available_now

@@ -16,6 +16,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -24,11 +25,14 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, DUPLICATES_COLUMNS,
                                       QUARANTINE_COLUMNS, SALE_CONTENT)
+from lakehouse.bronze.contract_check import TimeJudge
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, find_duplicates
 from lakehouse.bronze.metrics_sink import MetricsSink
+from lakehouse.ingest.contract import ContractLimits
+from lakehouse.platform.codegen import per_batch_long
 from lakehouse.platform.config import Config
-from lakehouse.platform.delta import append_delta, checkpoint_query_id, delta_table_exists
+from lakehouse.platform.delta import append_delta, batch_timestamp_ms, checkpoint_query_id, delta_table_exists
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,7 @@ def sale_content():
 
 def _with_batch(df: DataFrame, query_id: str, batch_id: int) -> DataFrame:
     return (df.withColumn("bronze_query_id", F.lit(query_id))
-            .withColumn("bronze_batch_id", F.lit(batch_id).cast("long")))
+            .withColumn("bronze_batch_id", per_batch_long(batch_id, F.col("kafka_offset"))))
 
 
 def to_bronze_rows(checked_df: DataFrame, decisions_df: DataFrame | None, watermark_us: int | None,
@@ -60,7 +64,8 @@ def to_bronze_rows(checked_df: DataFrame, decisions_df: DataFrame | None, waterm
     if decisions_df is not None:
         valid = valid.join(F.broadcast(decisions_df.select("kafka_partition", "kafka_offset")),
                            ["kafka_partition", "kafka_offset"], "left_anti")
-    late = F.lit(False) if watermark_us is None else F.unix_micros("event_ts") < F.lit(watermark_us)
+    late = F.lit(False) if watermark_us is None else \
+        F.unix_micros("event_ts") < per_batch_long(watermark_us, F.col("kafka_offset"))
     return (valid.withColumn("is_late", late).withColumnRenamed("raw_text", "raw_json")
             .transform(lambda d: _with_batch(d, query_id, batch_id)).select(*BRONZE_COLUMNS))
 
@@ -132,10 +137,15 @@ class BronzeBatchWriter:
     appends to the tables; the figures go to ``sink``."""
 
     def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path,
-                 sink: MetricsSink | None = None):
-        self.spark, self.cfg, self.paths, self.checkpoint = spark, cfg, paths, checkpoint
+                 sink: MetricsSink | None = None, clock: Callable[[], float] = time.time):
+        """``clock`` (seconds since the epoch) times the batches; a batch's own time, which its event times
+        are judged against and which is its ``ingestion_ts``, is the one Spark gave it when planning it
+        (the same when the batch runs again after a crash), or the clock's without a checkpoint entry."""
+        self.spark, self.cfg, self.paths, self.checkpoint, self.clock = spark, cfg, paths, checkpoint, clock
         self.sink = sink or MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
         self.delay_us = int(cfg.streaming.watermark_delay.seconds * 1_000_000)
+        self.limits = ContractLimits.from_config(cfg)
+        self._judge: TimeJudge | None = None
         self._query_id: str | None = None
         self._state: DedupState | None = None
         self._written_before: set[Path] = set()  # tables holding the run's first batch already
@@ -244,13 +254,17 @@ class BronzeBatchWriter:
             state.remember(vente_id, Kept(event_us, content, partition, offset))
 
     def __call__(self, checked_df: DataFrame, batch_id: int) -> None:
-        started_ms = int(time.time() * 1000)
+        """``checked_df``: the batch's records through ``check_contract``."""
+        started_ms = int(self.clock() * 1000)
         # Cached once: the keys are collected from it, then each table is written from it.
-        checked = checked_df.persist()
+        cached = checked_df.persist()
+        if self._judge is None:
+            self._judge = TimeJudge(self.limits, checked_df.columns)
         try:
-            self._process(checked, batch_id, started_ms)
+            batch_ms = batch_timestamp_ms(self.checkpoint, batch_id) or started_ms
+            self._process(self._judge(cached, batch_ms * 1000), batch_id, started_ms)
         finally:
-            checked.unpersist()
+            cached.unpersist()
 
     def _decisions_df(self, decisions: list[Decision]) -> DataFrame | None:
         if not decisions:
@@ -318,7 +332,7 @@ class BronzeBatchWriter:
             append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
             steps.done(path.name)
 
-        row = metrics_row(app, batch_id, figures, int(time.time() * 1000))
+        row = metrics_row(app, batch_id, figures, int(self.clock() * 1000))
         if batch_id not in self._recovered:
             self.sink.add(row)
         state.add(kept)

@@ -40,6 +40,16 @@ def checkpoint_query_id(checkpoint: Path) -> str:
     return json.loads((checkpoint / "metadata").read_text())["id"]
 
 
+def batch_timestamp_ms(checkpoint: Path, batch_id: int) -> int | None:
+    """The time Spark gave a batch when it planned it (``batchTimestampMs`` of its offset log entry: a
+    batch run again after a crash gets the same), or None without that entry."""
+    try:
+        lines = (checkpoint / "offsets" / str(batch_id)).read_text(encoding="utf-8").splitlines()
+        return int(json.loads(lines[1])["batchTimestampMs"])
+    except (OSError, IndexError, ValueError, KeyError, TypeError):
+        return None
+
+
 def checkpoint_entries(checkpoint: Path, log_name: str) -> int:
     """Entries of a checkpoint's ``offsets`` (batches planned) or ``commits`` (batches done) log."""
     return sum(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
