@@ -92,7 +92,8 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
                             kafka__topic=topic, streaming__max_offsets_per_trigger=400)
     drain(spark, reference)
 
-    killed = make_config(tmp_path / "killed", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
+    killed = make_config(tmp_path / "killed", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
+                         streaming__max_offsets_per_trigger=150)
     config = write_config(tmp_path / "killed.ini", killed, streaming={"max_offsets_per_trigger": 150,
                                                                        "trigger_interval": "200 ms"})
     paths = Paths.from_config(killed)
@@ -109,9 +110,7 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
             proc.wait(timeout=30)
         finally:
             proc.kill()
-    result = subprocess.run([*job, "--available-now"], cwd=PROJECT_DIR, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    drain(spark, killed)  # what the kills left, finished by a new run (here in-process: no fourth JVM)
 
     run_columns = ["ingestion_ts", "bronze_query_id", "bronze_batch_id"]
     ref_bronze, ref_quarantine, _ = tables(spark, Paths.from_config(reference))

@@ -61,7 +61,7 @@ def test_upkeep_while_bronze_and_silver_run(spark, kafka_bootstrap, topic, tmp_p
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
     paths = Paths.from_config(cfg)
     producer = subprocess.Popen(
-        [sys.executable, "producer_ventes.py", "--rate", "100", "--count", "2000", "--seed", "5",
+        [sys.executable, "producer_ventes.py", "--rate", "250", "--count", "2000", "--seed", "5",
          "--topic", topic, "--bootstrap-servers", kafka_bootstrap], cwd=PROJECT_DIR,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bronze = start_bronze_stream(spark, cfg, paths)
