@@ -25,8 +25,8 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, DUPLICATES_COLUMNS,
                                       QUARANTINE_COLUMNS, SALE_CONTENT)
-from lakehouse.bronze.contract_check import TimeJudge
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
+from lakehouse.bronze.contract_check import TimeJudge
 from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, find_duplicates
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.ingest.contract import ContractLimits
