@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,18 @@ def test_a_first_resolution_is_quiet_and_the_next_start_reuses_it(tmp_path: Path
     assert resolve_jars(paths, spark_packages(), verbose=True) == jars
     out, err = capfd.readouterr()
     assert len(ivy_lines(out + err)) >= 5  # --verbose shows it
+
+
+def test_two_starts_at_once_resolve_once(tmp_path: Path) -> None:
+    # Two processes starting on a fresh cache (two scripts, two test workers): Ivy runs once, and the one
+    # that waited reads the listing the first one wrote (two Ivy runs into one directory break each other's
+    # downloads).
+    paths = Paths(tmp_path / "data", own_listing_cache(tmp_path))
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: resolve_jars(paths, spark_packages()), range(2))
+    assert first == second and first
+    ivy_runs = (paths.logs_dir / "spark-jars.log").read_text(encoding="utf-8").count("\n=== ")
+    assert ivy_runs == 1
 
 
 def test_a_failed_resolution_shows_the_end_of_its_output(tmp_path: Path, capfd) -> None:

@@ -6,10 +6,16 @@ is cached. Instead, the first start resolves the packages in a one-off spark-sub
 to ``data/logs/spark-jars.log`` (or to the terminal with ``verbose``), and writes the resolved jar files
 into a listing beside the Ivy cache. Later starts read the listing and pass the files as ``spark.jars``:
 no Ivy, nothing printed, a few seconds saved. A listing whose files are gone is resolved again.
+
+Two processes starting at once on a fresh cache (two scripts, two test workers) must not run Ivy into the
+same directory together: Ivy's downloads are not safe against each other (one gets "download failed" on a
+jar the other is writing). The resolution holds a lock file beside the cache; whoever comes second waits,
+then reads the listing the first one wrote.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -91,8 +97,23 @@ def resolve_jars(paths: Paths, packages: list[str], repositories: str | None = N
     jars = cached_jars(listing)
     if jars is not None:
         return jars
-    paths.logs_dir.mkdir(parents=True, exist_ok=True)
     paths.ivy_dir.mkdir(parents=True, exist_ok=True)
+    with open(paths.ivy_dir / "resolve.lock", "a", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("Another process is resolving Spark's jars into %s; waiting for it", paths.ivy_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        jars = cached_jars(listing)  # resolved by the process that held the lock
+        if jars is not None:
+            return jars
+        return _resolve(paths, packages, repositories, verbose, listing)
+
+
+def _resolve(paths: Paths, packages: list[str], repositories: str | None, verbose: bool,
+             listing: Path) -> list[str]:
+    """Run Ivy (the caller holds the lock) and write the listing."""
+    paths.logs_dir.mkdir(parents=True, exist_ok=True)
     log_file = paths.logs_dir / "spark-jars.log"
     found = listing.with_name(f"{listing.name}.{os.getpid()}.tmp")
     command = [_spark_submit(), "--packages", ",".join(packages), "--conf", f"spark.jars.ivy={paths.ivy_dir}"]
