@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.util import inheritable_thread_target
 from pyspark.sql import functions as F
 
 from lakehouse.platform.delta import checkpoint_has_entries, checkpoint_query_id, delta_table_exists, read_delta
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.transforms import (PAIRS_COLUMNS, SILVER_TABLES, TOTALS, ClientRules, combine_clients, combine_totals,
+from lakehouse.silver.transforms import (PAIRS_COLUMNS, SILVER_TABLES, ClientRules, combine_clients, combine_totals,
                                          pair_counts, pairs_from_bronze, touched_pairs)
 
 log = logging.getLogger(__name__)
@@ -77,21 +79,31 @@ class SilverBatchWriter:
         # Materialized (small), and before the append below changes the pairs table under them.
         known = touched_pairs(read_delta(self.spark, paths.silver_pairs), batch_pairs).localCheckpoint()
         added = batch_pairs.join(known, PAIRS_COLUMNS, "left_anti").localCheckpoint()
-        _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
         pairs = known.unionByName(added).persist()
         done("pairs")
         updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
-        try:
-            clients = combine_clients(read_delta(self.spark, paths.silver("clients")), new,
-                                      pair_counts(pairs, "client_produits"), self.rules, updated_at)
+
+        def write(table: str) -> None:
+            if table == "pairs":
+                _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
+                return
+            existing = read_delta(self.spark, paths.silver(table))
+            if table == "clients":
+                combined = combine_clients(existing, new, pair_counts(pairs, "client_produits"), self.rules,
+                                           updated_at)
+            else:
+                combined = combine_totals(table, existing, new, pairs)
             # Materialized before the overwrite: the new version must not be computed from itself.
-            _save(clients.localCheckpoint(), paths.silver("clients"), "overwrite", self._app("clients"),
-                  batch_id)
-            done("clients")
-            for table in TOTALS:
-                combined = combine_totals(table, read_delta(self.spark, paths.silver(table)), new, pairs)
-                _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
-                done(table)
+            _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
+
+        try:
+            # The five writes are independent given the batch and its pairs: made at once, their Delta
+            # commits and small jobs overlap. Each table stays idempotent on its own (see _save), so a
+            # batch re-run after a crash in the middle writes only what is missing.
+            tables = ("pairs", *SILVER_TABLES)
+            with ThreadPoolExecutor(len(tables)) as pool:
+                list(pool.map(inheritable_thread_target(self.spark)(write), tables))
+            done("writes")
         finally:
             pairs.unpersist()
         log.info("Silver batch %d merged: %s", batch_id, ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
