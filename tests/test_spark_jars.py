@@ -56,7 +56,7 @@ def test_a_first_resolution_is_quiet_and_the_next_start_reuses_it(tmp_path: Path
 def test_two_starts_at_once_resolve_once(tmp_path: Path) -> None:
     # Two processes starting on a fresh cache (two scripts, two test workers): Ivy runs once, and the one
     # that waited reads the listing the first one wrote (two Ivy runs into one directory break each other's
-    # downloads).
+    # downloads). Two threads here: each opens the lock file for itself, which is what two processes do.
     paths = Paths(tmp_path / "data", own_listing_cache(tmp_path))
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(lambda _: resolve_jars(paths, spark_packages()), range(2))
