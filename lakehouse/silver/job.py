@@ -15,8 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.util import inheritable_thread_target
 from pyspark.sql import functions as F
+from pyspark.util import inheritable_thread_target
 
 from lakehouse.platform.delta import checkpoint_has_entries, checkpoint_query_id, delta_table_exists, read_delta
 from lakehouse.platform.paths import Paths
