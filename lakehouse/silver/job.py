@@ -12,6 +12,7 @@ import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
@@ -83,10 +84,7 @@ class SilverBatchWriter:
         done("pairs")
         updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
 
-        def write(table: str) -> None:
-            if table == "pairs":
-                _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim")
-                return
+        def rewrite(table: str) -> None:
             existing = read_delta(self.spark, paths.silver(table))
             if table == "clients":
                 combined = combine_clients(existing, new, pair_counts(pairs, "client_produits"), self.rules,
@@ -96,13 +94,15 @@ class SilverBatchWriter:
             # Materialized before the overwrite: the new version must not be computed from itself.
             _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
 
+        writes = [lambda: _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim"),
+                  *[partial(rewrite, table) for table in SILVER_TABLES]]
         try:
             # The five writes are independent given the batch and its pairs: made at once, their Delta
             # commits and small jobs overlap. Each table stays idempotent on its own (see _save), so a
             # batch re-run after a crash in the middle writes only what is missing.
-            tables = ("pairs", *SILVER_TABLES)
-            with ThreadPoolExecutor(len(tables)) as pool:
-                list(pool.map(inheritable_thread_target(self.spark)(write), tables))
+            run = inheritable_thread_target(self.spark)(lambda write: write())  # the session's job group
+            with ThreadPoolExecutor(len(writes)) as pool:
+                list(pool.map(run, writes))
             done("writes")
         finally:
             pairs.unpersist()
