@@ -9,7 +9,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.silver.transforms import (CLIENTS_COLUMNS, ClientRules, clients_from_bronze, pays_from_bronze,
-                              segments_from_bronze, ventes_jour_from_bronze)
+                              segments_from_bronze, touched_pairs, ventes_jour_from_bronze)
 
 RULES = ClientRules(loyalty_threshold=2, premium_threshold=Decimal("500"), standard_threshold=Decimal("100"))
 BRONZE_SCHEMA = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, "
@@ -84,3 +84,16 @@ def test_money_sums_are_exact(spark) -> None:
     rows = [(f"v{i}", "C1", "P1", ts(D1, 9), D1, 1, Decimal("0.10"), "A", "France", "B2C") for i in range(1000)]
     clients = clients_from_bronze(spark.createDataFrame(rows, BRONZE_SCHEMA), RULES).first()
     assert clients.total_depense == Decimal("100.00") and clients.segment_depense == "Standard"
+
+
+def test_touched_pairs_are_every_stored_pair_of_the_touched_keys_and_the_new_ones(spark) -> None:
+    schema = "dim STRING, key STRING, member STRING"
+    stored = spark.createDataFrame([("pays_clients", "France", "C1"), ("pays_clients", "France", "C2"),
+                                    ("pays_clients", "Suisse", "C3"), ("jour_clients", "2024-12-12", "C1")], schema)
+    batch = spark.createDataFrame([("pays_clients", "France", "C2"), ("pays_clients", "France", "C4"),
+                                   ("jour_clients", "2024-12-13", "C1")], schema)
+    expected = [("pays_clients", "France", "C1", True), ("pays_clients", "France", "C2", True),
+                ("pays_clients", "France", "C4", False), ("jour_clients", "2024-12-13", "C1", False)]
+    assertDataFrameEqual(touched_pairs(stored, batch), spark.createDataFrame(expected, schema + ", stored BOOLEAN"))
+    # No pairs table yet: every pair of the batch is new.
+    assert {r.stored for r in touched_pairs(None, batch).collect()} == {False}

@@ -76,11 +76,10 @@ class SilverBatchWriter:
             steps[step] = time.monotonic() - started
             started = time.monotonic()
 
-        batch_pairs = pairs_from_bronze(new)
-        # Materialized (small), and before the append below changes the pairs table under them.
-        known = touched_pairs(read_delta(self.spark, paths.silver_pairs), batch_pairs).localCheckpoint()
-        added = batch_pairs.join(known, PAIRS_COLUMNS, "left_anti").localCheckpoint()
-        pairs = known.unionByName(added).persist()
+        # One job, materialized before the append below changes the pairs table under it (small: the
+        # pairs of the keys the batch touches).
+        pairs = touched_pairs(read_delta(self.spark, paths.silver_pairs), pairs_from_bronze(new)).localCheckpoint()
+        added = pairs.filter(~F.col("stored")).select(*PAIRS_COLUMNS)
         done("pairs")
         updated_at = F.lit(datetime.now(timezone.utc)).cast("timestamp")
 
@@ -91,21 +90,19 @@ class SilverBatchWriter:
                                            updated_at)
             else:
                 combined = combine_totals(table, existing, new, pairs)
-            # Materialized before the overwrite: the new version must not be computed from itself.
-            _save(combined.localCheckpoint(), paths.silver(table), "overwrite", self._app(table), batch_id)
+            # Computed from the version it replaces: Delta reads that snapshot's files, which the overwrite
+            # only marks as removed.
+            _save(combined, paths.silver(table), "overwrite", self._app(table), batch_id)
 
         writes = [lambda: _save(added, paths.silver_pairs, "append", self._app("pairs"), batch_id, "dim"),
                   *[partial(rewrite, table) for table in SILVER_TABLES]]
-        try:
-            # The five writes are independent given the batch and its pairs: made at once, their Delta
-            # commits and small jobs overlap. Each table stays idempotent on its own (see _save), so a
-            # batch re-run after a crash in the middle writes only what is missing.
-            run = inheritable_thread_target(self.spark)(lambda write: write())  # the session's job group
-            with ThreadPoolExecutor(len(writes)) as pool:
-                list(pool.map(run, writes))
-            done("writes")
-        finally:
-            pairs.unpersist()
+        # The five writes are independent given the batch and its pairs: made at once, their Delta
+        # commits and small jobs overlap. Each table stays idempotent on its own (see _save), so a
+        # batch re-run after a crash in the middle writes only what is missing.
+        run = inheritable_thread_target(self.spark)(lambda write: write())  # the session's job group
+        with ThreadPoolExecutor(len(writes)) as pool:
+            list(pool.map(run, writes))
+        done("writes")
         log.info("Silver batch %d merged: %s", batch_id, ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()))
         self.rows_merged += new.count()
 

@@ -155,12 +155,16 @@ def pair_counts(pairs_df: DataFrame, dim: str, key_type: str = "string") -> Data
 
 
 def touched_pairs(existing_pairs_df: DataFrame | None, batch_pairs_df: DataFrame) -> DataFrame:
-    """The stored pairs of the (dim, key)s that new sales touch: enough to recount those keys, and
-    small whatever the history (a broadcast semi-join: one scan of the pairs table, no shuffle)."""
+    """Every pair of the (dim, key)s that new sales touch, stored or new, with ``stored`` telling which:
+    enough to recount those keys, and small whatever the history (a broadcast semi-join: one scan of the
+    pairs table). ``batch_pairs_df`` holds distinct pairs (``pairs_from_bronze``)."""
+    new = batch_pairs_df.select(*PAIRS_COLUMNS, F.lit(False).alias("stored"))
     if existing_pairs_df is None:
-        return batch_pairs_df.limit(0)
+        return new
     keys = F.broadcast(batch_pairs_df.select("dim", "key").distinct())
-    return existing_pairs_df.select(*PAIRS_COLUMNS).join(keys, ["dim", "key"], "left_semi")
+    stored = (existing_pairs_df.select(*PAIRS_COLUMNS).join(keys, ["dim", "key"], "left_semi")
+              .withColumn("stored", F.lit(True)))
+    return stored.unionByName(new).groupBy(*PAIRS_COLUMNS).agg(F.max("stored").alias("stored"))
 
 
 def _added(name: str) -> Column:
