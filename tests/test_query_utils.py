@@ -167,13 +167,18 @@ def test_batch_with_missing_tables_says_which_and_how(tmp_path) -> None:
     assert done.stdout == ""
 
 
-@pytest.mark.integration  # runs query_utils.py in its own process
-def test_batch_report_and_charts_from_the_script(lake_paths, tmp_path) -> None:
+def test_batch_report_and_charts_from_the_script(spark, lake_paths, tmp_path, capsys) -> None:
+    # In-process (main() finds the tests' session): the menu's test below runs the script in its own process.
+    import query_utils
+
     config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
-    done = run_script(["--batch", "--out", str(tmp_path / "report")], config)
-    assert done.returncode == 0, done.stderr
-    assert re.search(r"Revenue\s+1,199\.98 €", done.stdout)
-    assert f"Report written to {tmp_path / 'report' / 'report.md'}" in done.stdout
+    try:
+        assert query_utils.main(["--batch", "--out", str(tmp_path / "report"), "--config", str(config)]) == 0
+    finally:
+        spark.sparkContext.setLogLevel("WARN")  # main() quiets Spark for its terminal
+    out = capsys.readouterr().out
+    assert re.search(r"Revenue\s+1,199\.98 €", out)
+    assert f"Report written to {tmp_path / 'report' / 'report.md'}" in out
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
         "daily_revenue.png", "report.md", "revenue_by_country.png", "revenue_by_segment.png"]
 

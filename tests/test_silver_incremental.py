@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
 import pytest
 from pyspark.testing import assertDataFrameEqual
+from pyspark.util import inheritable_thread_target
 
 from lakehouse.silver import job as silver
 from lakehouse.platform.paths import Paths
@@ -41,9 +43,14 @@ def append_bronze(spark, paths: Paths, rows: list[tuple]) -> None:
 
 def assert_silver_equals_full_recompute(spark, paths: Paths) -> None:
     bronze = spark.read.format("delta").load(str(paths.bronze))
-    for table, oracle in ORACLES.items():
+
+    def compare(table: str) -> None:
         actual = spark.read.format("delta").load(str(paths.silver(table))).drop("updated_at")
-        assertDataFrameEqual(actual, oracle(bronze).drop("updated_at"))
+        assertDataFrameEqual(actual, ORACLES[table](bronze).drop("updated_at"))
+
+    # The four comparisons at once: their small jobs overlap (an assertion error still reaches the test).
+    with ThreadPoolExecutor(len(ORACLES)) as pool:
+        list(pool.map(inheritable_thread_target(spark)(compare), ORACLES))
 
 
 def versions(spark, paths: Paths) -> dict[str, int]:
