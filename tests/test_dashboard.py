@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from lakehouse.serve.dashboard import SilverSnapshot, euros, format_dashboard
+from lakehouse.serve.dashboard import SilverSnapshot, format_dashboard
+from lakehouse.serve.numbers import euros
 
 
 def client(cid, nom, total, nb, tier, loyal):

@@ -24,7 +24,8 @@ from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.ingest.contract import MAX_ID_CHARS, MAX_TEXT_CHARS, MONEY_MAX, ContractLimits, violations
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import ensure_topic
-from lakehouse.serve.dashboard import dashboard_text, euros
+from lakehouse.serve.dashboard import dashboard_text
+from lakehouse.serve.numbers import euros
 from lakehouse.serve.menu import Console, Menu
 from lakehouse.serve.queries import Lakehouse
 from lakehouse.serve.report import DAILY, build_report, write_report_files

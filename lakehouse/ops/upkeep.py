@@ -32,7 +32,7 @@ from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.transforms import SILVER_TABLES
+from lakehouse.silver.tables import SILVER_TABLES
 from lakehouse.platform.spark import build_spark_or_log
 
 log = logging.getLogger("lakehouse.ops.upkeep")

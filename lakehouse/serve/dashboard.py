@@ -11,18 +11,10 @@ from pyspark.sql import functions as F
 
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.transforms import SILVER_TABLES, TIERS
+from lakehouse.serve.numbers import euros, share
+from lakehouse.silver.tables import SILVER_TABLES, TIERS
 
 TOP_CLIENTS = 10
-
-
-def euros(amount: Decimal | None) -> str:
-    """``Decimal("1234.5")`` → ``"1,234.50 €"``."""
-    return "—" if amount is None else f"{amount:,.2f} €"
-
-
-def share(part: int | Decimal, whole: int | Decimal) -> str:
-    return "—" if not whole else f"{100 * part / whole:.1f} %"
 
 
 def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[str]:

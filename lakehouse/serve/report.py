@@ -11,11 +11,12 @@ from typing import Callable
 
 from pyspark.sql import DataFrame
 
-from lakehouse.serve.dashboard import euros, share, table
+from lakehouse.serve.dashboard import table
+from lakehouse.serve.numbers import euros, share
 from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, duplicates_samples,
                                      duplicates_summary, last_batches, quarantine_samples, quarantine_summary,
                                      segments, top_clients)
-from lakehouse.silver.transforms import TIERS
+from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from pyspark.util import inheritable_thread_target
 
 from lakehouse.platform.delta import checkpoint_has_entries, checkpoint_query_id, delta_table_exists, read_delta
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.transforms import (PAIRS_COLUMNS, SILVER_TABLES, ClientRules, combine_clients, combine_totals,
+from lakehouse.silver.tables import SILVER_TABLES, silver_tag
+from lakehouse.silver.transforms import (PAIRS_COLUMNS, ClientRules, combine_clients, combine_totals,
                                          pair_counts, pairs_from_bronze, touched_pairs)
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,9 @@ def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int,
           partition_by: str | None = None) -> None:
     # Idempotent: Delta skips a write whose (txnAppId, txnVersion) it has already committed, so a batch
     # re-run after a crash leaves each table as if it had run once.
+    # Tagged with the batch: the web dashboard's time travel finds each table's version of a run by it.
     writer = (df.write.format("delta").mode(mode).option("txnAppId", app_id)
-              .option("txnVersion", batch_id))
+              .option("txnVersion", batch_id).option("userMetadata", silver_tag(batch_id)))
     if mode == "overwrite":
         writer = writer.option("overwriteSchema", "true")
     if partition_by:

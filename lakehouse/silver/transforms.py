@@ -14,9 +14,6 @@ from pyspark.sql import functions as F
 
 from lakehouse.platform.config import Config
 
-TIERS = ("Premium", "Standard", "Economy")
-# The tables Silver keeps (besides its internal pairs table).
-SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour")
 
 CLIENTS_COLUMNS = [
     "client_id", "client_nom", "pays", "segment", "nb_achats", "total_quantite", "total_depense",
