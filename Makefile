@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep
+.PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ check: setup  ## Run every setup check, Spark included, creating what is missing
 
 demo: setup  ## Set up everything, run the whole pipeline with a live view (ARGS="--fresh", "--rate 10"...)
 	$(BIN)/python -m lakehouse.ops.demo $(ARGS)
+
+dashboard: setup  ## The web dashboard of the tables (http://127.0.0.1:8501 by default; ARGS="--port 8600"...)
+	$(BIN)/python streamlit_dashboard.py $(ARGS)
 
 smoke: broker-start  ## Send five sales through Kafka into Delta and read them back (quick check)
 	$(BIN)/python setup_utils.py --fix

@@ -8,10 +8,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.ops.demo import Demo, Part, format_health, parse_args, reset_data
+from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
 from tests.conftest import make_config, produce, write_config
@@ -68,17 +70,27 @@ def run_demo_until(config: Path, marker: str, condition, log: Path, what: str) -
 def test_demo_runs_stops_cleanly_and_resumes(spark, kafka_bootstrap, topic, tmp_path) -> None:
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
     paths = Paths.from_config(cfg)
-    config = write_config(tmp_path / "config.ini", cfg, streaming={"trigger_interval": "1 second"})
+    web_port = free_port()
+    config = write_config(tmp_path / "config.ini", cfg, streaming={"trigger_interval": "1 second"},
+                          dashboard={"port": web_port})
     marker, log = uuid.uuid4().hex, tmp_path / "demo.out"
+    web_answered = []
 
-    def view_shows_silver() -> bool:  # what the user sees: stream health, then Silver's figures
-        return log.exists() and "Top 10 clients by revenue" in log.read_text()
-    run_demo_until(config, marker, view_shows_silver, log, "the Silver dashboard in the live view")
+    def view_shows_silver() -> bool:  # what the user sees: stream health, then Silver's figures, and the web page
+        if not web_answered:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/_stcore/health", timeout=2) as answer:
+                    web_answered.append(answer.read())
+            except OSError:
+                pass
+        return log.exists() and "Top 10 clients by revenue" in log.read_text() and bool(web_answered)
+    run_demo_until(config, marker, view_shows_silver, log, "the Silver dashboard in the live view and the web page")
+    assert web_answered == [b"ok"] and f"Web dashboard: http://127.0.0.1:{web_port}" in log.read_text()
     first = read_json(paths.producer_summary)
     out = log.read_text()
     assert re.search(r"Stream: [\d.]+ events/s in · [\d,]+ sales into Bronze this run", out)
     assert re.search(r"Sales [1-9][\d,]*   Revenue [\d,]+\.\d\d €", out)
-    for part in ("producer", "bronze", "silver"):
+    for part in ("producer", "bronze", "silver", "dashboard"):
         assert (paths.logs_dir / f"{part}.log").stat().st_size > 0
 
     second_start = time.time()
@@ -127,6 +139,33 @@ def test_fresh_empties_tables_checkpoints_and_topic(kafka_bootstrap, topic, tmp_
     reset_data(paths, kafka_bootstrap, topic, 3)
     assert not paths.delta_dir.exists() and not paths.checkpoints_dir.exists() and not paths.status_dir.exists()
     assert topic_end_offsets(kafka_bootstrap, topic) == {0: 0, 1: 0, 2: 0}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.integration  # starts a process
+def test_the_web_dashboard_is_an_extra_that_the_pipeline_survives(tmp_path) -> None:
+    with socket.socket() as busy:  # its port taken: not started, said in the view, the rest goes on
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        cfg = make_config(tmp_path / "data", dashboard__port=busy.getsockname()[1])
+        demo = Demo(cfg, parse_args([]), io.StringIO())
+        note = demo.start_web([sys.executable, "-c", "pass"], dict(os.environ))
+    assert note.startswith("Web dashboard: not started (cannot listen on 127.0.0.1:") and not demo.parts
+    # Started, then stopped: said once, and it is no reason to stop the pipeline.
+    demo = Demo(make_config(tmp_path / "data", dashboard__port=free_port()), parse_args([]), io.StringIO())
+    note = demo.start_web([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ))
+    assert note.startswith("Web dashboard: http://127.0.0.1:")
+    demo.parts[0].proc.wait(30)
+    note = demo.check_web(note)
+    assert note.startswith("Web dashboard: stopped (exit 3") and demo.check_web(note) == note
+    assert not demo.parts[0].essential
+    screen = render(demo.parts, "local", "Stream: ...", None, tmp_path, time.monotonic(), 30, note)
+    assert "dashboard stopped" in screen and note in screen
 
 
 def test_health_line() -> None:

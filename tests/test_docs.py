@@ -101,6 +101,9 @@ EXERCISED = {
     "python producer_ventes.py": "tests/test_producer.py",
     "python streaming_silver.py": "tests/test_spark_submit.py",
     "python query_utils.py": "tests/test_query_utils.py::test_menu_through_stdin",
+    "python streamlit_dashboard.py": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (a part of "
+                                     "the demo; bench/dashboard_render.py)",
+    "make dashboard": "tests/test_web_dashboard.py::test_the_served_page_in_chromium_shows_silver_and_follows_it",
     "python query_utils.py --batch": "tests/test_query_utils.py::test_batch_report_and_charts_from_the_script",
     "make upkeep": "tests/test_upkeep.py (run_upkeep)",
     "make demo ARGS=--fresh": "tests/test_demo.py::test_fresh_empties_tables_checkpoints_and_topic",

@@ -1,13 +1,15 @@
-"""The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view.
+"""The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view,
+and the web dashboard.
 
 Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
-                                [--no-broker] [--duration DURATION] [--config PATH]
+                                [--no-broker] [--no-web] [--duration DURATION] [--config PATH]
 (`make demo` runs it after setting everything up.)
 
 Each part runs as its own process, in a session of its own (Ctrl-C in the terminal reaches only this
 one), with its output in its own log under data/logs/. Ctrl-C or SIGTERM stops them in order: the
 producer (it flushes what it sent), the Bronze stream after its current batch, Silver after its current
-run, then the broker if this command started it. Started again, the parts resume from their
+run, the web dashboard, then the broker if this command started it. The web dashboard is an
+extra: when its port is taken, or it stops, the pipeline goes on without it (the view says so). Started again, the parts resume from their
 checkpoints on the same data; --fresh deletes the tables, the checkpoints and the topic's records first.
 """
 
@@ -39,12 +41,13 @@ from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
+from lakehouse.serve.web_server import port_problem, url
 
 log = logging.getLogger("lakehouse.ops.demo")
 
 DEFAULT_RATE = 3.0
 # How long each part may take to stop cleanly before it is killed (Spark jobs finish a batch or a run).
-STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0}
+STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0, "dashboard": 20.0}
 EXIT_PART_FAILED = 1
 EXIT_SETUP_FAILED = 3
 
@@ -57,6 +60,7 @@ class Part:
     command: list[str]
     log_file: Path
     proc: subprocess.Popen | None = None
+    essential: bool = True  # the pipeline stops when an essential part stops
 
     def start(self, env: dict[str, str]) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -140,13 +144,14 @@ def format_health(status: dict | None, rate: float | None) -> str:
 
 
 def render(parts: list[Part], broker_note: str, health: str, silver_text: str | None, logs_dir: Path,
-           started: float, silver_interval: float) -> str:
+           started: float, silver_interval: float, web_note: str | None = None) -> str:
     """The whole screen."""
     elapsed = timedelta(seconds=int(time.monotonic() - started))
     states = " · ".join(f"{p.name} {'running' if p.running else 'stopped'}" for p in parts)
     lines = [f"Sales lakehouse — live demo, running {elapsed} (Ctrl-C stops everything cleanly)",
              f"Parts: broker {broker_note} · {states}",
              health,
+             *([web_note] if web_note else []),
              f"Logs: {logs_dir}/{{{','.join(p.name for p in parts)}}}.log",
              ""]
     lines.append(silver_text.rstrip() if silver_text else
@@ -177,6 +182,7 @@ def part_commands(cfg_file: str | None, rate: float, silver_interval: float, pat
                      str(paths.producer_summary), *kafka],
         "bronze": [py, "spark_streaming_delta.py", *kafka],
         "silver": [py, "streaming_silver.py", "--interval", f"{silver_interval:g}", "--no-dashboard", *config],
+        "dashboard": [py, "streamlit_dashboard.py", *config],
     }
 
 
@@ -202,6 +208,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds between two refreshes of the view (default [monitoring] dashboard_refresh)")
     parser.add_argument("--fresh", action="store_true",
                         help="delete the tables, checkpoints and the topic's records before starting")
+    parser.add_argument("--no-web", action="store_true",
+                        help="do not start the web dashboard (streamlit_dashboard.py)")
     parser.add_argument("--no-broker", action="store_true",
                         help="use the broker already running at [kafka] bootstrap_servers (e.g. docker "
                              "compose) and never start or stop one")
@@ -289,6 +297,7 @@ class Demo:
             part = Part(name, commands[name], self.paths.logs_dir / f"{name}.log")
             part.start(env)
             self.parts.append(part)
+        web_note = None if self.args.no_web or self.stop.is_set() else self.start_web(commands["dashboard"], env)
         log.info("Started %s; logs in %s", ", ".join(f"{p.name} (pid {p.proc.pid})" for p in self.parts),
                  self.paths.logs_dir)
         refresh = self.args.refresh or self.cfg.monitoring.dashboard_refresh.seconds
@@ -296,14 +305,15 @@ class Demo:
         tty = self.out.isatty()
         try:
             while not self.stop.is_set():
-                failed = next((p for p in self.parts if not p.running), None)
+                failed = next((p for p in self.parts if p.essential and not p.running), None)
                 if failed is not None:
                     break
+                web_note = self.check_web(web_note)
                 status = health.update(read_json(self.paths.bronze_status))
                 silver = self.paths.silver_dashboard.read_text(encoding="utf-8") \
                     if self.paths.silver_dashboard.exists() else None
                 screen = render(self.parts, broker_note, format_health(status, health.rate), silver,
-                                self.paths.logs_dir, started, self.silver_interval)
+                                self.paths.logs_dir, started, self.silver_interval, web_note)
                 if tty:
                     self.out.write("\033[H\033[2J" + screen + "\n")
                 elif screen.split("\n", 1)[1] != last_screen:  # logs and pipes: only what changed
@@ -317,14 +327,36 @@ class Demo:
             code = self.shutdown(failed)
         return code
 
+    def start_web(self, command: list[str], env: dict[str, str]) -> str:
+        """Start the web dashboard unless its port is taken; returns the view's line about it."""
+        problem = port_problem(self.cfg.dashboard.address, self.cfg.dashboard.port)
+        if problem:
+            log.warning("Web dashboard not started: %s ([dashboard] port, or --no-web)", problem)
+            return f"Web dashboard: not started ({problem})"
+        part = Part("dashboard", command, self.paths.logs_dir / "dashboard.log", essential=False)
+        part.start(env)
+        self.parts.append(part)
+        address = url(self.cfg)
+        log.info("Web dashboard: %s", address)
+        return f"Web dashboard: {address}"
+
+    def check_web(self, note: str | None) -> str | None:
+        """The web dashboard is not essential: when it stops, say so once and go on."""
+        web = next((p for p in self.parts if p.name == "dashboard"), None)
+        if web is None or web.running or (note or "").startswith("Web dashboard: stopped"):
+            return note
+        log.warning("The web dashboard stopped (exit %s); the pipeline goes on. Last lines of %s:\n%s",
+                    web.proc.returncode, web.log_file, tail(web.log_file))
+        return f"Web dashboard: stopped (exit {web.proc.returncode}; see {web.log_file})"
+
     def shutdown(self, failed: Part | None) -> int:
-        """Producer, then Bronze after its batch, then Silver after its run, then our broker."""
+        """Producer, then Bronze after its batch, then Silver after its run, the web page, then our broker."""
         if failed is not None:
             log.error("%s exited with code %s; last lines of %s:\n%s", failed.name, failed.proc.returncode,
                       failed.log_file, tail(failed.log_file))
         by_name = {p.name: p for p in self.parts}
         codes = {}
-        for name in ("producer", "bronze", "silver"):
+        for name in ("producer", "bronze", "silver", "dashboard"):
             if name in by_name:
                 codes[name] = by_name[name].stop(STOP_TIMEOUTS[name])
         if self.owns_broker:

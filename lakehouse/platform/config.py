@@ -327,8 +327,14 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "monitoring": {
         "log_level": Option(str, "INFO", "log level of the project's scripts",
                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-        "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboard",
-                                    min=0.5, max=3600),
+        "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboards (the "
+                                    "demo's terminal view and the web page)", min=0.5, max=3600),
+    },
+    "dashboard": {
+        "address": Option(str, "127.0.0.1", "address the web dashboard (streamlit_dashboard.py) listens on; "
+                          "0.0.0.0 = every interface (anyone who can reach the machine sees the sales)",
+                          pattern=r"[A-Za-z0-9_.\-:]{1,253}"),
+        "port": Option(int, "8501", "port of the web dashboard", min=1, max=65535),
     },
     "query": {
         "sql_max_rows": Option(int, "100", "most rows the menu's custom SQL shows", min=1, max=100_000),

@@ -1,0 +1,224 @@
+"""The web dashboard's page (Streamlit), over ``web_tables`` (delta-rs, no JVM).
+
+Silver's figures as the Silver tables hold them (latest, or as of an earlier run picked in the sidebar),
+the stream's health from its metrics table, the quarantine and the latest sales. Every section says what
+is missing or unreadable, by path, instead of failing; details go to <data_dir>/logs/dashboard.log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import Callable
+
+import streamlit as st
+
+from lakehouse.platform.cli import LOG_FORMAT, RedactSecrets
+from lakehouse.platform.config import Config, ConfigError, load_config
+from lakehouse.platform.paths import Paths
+from lakehouse.serve import web_tables as wt
+from lakehouse.serve.numbers import euros, share
+from lakehouse.silver.tables import TIERS
+
+log = logging.getLogger(__name__)
+
+LIVE = "live"
+
+
+def no_data_message(paths: Paths) -> str:
+    return (f"No sales yet: there are no Silver tables under {paths.silver_dir}. Start the pipeline with "
+            "`make demo` (or run producer_ventes.py, spark_streaming_delta.py and streaming_silver.py); "
+            "this page fills itself as Silver runs.")
+
+
+@st.cache_resource
+def settings() -> tuple[Config | None, str | None]:
+    """The configuration, read once per server (config.ini < environment; streamlit_dashboard.py turns
+    its flags into environment variables), and the page's log file. (None, message) on a bad setting."""
+    try:
+        cfg = load_config(None)
+    except ConfigError as e:
+        return None, str(e)
+    logs = Paths.from_config(cfg).logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(logs / "dashboard.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(RedactSecrets())
+    package = logging.getLogger("lakehouse")
+    package.addHandler(handler)
+    package.setLevel(getattr(logging, cfg.monitoring.log_level))
+    return cfg, None
+
+
+def section(title: str, paths: Paths, show: Callable[[], None]) -> None:
+    """A titled part of the page; a missing or unreadable table is named, any other failure is one line
+    on the page and its traceback in the log."""
+    st.subheader(title)
+    try:
+        show()
+    except wt.TableMissing as e:
+        st.info(f"Not available yet — {e}")
+    except wt.TableProblem as e:
+        st.error(str(e))
+    except Exception as e:  # the page must go on showing the other sections
+        log.exception("Section %r failed", title)
+        st.error(f"This part could not be shown ({type(e).__name__}: {str(e)[:200]}); details in "
+                 f"{paths.logs_dir / 'dashboard.log'}")
+
+
+def _utc(moment: datetime | None) -> str:
+    return "—" if moment is None else f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def pick_run(paths: Paths) -> wt.SilverRun | None:
+    """The sidebar's time-travel picker: the live tables or one of the newest Silver runs."""
+    st.sidebar.header("Time travel")
+    try:
+        runs = wt.silver_runs(paths)
+    except wt.TableProblem:
+        runs = []
+    by_batch = {r.batch_id: r for r in runs}
+    choice = st.sidebar.selectbox(
+        "Silver as of", [LIVE, *by_batch], key="silver_run",
+        format_func=lambda b: "latest (refreshes by itself)" if b == LIVE
+        else f"run {b} · {_utc(by_batch[b].committed)}")
+    st.sidebar.caption(f"{len(runs)} Silver run(s) to go back to (the newest {wt.RUNS_LISTED} at most; VACUUM "
+                       "removes the files of versions older than [analytics] vacuum_retention).")
+    return None if choice == LIVE else by_batch[choice]
+
+
+def show_headline(silver: wt.Silver, run: wt.SilverRun | None) -> None:
+    figures = wt.headline(silver)
+    which = "latest run" if run is None else f"run {run.batch_id}"
+    st.caption(f"Silver, {which}, written {_utc(silver.committed)} · table versions "
+               + ", ".join(f"{t} {v}" for t, v in silver.versions.items()))
+    cols = st.columns([2, 4, 2, 3, 3])  # room for a revenue in the billions
+    cols[0].metric("Sales", f"{figures.sales:,}")
+    cols[1].metric("Revenue", euros(figures.revenue))
+    cols[2].metric("Clients", f"{figures.clients:,}")
+    cols[3].metric("Loyal clients", f"{figures.loyal:,} ({share(figures.loyal, figures.clients)})")
+    cols[4].metric("Average basket", euros(figures.average_basket))
+    cols = st.columns(len(TIERS))
+    for col, tier in zip(cols, TIERS):
+        n = figures.tiers[tier]
+        col.metric(f"{tier} clients", f"{n:,} ({share(n, figures.clients)})")
+
+
+def bar_chart(rows: list[dict], x: str, y: str, height: int) -> None:
+    """Streamlit's bar chart, or nothing when there is nothing to draw (it refuses an empty list)."""
+    if rows:
+        st.bar_chart(rows, x=x, y=y, sort=False, height=height)
+
+
+def show_breakdowns(silver: wt.Silver) -> None:
+    figures = wt.headline(silver)
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Revenue by country**")
+        pays = wt.ordered(silver.pays, [("chiffre_affaires", "descending"), ("pays", "ascending")])
+        bar_chart([{"country": p["pays"], "revenue (€)": float(p["chiffre_affaires"])} for p in pays],
+                  "country", "revenue (€)", 260)
+        st.dataframe([{"Country": p["pays"], "Sales": p["nb_ventes"], "Revenue": euros(p["chiffre_affaires"]),
+                       "Share": share(p["chiffre_affaires"], figures.revenue), "Clients": p["nb_clients"]}
+                      for p in pays], hide_index=True)
+    with right:
+        st.markdown("**Revenue by segment**")
+        segments = wt.ordered(silver.segments, [("segment", "ascending")])
+        bar_chart([{"segment": s["segment"], "revenue (€)": float(s["chiffre_affaires"])} for s in segments],
+                  "segment", "revenue (€)", 260)
+        st.dataframe([{"Segment": s["segment"], "Sales": s["nb_ventes"], "Revenue": euros(s["chiffre_affaires"]),
+                       "Share": share(s["chiffre_affaires"], figures.revenue), "Clients": s["nb_clients"],
+                       "Countries": s["nb_pays"]} for s in segments], hide_index=True)
+    st.markdown("**Revenue by day**")
+    days = wt.ordered(silver.ventes_jour, [("jour", "ascending")])
+    bar_chart([{"day": str(d["jour"]), "revenue (€)": float(d["chiffre_affaires"])} for d in days],
+                  "day", "revenue (€)", 220)
+    st.markdown(f"**Top {wt.TOP_CLIENTS} clients by revenue**")
+    st.dataframe([{"#": i, "Client": c["client_nom"], "Id": c["client_id"], "Country": c["pays"],
+                   "Segment": c["segment"], "Purchases": c["nb_achats"], "Revenue": euros(c["total_depense"]),
+                   "Tier": c["segment_depense"], "Loyal": "yes" if c["est_client_fidele"] else "no"}
+                  for i, c in enumerate(wt.top_clients(silver), 1)], hide_index=True)
+
+
+def show_stream(paths: Paths) -> None:
+    health = wt.stream_health(paths, datetime.now(timezone.utc))
+    cols = st.columns(6)
+    cols[0].metric("Events/s in (last minute)", "—" if health.events_per_s is None else f"{health.events_per_s:,.1f}")
+    cols[1].metric("Last batch latency", "—" if health.last_latency_ms is None
+                   else f"{health.last_latency_ms / 1000:.2f} s")
+    cols[2].metric("Kafka lag", "—" if health.kafka_lag is None else f"{health.kafka_lag:,}")
+    cols[3].metric("Rows in Bronze", f"{health.bronze_rows:,}")
+    cols[4].metric("Quarantined", f"{health.quarantined:,}")
+    cols[5].metric("Duplicates", f"{health.duplicates:,}")
+    if health.series:
+        st.caption(f"Last batch committed {_utc(health.last_batch_at)}; per minute over the last "
+                   f"{int(wt.SERIES_WINDOW.total_seconds() // 60)} minutes:")
+        left, right = st.columns(2)
+        minutes = [f"{s['minute']:%H:%M}" for s in health.series]  # UTC, as every time on the page
+        left.line_chart([{"minute (UTC)": m, "events": s["events"]} for m, s in zip(minutes, health.series)],
+                        x="minute (UTC)", y="events", height=200)
+        right.line_chart([{"minute (UTC)": m, "latency p50 (ms)": s["latency_p50_ms"]}
+                          for m, s in zip(minutes, health.series)], x="minute (UTC)", y="latency p50 (ms)", height=200)
+    else:
+        st.caption(f"No batch committed in the last {int(wt.SERIES_WINDOW.total_seconds() // 60)} minutes "
+                   f"(last one: {_utc(health.last_batch_at)}).")
+
+
+def show_quarantine(paths: Paths) -> None:
+    try:
+        by_reason = wt.quarantine_by_reason(paths)
+    except wt.TableMissing:
+        by_reason = []  # the stream creates the table with its first quarantined record
+    if not by_reason:
+        st.caption("Nothing quarantined.")
+        return
+    left, right = st.columns([1, 3])
+    left.dataframe([{"Reason": r["reason"], "Records": r["records"]} for r in by_reason], hide_index=True)
+    right.dataframe([{"Received": _utc(r["ingestion_ts"]), "Reason": r["reason"], "All reasons": r["reasons"],
+                      "Value (hex)": r["raw_value"], "Partition": r["kafka_partition"], "Offset": r["kafka_offset"]}
+                     for r in wt.quarantine_samples(paths)], hide_index=True)
+
+
+def show_latest_sales(paths: Paths) -> None:
+    st.dataframe([{"Received": _utc(s["ingestion_ts"]), "Sale time": _utc(s["event_ts"]), "Sale": s["vente_id"],
+                   "Client": s["client_nom"], "Country": s["pays"], "Segment": s["segment"],
+                   "Product": s["produit_nom"], "Quantity": s["quantite"], "Amount": euros(s["montant"])}
+                  for s in wt.latest_sales(paths)], hide_index=True)
+
+
+def body(paths: Paths, run: wt.SilverRun | None) -> None:
+    if not paths.silver_dir.exists() and not paths.bronze_metrics.exists():
+        st.info(no_data_message(paths))
+        return
+    silver: list[wt.Silver] = []  # read once for the two Silver sections
+
+    def headline() -> None:
+        silver.append(wt.read_silver(paths, run))
+        show_headline(silver[0], run)
+
+    if (paths.silver("clients") / "_delta_log").is_dir():
+        section("Sales (Silver)", paths, headline)
+    else:
+        st.info(no_data_message(paths))
+    section("Stream health (Bronze)", paths, lambda: show_stream(paths))
+    if silver:
+        section("Revenue by country, segment and day · top clients", paths, lambda: show_breakdowns(silver[0]))
+    section("Quarantine", paths, lambda: show_quarantine(paths))
+    section(f"Latest {wt.LATEST_SALES} sales received", paths, lambda: show_latest_sales(paths))
+
+
+def page() -> None:
+    st.set_page_config(page_title="Sales lakehouse", layout="wide")
+    cfg, problem = settings()
+    st.title("Sales lakehouse")
+    if cfg is None:
+        st.error(f"Configuration error: {problem}")
+        st.stop()
+    paths = Paths.from_config(cfg)
+    run = pick_run(paths)
+    refresh = cfg.monitoring.dashboard_refresh.seconds
+    st.caption(f"Data: {paths.delta_dir} · " + (f"refreshes every {refresh:g} s" if run is None
+                                                 else "pinned to an earlier Silver run (no refresh)"))
+    # Only the page's body reruns on the timer; the picker keeps its choice.
+    st.fragment(run_every=refresh if run is None else None)(body)(paths, run)
+

@@ -1,0 +1,338 @@
+"""What the web dashboard reads, through delta-rs (``deltalake``): no JVM, so the page opens in about a second.
+
+Bronze is never scanned: its row count comes from the Delta log (each file's ``numRecords``), the latest
+sales from its newest files only. Silver is read whole (one row per client, country, segment, day), as
+of the latest run or of an earlier one (time travel: each Silver commit is tagged with its run's batch).
+The figures are the Silver tables' own; nothing here computes them another way.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import unquote
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pa_fs
+from deltalake import DeltaTable
+
+from lakehouse.platform.paths import Paths
+from lakehouse.silver.tables import SILVER_TABLES, TIERS, tagged_batch
+
+log = logging.getLogger(__name__)
+
+TOP_CLIENTS = 10
+LATEST_SALES = 20
+QUARANTINE_SAMPLES = 10
+RUNS_LISTED = 100  # Silver runs offered for time travel (the newest)
+SERIES_WINDOW = timedelta(minutes=30)  # stream health's time series
+RATE_WINDOW = timedelta(seconds=60)  # events/s in: the batches committed in the last minute
+HEX_BYTES = 48  # bytes of a quarantined record shown as hex
+
+
+class TableProblem(Exception):
+    """A table the page needs is missing or cannot be read; ``str()`` names its path."""
+
+    def __init__(self, path: Path, what: str):
+        super().__init__(f"{what}: {path}")
+        self.path = path
+
+
+class TableMissing(TableProblem):
+    def __init__(self, path: Path):
+        super().__init__(path, "table not found")
+
+
+class TableUnreadable(TableProblem):
+    def __init__(self, path: Path, detail: str):
+        super().__init__(path, f"table cannot be read ({detail})")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+def open_table(path: Path, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``path`` (as of ``version``), or ``TableMissing`` / ``TableUnreadable``."""
+    if not (path / "_delta_log").is_dir():
+        raise TableMissing(path)
+    try:
+        return DeltaTable(str(path), version=version)
+    except Exception as e:  # delta-rs raises several types (protocol, log, I/O) for one situation
+        log.warning("Cannot open %s (version %s)", path, version, exc_info=True)
+        raise TableUnreadable(path, _first_line(e)) from e
+
+
+def _read(path: Path, table: DeltaTable, columns: list[str] | None, files: list[str] | None = None) -> pa.Table:
+    """``columns`` of the table, or only of its data ``files`` (paths as in the Delta log; partition columns
+    are not in the files, so not readable this way)."""
+    try:
+        if files is not None and _plain_local(table):
+            return _read_files(table, columns, files)
+        dataset = table.to_pyarrow_dataset()
+        if files is None:
+            return dataset.to_table(columns=columns)
+        wanted = set(files)
+        parts = [f.to_table(columns=columns, schema=dataset.schema) for f in dataset.get_fragments()
+                 if f.path in wanted]
+        return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)
+    except Exception as e:
+        log.warning("Cannot read %s", path, exc_info=True)
+        raise TableUnreadable(path, _first_line(e)) from e
+
+
+def _plain_local(table: DeltaTable) -> bool:
+    """A table on local disk whose files can be read as they are: no deletion vectors, no column mapping."""
+    features = table.protocol().reader_features or []
+    mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
+    return table.table_uri.startswith("file://") and "deletionVectors" not in features and mapping == "none"
+
+
+def _read_files(table: DeltaTable, columns: list[str] | None, files: list[str]) -> pa.Table:
+    """Read a few data files directly. (delta-rs's pyarrow dataset wraps every file of the table first:
+    about a second for 800 files, where the few files wanted take milliseconds.)"""
+    filesystem, root = pa_fs.FileSystem.from_uri(table.table_uri)
+    partition_columns = set(table.metadata().partition_columns)
+    schema = pa.schema([f for f in pa.schema(table.schema().to_arrow()) if f.name not in partition_columns])
+    dataset = ds.dataset([f"{root.rstrip('/')}/{unquote(f)}" for f in files], schema=schema, format="parquet",
+                         filesystem=filesystem)
+    return dataset.to_table(columns=columns)
+
+
+def _files(table: DeltaTable) -> pa.Table:
+    """One row per data file: path, modification_time, num_records and the min/max statistics."""
+    return pa.table(table.get_add_actions(flatten=True))
+
+
+def row_count(path: Path) -> int:
+    """Rows in a table, from its log's file statistics (no data file read)."""
+    files = _files(open_table(path))
+    return int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
+
+
+def newest_rows(path: Path, columns: list[str], order: list[tuple[str, str]], limit: int) -> pa.Table:
+    """The ``limit`` newest rows by ``order``, read from the most recently written files only (enough of
+    them to hold ``limit`` rows)."""
+    table = open_table(path)
+    files = _files(table)
+    if files.num_rows == 0:
+        return _read(path, table, columns, [])
+    files = files.sort_by([("modification_time", "descending")])
+    counts = files["num_records"].to_pylist()
+    chosen, rows = [], 0
+    for name, count in zip(files["path"].to_pylist(), counts):
+        chosen.append(name)
+        rows += count or limit  # a file without statistics may hold enough on its own
+        if rows >= limit:
+            break
+    return _read(path, table, columns, chosen).sort_by(order).slice(0, limit)
+
+
+# --- Silver -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SilverRun:
+    """One Silver run: its batch and, for each Silver table, the version it committed."""
+
+    batch_id: int
+    committed: datetime
+    versions: dict[str, int]
+
+
+def silver_runs(paths: Paths, limit: int = RUNS_LISTED) -> list[SilverRun]:
+    """The newest Silver runs that every Silver table still has in its history, newest first."""
+    found: dict[int, dict[str, tuple[int, int]]] = {}
+    for name in SILVER_TABLES:
+        table = open_table(paths.silver(name))
+        for commit in table.history(limit):
+            batch = tagged_batch(commit.get("userMetadata"))
+            if batch is not None:
+                found.setdefault(batch, {}).setdefault(name, (commit["version"], commit["timestamp"]))
+    runs = [SilverRun(batch, datetime.fromtimestamp(max(ms for _, ms in tables.values()) / 1000, timezone.utc),
+                      {name: version for name, (version, _) in tables.items()})
+            for batch, tables in found.items() if len(tables) == len(SILVER_TABLES)]
+    return sorted(runs, key=lambda r: r.batch_id, reverse=True)
+
+
+@dataclass(frozen=True)
+class Silver:
+    """The four Silver tables as Arrow tables, and the version of each that was read."""
+
+    clients: pa.Table
+    pays: pa.Table
+    segments: pa.Table
+    ventes_jour: pa.Table
+    versions: dict[str, int]
+    committed: datetime | None  # when the newest of the four was written
+
+
+def read_silver(paths: Paths, run: SilverRun | None = None) -> Silver:
+    """The Silver tables, latest or as of ``run``."""
+    tables, versions, committed = {}, {}, []
+    for name in SILVER_TABLES:
+        path = paths.silver(name)
+        table = open_table(path, None if run is None else run.versions[name])
+        tables[name] = _read(path, table, None)
+        versions[name] = table.version()
+        history = table.history(1)
+        if history:
+            committed.append(history[0]["timestamp"])
+    when = datetime.fromtimestamp(max(committed) / 1000, timezone.utc) if committed else None
+    return Silver(**tables, versions=versions, committed=when)
+
+
+@dataclass(frozen=True)
+class Headline:
+    sales: int
+    revenue: Decimal
+    clients: int
+    loyal: int
+    tiers: dict[str, int]
+
+    @property
+    def average_basket(self) -> Decimal | None:
+        return (self.revenue / self.sales).quantize(Decimal("0.01")) if self.sales else None
+
+
+def _sum(column: pa.ChunkedArray, zero: int | Decimal):
+    """An exact sum in Python (Arrow's integer sum wraps around on overflow); for the small tables."""
+    return sum((v for v in column.to_pylist() if v is not None), zero)
+
+
+def headline(silver: Silver) -> Headline:
+    """Sales and revenue as the countries table counts them; clients, loyalty and tiers from the clients
+    table (the same figures as the terminal dashboard)."""
+    clients = silver.clients
+    tiers = pc.value_counts(clients["segment_depense"]).to_pylist() if clients.num_rows else []
+    by_tier = {t["values"]: t["counts"] for t in tiers}
+    return Headline(sales=int(_sum(silver.pays["nb_ventes"], 0)),
+                    revenue=_sum(silver.pays["chiffre_affaires"], Decimal("0.00")),
+                    clients=clients.num_rows,
+                    loyal=int(_sum(clients["est_client_fidele"].cast(pa.int64()), 0)),
+                    tiers={t: int(by_tier.get(t, 0)) for t in TIERS})
+
+
+def top_clients(silver: Silver, n: int = TOP_CLIENTS) -> list[dict]:
+    """The ``n`` clients with the largest total_depense (ties by client_id)."""
+    return silver.clients.sort_by([("total_depense", "descending"), ("client_id", "ascending")]) \
+        .slice(0, n).to_pylist()
+
+
+def ordered(table: pa.Table, order: list[tuple[str, str]]) -> list[dict]:
+    return table.sort_by(order).to_pylist()
+
+
+# --- the stream ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StreamHealth:
+    events_per_s: float | None  # batches committed in the last minute
+    last_batch_at: datetime | None
+    last_latency_ms: int | None
+    kafka_lag: int | None
+    bronze_rows: int
+    quarantined: int
+    duplicates: int
+    series: list[dict]  # per minute: minute, events, latency_p50_ms (median of the batches' p50)
+
+
+METRICS_COLUMNS = ["committed_at", "input_rows", "latency_p50_ms", "kafka_lag"]
+
+
+def _since(files: pa.Table, column: str, since: datetime) -> list[str]:
+    """Files that may hold rows with ``column`` ≥ ``since`` (by their max statistic; no statistic: kept)."""
+    highs = files[f"max.{column}"].to_pylist() if f"max.{column}" in files.column_names else [None] * files.num_rows
+    return [path for path, high in zip(files["path"].to_pylist(), highs) if high is None or high >= since]
+
+
+def _newest(files: pa.Table, column: str) -> datetime | None:
+    """The largest value of ``column`` by the files' statistics (no data read)."""
+    name = f"max.{column}"
+    if files.num_rows == 0 or name not in files.column_names:
+        return None
+    return pc.max(files[name]).as_py()
+
+
+def _count_or_zero(path: Path) -> int:
+    try:
+        return row_count(path)
+    except TableMissing:
+        return 0  # the stream creates these tables with their first row
+
+
+def stream_health(paths: Paths, now: datetime) -> StreamHealth:
+    """The stream's figures from the metrics table's recent files and the tables' logs."""
+    metrics = open_table(paths.bronze_metrics)
+    since = now - SERIES_WINDOW
+    files = _files(metrics)
+    rows = _read(paths.bronze_metrics, metrics, METRICS_COLUMNS, _since(files, "committed_at", since))
+    rows = rows.filter(pc.greater_equal(rows["committed_at"], pa.scalar(since, pa.timestamp("us", "UTC"))))
+    rows = rows.sort_by([("committed_at", "ascending")]).to_pylist()
+    last = rows[-1] if rows else None
+    recent = [r for r in rows if r["committed_at"] >= now - RATE_WINDOW]
+    minutes: dict[datetime, list[dict]] = {}
+    for r in rows:
+        minutes.setdefault(r["committed_at"].replace(second=0, microsecond=0), []).append(r)
+    series = []
+    for minute, batch in sorted(minutes.items()):
+        latencies = [r["latency_p50_ms"] for r in batch if r["latency_p50_ms"] is not None]
+        series.append({"minute": minute, "events": sum(r["input_rows"] or 0 for r in batch),
+                       "latency_p50_ms": statistics.median_low(latencies) if latencies else None})
+    return StreamHealth(
+        events_per_s=sum(r["input_rows"] or 0 for r in recent) / RATE_WINDOW.total_seconds() if rows else None,
+        last_batch_at=last["committed_at"] if last else _newest(files, "committed_at"),
+        last_latency_ms=last["latency_p50_ms"] if last else None,
+        kafka_lag=last["kafka_lag"] if last else None,
+        bronze_rows=_count_or_zero(paths.bronze),
+        quarantined=_count_or_zero(paths.quarantine),
+        duplicates=_count_or_zero(paths.duplicates),
+        series=series)
+
+
+# --- quarantine and latest sales ------------------------------------------------------------------------
+
+def quarantine_by_reason(paths: Paths) -> list[dict]:
+    """Quarantined records per reason, most frequent first (one column read)."""
+    table = open_table(paths.quarantine)
+    reasons = _read(paths.quarantine, table, ["reason"])["reason"]
+    counts = pc.value_counts(reasons).to_pylist() if len(reasons) else []
+    return sorted(({"reason": c["values"], "records": c["counts"]} for c in counts),
+                  key=lambda r: (-r["records"], r["reason"] or ""))
+
+
+def as_hex(raw: bytes | None, limit: int = HEX_BYTES) -> str:
+    """Bytes as hex pairs, the first ``limit`` of them, and the full size when cut."""
+    if raw is None:
+        return "—"
+    shown = raw[:limit].hex(" ")
+    return shown if len(raw) <= limit else f"{shown} … ({len(raw):,} bytes)"
+
+
+def quarantine_samples(paths: Paths, n: int = QUARANTINE_SAMPLES) -> list[dict]:
+    """The newest quarantined records, their value as hex."""
+    rows = newest_rows(paths.quarantine, ["ingestion_ts", "reason", "reasons", "raw_value", "kafka_partition",
+                                          "kafka_offset", "kafka_timestamp"],
+                       [("ingestion_ts", "descending"), ("kafka_partition", "ascending"),
+                        ("kafka_offset", "descending")], n).to_pylist()
+    for r in rows:
+        r["raw_value"] = as_hex(r["raw_value"])
+        r["reasons"] = ", ".join(r["reasons"] or [])
+    return rows
+
+
+SALE_COLUMNS = ["ingestion_ts", "event_ts", "vente_id", "client_nom", "pays", "segment", "produit_nom", "quantite",
+                "montant", "kafka_partition", "kafka_offset"]
+
+
+def latest_sales(paths: Paths, n: int = LATEST_SALES) -> list[dict]:
+    """The sales Bronze received last (from its newest files only)."""
+    return newest_rows(paths.bronze, SALE_COLUMNS,
+                       [("ingestion_ts", "descending"), ("kafka_partition", "ascending"),
+                        ("kafka_offset", "descending")], n).to_pylist()

@@ -1,0 +1,321 @@
+"""The web dashboard (streamlit_dashboard.py): its figures are the Silver tables' own, live and as of an
+earlier run; the stream, quarantine and latest sales come from the tables without scanning Bronze; empty,
+missing and unreadable tables are said, by path, never as a traceback. Logic through Streamlit's AppTest
+(in this process); one test drives the served page in a real headless Chromium.
+
+The lake is written by the real Bronze writer (contract check, duplicates, quarantine, metrics) and the
+real Silver job, in two rounds: two Silver runs to travel between.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import streamlit
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from streamlit.testing.v1 import AppTest
+
+from lakehouse.bronze.contract_check import check_contract
+from lakehouse.bronze.metrics_sink import MetricsSink
+from lakehouse.bronze.writer import BronzeBatchWriter
+from lakehouse.ingest.contract import ContractLimits
+from lakehouse.platform.paths import Paths
+from lakehouse.serve import web_server
+from lakehouse.serve import web_tables as wt
+from lakehouse.serve.numbers import euros, share
+from lakehouse.silver.job import SilverBatchWriter
+from lakehouse.silver.tables import TIERS, silver_tag, tagged_batch
+from lakehouse.silver.transforms import ClientRules
+from tests.conftest import PROJECT_DIR, make_config, write_config
+from tests.web_browser import (chromium, dashboard_server, missing_browser, open_until, page_drawn, shown_metrics,
+                               wait_until)
+
+SCRIPT = str(PROJECT_DIR / "streamlit_dashboard.py")
+KAFKA_SCHEMA = T.StructType([
+    T.StructField("key", T.BinaryType()), T.StructField("value", T.BinaryType()),
+    T.StructField("topic", T.StringType()), T.StructField("partition", T.IntegerType()),
+    T.StructField("offset", T.LongType()), T.StructField("timestamp", T.TimestampType()),
+])
+CLIENTS = [("C1", "Alice Martin", "France", "B2C"), ("C2", "Bob & Co", "Belgique", "B2B"),
+           ("C3", "山田太郎", "Japon", "B2C"), ("C4", "Zoé", "France", "B2B")]
+BINARY_RECORD = b"\xff\xfe\x00vente\x01" + bytes(range(60))  # not UTF-8, longer than the hex shown
+
+
+def sale(vente_id: str, client: int, at: dt.datetime, montant: str) -> bytes:
+    client_id, nom, pays, segment = CLIENTS[client]
+    return json.dumps({"vente_id": vente_id, "client_id": client_id, "produit_id": f"P{client}",
+                       "timestamp": at.isoformat(), "quantite": 1, "montant": float(montant), "client_nom": nom,
+                       "produit_nom": "Lampe", "categorie": "Maison", "pays": pays, "segment": segment}).encode()
+
+
+class Lake:
+    """A small lake written by the real Bronze writer and Silver job."""
+
+    def __init__(self, spark, root: Path):
+        self.spark, self.cfg = spark, make_config(root / "data", monitoring__dashboard_refresh="1 second")
+        self.paths = Paths.from_config(self.cfg)
+        self.config_file = write_config(root / "config.ini", self.cfg,
+                                        monitoring={"dashboard_refresh": "1 second"})
+        checkpoint = self.paths.bronze_checkpoint
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
+        self.writer = BronzeBatchWriter(spark, self.cfg, self.paths, checkpoint,
+                                        MetricsSink(spark, self.paths.bronze_metrics, 0))
+        self.offset, self.batch = 0, 0
+        silver_checkpoint = self.paths.silver_checkpoint
+        silver_checkpoint.mkdir(parents=True)
+        (silver_checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
+        self.silver_writer = SilverBatchWriter(spark, ClientRules.from_config(self.cfg), self.paths, silver_checkpoint)
+
+    def send(self, values: list[bytes]) -> None:
+        """One Bronze batch of these Kafka values, received now."""
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        rows = []
+        for value in values:
+            rows.append((b"k", bytearray(value), "ventes", 0, self.offset, now))
+            self.offset += 1
+        self.writer(check_contract(self.spark.createDataFrame(rows, KAFKA_SCHEMA), ContractLimits()), self.batch)
+        self.batch += 1
+
+    def silver(self) -> None:
+        """A Silver run over the last Bronze batch: the Silver job's own batch function, called directly (the
+        available-now stream around it, which run_silver adds, is tested in test_silver_incremental)."""
+        batch = self.batch - 1
+        bronze = self.spark.read.format("delta").load(str(self.paths.bronze)).filter(F.col("bronze_batch_id") == batch)
+        self.silver_writer(bronze, batch)
+
+    def read(self, table: str, version: int | None = None):
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        return reader.load(str(self.paths.silver(table)))
+
+
+@pytest.fixture(scope="module")
+def lake(spark, tmp_path_factory) -> Lake:
+    lake = Lake(spark, tmp_path_factory.mktemp("web"))
+    at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    lake.send([sale("V1", 0, at, "10.10"), sale("V2", 1, at, "250.00"), sale("V3", 2, at, "99.99"),
+               b"{not json", BINARY_RECORD])
+    lake.silver()  # run 0
+    lake.send([sale("V4", 0, at, "120.00"), sale("V5", 3, at, "600.00"), sale("V6", 2, at, "0.01"),
+               sale("V1", 0, at, "10.10"),  # a duplicate of V1
+               sale("V2", 1, at, "999.00")])  # V2 again with other content: quarantined (conflicting_id)
+    lake.silver()  # run 1
+    return lake
+
+
+def app(lake_or_config: Lake | Path, monkeypatch) -> AppTest:
+    """The page, run once in this process with the given configuration."""
+    config = lake_or_config.config_file if isinstance(lake_or_config, Lake) else lake_or_config
+    monkeypatch.setenv("LAKEHOUSE_CONFIG", str(config))
+    for name in [n for n in os.environ if n.startswith("LAKEHOUSE_") and n != "LAKEHOUSE_CONFIG"]:
+        monkeypatch.delenv(name)
+    streamlit.cache_resource.clear()  # the configuration is read once per server: a new one per test
+    at = AppTest.from_file(SCRIPT, default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def table(at: AppTest, *first: str):
+    """The page's table whose first columns are these (a pandas DataFrame)."""
+    found = [d.value for d in at.dataframe if tuple(d.value.columns[:len(first)]) == first]
+    assert len(found) == 1, [list(d.value.columns) for d in at.dataframe]
+    return found[0]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def expected_headline(lake: Lake, versions: dict[str, int] | None = None) -> dict[str, str]:
+    """The headline as the Silver tables (read by Spark) hold it, formatted as the page formats it."""
+    v = versions or {}
+    pays = lake.read("pays", v.get("pays")).agg(F.sum("nb_ventes"), F.sum("chiffre_affaires")).first()
+    clients = lake.read("clients", v.get("clients"))
+    n = clients.count()
+    loyal = clients.filter("est_client_fidele").count()
+    sales, revenue = pays[0], pays[1]
+    tiers = {r.segment_depense: r["count"] for r in clients.groupBy("segment_depense").count().collect()}
+    shown = {"Sales": f"{sales:,}", "Revenue": euros(revenue), "Clients": f"{n:,}",
+             "Loyal clients": f"{loyal:,} ({share(loyal, n)})",
+             "Average basket": euros((revenue / sales).quantize(Decimal("0.01")))}
+    shown.update({f"{t} clients": f"{tiers.get(t, 0):,} ({share(tiers.get(t, 0), n)})" for t in TIERS})
+    return shown
+
+
+def test_headline_and_breakdowns_are_the_silver_tables(lake, monkeypatch) -> None:
+    at = app(lake, monkeypatch)
+    assert not at.error, [e.value for e in at.error]
+    shown = metrics(at)
+    assert {k: shown[k] for k in expected_headline(lake)} == expected_headline(lake)
+    assert shown["Sales"] == "6" and shown["Revenue"] == euros(Decimal("1080.10"))  # V1..V6, V2 at 250.00
+    pays = table(at, "Country", "Sales")
+    silver_pays = {r.pays: r for r in lake.read("pays").collect()}
+    assert list(pays["Country"]) == sorted(silver_pays, key=lambda p: (-silver_pays[p].chiffre_affaires, p))
+    for row in pays.to_dict("records"):
+        assert row["Sales"] == silver_pays[row["Country"]].nb_ventes
+        assert row["Revenue"] == euros(silver_pays[row["Country"]].chiffre_affaires)
+        assert row["Clients"] == silver_pays[row["Country"]].nb_clients
+    segments = {r["Segment"]: r for r in table(at, "Segment").to_dict("records")}
+    assert {s: (r["Sales"], r["Revenue"]) for s, r in segments.items()} == \
+        {r.segment: (r.nb_ventes, euros(r.chiffre_affaires)) for r in lake.read("segments").collect()}
+    top = table(at, "#")
+    silver_top = lake.read("clients").orderBy(F.desc("total_depense"), "client_id").limit(10).collect()
+    assert list(top["Id"]) == [c.client_id for c in silver_top]
+    assert list(top["Revenue"]) == [euros(c.total_depense) for c in silver_top]
+    assert list(top["Client"]) == [c.client_nom for c in silver_top]  # 山田太郎 as written
+
+
+def test_stream_quarantine_and_latest_sales_come_from_the_tables(lake, monkeypatch) -> None:
+    at = app(lake, monkeypatch)
+    shown = metrics(at)
+    count = {name: lake.spark.read.format("delta").load(str(path)).count() for name, path in
+             (("bronze", lake.paths.bronze), ("quarantine", lake.paths.quarantine),
+              ("duplicates", lake.paths.duplicates))}
+    assert shown["Rows in Bronze"] == f"{count['bronze']:,}" == "6"
+    assert shown["Quarantined"] == f"{count['quarantine']:,}" == "3"
+    assert shown["Duplicates"] == f"{count['duplicates']:,}" == "1"
+    reasons = table(at, "Reason", "Records")
+    assert dict(zip(reasons["Reason"], reasons["Records"])) == \
+        {r.reason: r["count"] for r in lake.spark.read.format("delta").load(str(lake.paths.quarantine))
+         .groupBy("reason").count().collect()}
+    samples = table(at, "Received", "Reason")
+    hexes = list(samples["Value (hex)"])
+    assert BINARY_RECORD[:wt.HEX_BYTES].hex(" ") + f" … ({len(BINARY_RECORD):,} bytes)" in hexes
+    assert b"{not json".hex(" ") in hexes
+    latest = table(at, "Received", "Sale time")
+    assert sorted(latest["Sale"]) == ["V1", "V2", "V3", "V4", "V5", "V6"]
+    assert list(latest["Sale"][:3]) == ["V6", "V5", "V4"]  # the newest batch first, newest offset first
+
+
+def test_stream_health_per_minute_from_the_metrics_table(lake) -> None:
+    rows = lake.spark.read.format("delta").load(str(lake.paths.bronze_metrics)).collect()
+    last = max(rows, key=lambda r: r.committed_at)
+    now = last.committed_at.replace(tzinfo=dt.timezone.utc) + dt.timedelta(seconds=1)
+    health = wt.stream_health(lake.paths, now)
+    assert health.events_per_s == pytest.approx(sum(r.input_rows for r in rows) / 60)  # both within the minute
+    assert health.kafka_lag == last.kafka_lag and health.last_latency_ms == last.latency_p50_ms
+    assert sum(s["events"] for s in health.series) == sum(r.input_rows for r in rows) == 10
+    later = wt.stream_health(lake.paths, now + dt.timedelta(hours=1))  # nothing in the window: the last is named
+    assert later.series == [] and later.events_per_s is None
+    # From the files' statistics (milliseconds), without reading them.
+    assert abs(later.last_batch_at - last.committed_at.replace(tzinfo=dt.timezone.utc)) < dt.timedelta(milliseconds=1)
+
+
+def test_only_a_silver_tag_names_a_run() -> None:
+    assert tagged_batch(silver_tag(7)) == 7
+    for other in (None, "", "{", "[]", '{"kind": "silver"}', '{"kind": "silver", "batch_id": "7"}',
+                  '{"kind": "silver", "batch_id": true}', '{"kind": "bronze", "batch_id": 7}', '"silver"'):
+        assert tagged_batch(other) is None, other
+
+
+def test_an_earlier_run_shows_that_runs_tables(lake, monkeypatch) -> None:
+    runs = wt.silver_runs(lake.paths)
+    assert [r.batch_id for r in runs] == [1, 0]
+    at = app(lake, monkeypatch)
+    at.selectbox(key="silver_run").select(0).run()
+    assert not at.exception and not at.error
+    shown = metrics(at)
+    then = expected_headline(lake, runs[1].versions)
+    assert {k: shown[k] for k in then} == then
+    assert shown["Sales"] == "3" and shown["Revenue"] == euros(Decimal("360.09"))
+    assert any("run 0" in c.value for c in at.caption)
+    at.selectbox(key="silver_run").select("live").run()
+    assert metrics(at)["Sales"] == "6"
+
+
+def test_before_any_data_the_page_says_what_to_run(tmp_path, monkeypatch) -> None:
+    cfg = make_config(tmp_path / "data")
+    at = app(write_config(tmp_path / "config.ini", cfg), monkeypatch)
+    assert not at.error
+    assert any("make demo" in i.value and str(Paths.from_config(cfg).silver_dir) in i.value for i in at.info)
+    assert not at.metric
+
+
+def broken_copy(lake: Lake, tmp_path: Path) -> tuple[Path, Paths]:
+    """A copy of the lake to break, and its configuration file."""
+    shutil.copytree(lake.paths.data_dir / "delta", tmp_path / "data" / "delta")
+    cfg = make_config(tmp_path / "data")
+    return write_config(tmp_path / "config.ini", cfg), Paths.from_config(cfg)
+
+
+def test_a_missing_or_unreadable_table_is_named_with_its_path(lake, tmp_path, monkeypatch) -> None:
+    config, paths = broken_copy(lake, tmp_path)
+    shutil.rmtree(paths.silver("segments"))
+    at = app(config, monkeypatch)
+    assert any(str(paths.silver("segments")) in e.value for e in [*at.error, *at.info])
+    assert metrics(at)["Rows in Bronze"] == "6"  # the other sections still show
+    # A data file gone from under the log (deleted by hand, or a bad copy): said, by path.
+    for parquet in paths.bronze_metrics.glob("*.parquet"):
+        parquet.unlink()
+    log = sorted((paths.quarantine / "_delta_log").glob("*.json"))[-1]
+    log.write_text("{not a delta log", encoding="utf-8")
+    at = app(config, monkeypatch)
+    errors = " ".join(e.value for e in at.error)
+    assert str(paths.bronze_metrics) in errors and str(paths.quarantine) in errors
+    assert "Traceback" not in errors
+
+
+def test_a_bad_setting_is_one_line_on_the_page(lake, tmp_path, monkeypatch) -> None:
+    bad = tmp_path / "bad.ini"
+    bad.write_text("[monitoring]\ndashboard_refresh = often\n", encoding="utf-8")
+    at = app(bad, monkeypatch)
+    assert len(at.error) == 1 and "dashboard_refresh" in at.error[0].value and not at.metric
+
+
+def test_the_launcher_refuses_a_busy_port_and_a_bad_setting(tmp_path, capsys) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert web_server.launch(["--port", str(port)], Path(SCRIPT)) == web_server.EXIT_PORT_BUSY
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "--port" in err[0]
+    with pytest.raises(SystemExit) as exit_:
+        web_server.launch(["--port", "70000"], Path(SCRIPT))
+    assert exit_.value.code == 2 and "port" in capsys.readouterr().err
+    command = web_server.server_command(Path(SCRIPT), make_config(tmp_path))
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"  # this machine only by default
+    assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
+
+
+# Last in the file: it adds a sale to the module's lake.
+@pytest.mark.integration  # serves the page and opens it in Chromium
+def test_the_served_page_in_chromium_shows_silver_and_follows_it(lake, tmp_path) -> None:
+    problem = missing_browser()
+    assert problem is None, problem
+    artifacts = Path(os.environ.get("LAKEHOUSE_TEST_ARTIFACTS", PROJECT_DIR / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with dashboard_server(lake.config_file, port, tmp_path / "dashboard.log", through_make=True), \
+            chromium() as browser:
+        expected = expected_headline(lake)
+        seconds = open_until(browser, f"http://127.0.0.1:{port}",
+                             lambda d: expected.items() <= shown_metrics(d).items())
+        wait_until(browser, page_drawn)
+        browser.save_screenshot(str(artifacts / "web_dashboard.png"))
+        assert (artifacts / "web_dashboard.png").stat().st_size > 10_000
+        # New sales reach Silver while the page is open: it follows by itself (refresh: 1 s), no reload.
+        lake.send([sale("V7", 3, dt.datetime.now(dt.timezone.utc), "5.00")])
+        lake.silver()
+        now = expected_headline(lake)
+        assert now["Sales"] == "7"
+        started = time.monotonic()
+        while now.items() > shown_metrics(browser).items():
+            assert time.monotonic() - started < 30, shown_metrics(browser)
+            time.sleep(0.2)
+        assert "Traceback" not in browser.page_source
+    print(f"headline shown {seconds:.2f} s after the request")
