@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import socket
@@ -30,7 +31,7 @@ from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.paths import Paths
-from lakehouse.serve import web_server
+from lakehouse.serve import web_page, web_server
 from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, share
 from lakehouse.silver.job import SilverBatchWriter
@@ -99,6 +100,19 @@ class Lake:
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(str(self.paths.silver(table)))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _page_log_removed():
+    """The page logs to its data folder's log file; the package's logger is left as it was found."""
+    package = logging.getLogger("lakehouse")
+    level = package.level
+    yield
+    if web_page._log_handler is not None:
+        package.removeHandler(web_page._log_handler)
+        web_page._log_handler.close()
+        web_page._log_handler = None
+    package.setLevel(level)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +281,7 @@ def test_a_missing_or_unreadable_table_is_named_with_its_path(lake, tmp_path, mo
     assert "Traceback" not in errors
 
 
-def test_a_bad_setting_is_one_line_on_the_page(lake, tmp_path, monkeypatch) -> None:
+def test_a_bad_setting_is_one_line_on_the_page(tmp_path, monkeypatch) -> None:
     bad = tmp_path / "bad.ini"
     bad.write_text("[monitoring]\ndashboard_refresh = often\n", encoding="utf-8")
     at = app(bad, monkeypatch)

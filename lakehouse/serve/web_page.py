@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import streamlit as st
@@ -21,6 +22,7 @@ from lakehouse.serve.numbers import euros, share
 from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
+_log_handler: logging.Handler | None = None
 
 LIVE = "live"
 
@@ -39,15 +41,23 @@ def settings() -> tuple[Config | None, str | None]:
         cfg = load_config(None)
     except ConfigError as e:
         return None, str(e)
-    logs = Paths.from_config(cfg).logs_dir
-    logs.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(logs / "dashboard.log", encoding="utf-8")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    handler.addFilter(RedactSecrets())
-    package = logging.getLogger("lakehouse")
-    package.addHandler(handler)
-    package.setLevel(getattr(logging, cfg.monitoring.log_level))
+    log_to(Paths.from_config(cfg).logs_dir / "dashboard.log", cfg.monitoring.log_level)
     return cfg, None
+
+
+def log_to(path: Path, level: str) -> None:
+    """The package's log lines go to ``path`` (one file handler: a new configuration replaces it)."""
+    global _log_handler
+    path.parent.mkdir(parents=True, exist_ok=True)
+    package = logging.getLogger("lakehouse")
+    if _log_handler is not None:
+        package.removeHandler(_log_handler)
+        _log_handler.close()
+    _log_handler = logging.FileHandler(path, encoding="utf-8")
+    _log_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    _log_handler.addFilter(RedactSecrets())
+    package.addHandler(_log_handler)
+    package.setLevel(getattr(logging, level))
 
 
 def section(title: str, paths: Paths, show: Callable[[], None]) -> None:
