@@ -244,7 +244,7 @@ def test_an_earlier_run_shows_that_runs_tables(lake, monkeypatch) -> None:
     then = expected_headline(lake, runs[1].versions)
     assert {k: shown[k] for k in then} == then
     assert shown["Sales"] == "3" and shown["Revenue"] == euros(Decimal("360.09"))
-    assert any("run 0" in c.value for c in at.caption)
+    assert any(f"run 0, written {runs[1].committed:%Y-%m-%d %H:%M:%S} UTC" in c.value for c in at.caption)
     at.selectbox(key="silver_run").select("live").run()
     assert metrics(at)["Sales"] == "6"
 

@@ -76,6 +76,10 @@ def section(title: str, paths: Paths, show: Callable[[], None]) -> None:
                  f"{paths.logs_dir / 'dashboard.log'}")
 
 
+def _count(n: int | None) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
 def _utc(moment: datetime | None) -> str:
     return "—" if moment is None else f"{moment.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
 
@@ -142,7 +146,7 @@ def show_breakdowns(silver: wt.Silver) -> None:
     st.markdown("**Revenue by day**")
     days = wt.ordered(silver.ventes_jour, [("jour", "ascending")])
     bar_chart([{"day": str(d["jour"]), "revenue (€)": float(d["chiffre_affaires"])} for d in days],
-                  "day", "revenue (€)", 220)
+              "day", "revenue (€)", 220)
     st.markdown(f"**Top {wt.TOP_CLIENTS} clients by revenue**")
     st.dataframe([{"#": i, "Client": c["client_nom"], "Id": c["client_id"], "Country": c["pays"],
                    "Segment": c["segment"], "Purchases": c["nb_achats"], "Revenue": euros(c["total_depense"]),
@@ -157,9 +161,9 @@ def show_stream(paths: Paths) -> None:
     cols[1].metric("Last batch latency", "—" if health.last_latency_ms is None
                    else f"{health.last_latency_ms / 1000:.2f} s")
     cols[2].metric("Kafka lag", "—" if health.kafka_lag is None else f"{health.kafka_lag:,}")
-    cols[3].metric("Rows in Bronze", f"{health.bronze_rows:,}")
-    cols[4].metric("Quarantined", f"{health.quarantined:,}")
-    cols[5].metric("Duplicates", f"{health.duplicates:,}")
+    cols[3].metric("Rows in Bronze", _count(health.bronze_rows))
+    cols[4].metric("Quarantined", _count(health.quarantined))
+    cols[5].metric("Duplicates", _count(health.duplicates))
     if health.series:
         st.caption(f"Last batch committed {_utc(health.last_batch_at)}; per minute over the last "
                    f"{int(wt.SERIES_WINDOW.total_seconds() // 60)} minutes:")

@@ -111,10 +111,14 @@ def _files(table: DeltaTable) -> pa.Table:
     return pa.table(table.get_add_actions(flatten=True))
 
 
-def row_count(path: Path) -> int:
-    """Rows in a table, from its log's file statistics (no data file read)."""
+def row_count(path: Path) -> int | None:
+    """Rows in a table, from its log's file statistics (no data file read); None when a file has none."""
     files = _files(open_table(path))
-    return int(pc.sum(files["num_records"]).as_py() or 0) if files.num_rows else 0
+    if files.num_rows == 0:
+        return 0
+    if files["num_records"].null_count:
+        return None
+    return int(pc.sum(files["num_records"]).as_py())
 
 
 def newest_rows(path: Path, columns: list[str], order: list[tuple[str, str]], limit: int) -> pa.Table:
@@ -181,10 +185,10 @@ def read_silver(paths: Paths, run: SilverRun | None = None) -> Silver:
         table = open_table(path, None if run is None else run.versions[name])
         tables[name] = _read(path, table, None)
         versions[name] = table.version()
-        history = table.history(1)
-        if history:
-            committed.append(history[0]["timestamp"])
-    when = datetime.fromtimestamp(max(committed) / 1000, timezone.utc) if committed else None
+        if run is None:  # the table's newest commit (its history starts there whatever version is loaded)
+            committed += [c["timestamp"] for c in table.history(1)]
+    when = run.committed if run is not None else \
+        datetime.fromtimestamp(max(committed) / 1000, timezone.utc) if committed else None
     return Silver(**tables, versions=versions, committed=when)
 
 
@@ -237,9 +241,9 @@ class StreamHealth:
     last_batch_at: datetime | None
     last_latency_ms: int | None
     kafka_lag: int | None
-    bronze_rows: int
-    quarantined: int
-    duplicates: int
+    bronze_rows: int | None  # None: a file without statistics (not counted by scanning)
+    quarantined: int | None
+    duplicates: int | None
     series: list[dict]  # per minute: minute, events, latency_p50_ms (median of the batches' p50)
 
 
@@ -260,7 +264,7 @@ def _newest(files: pa.Table, column: str) -> datetime | None:
     return pc.max(files[name]).as_py()
 
 
-def _count_or_zero(path: Path) -> int:
+def _count_or_zero(path: Path) -> int | None:
     try:
         return row_count(path)
     except TableMissing:
