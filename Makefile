@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep
+.PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep \
+	cluster-start cluster-stop cluster-status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +29,15 @@ broker-status:  ## Say whether the local broker runs
 
 broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
 	$(BIN)/python -m lakehouse.platform.kafka_local wipe
+
+cluster-start: setup  ## Start a local Spark standalone cluster (a master, [cluster] spark_workers workers)
+	$(BIN)/python -m lakehouse.platform.spark_cluster start
+
+cluster-stop:  ## Stop the local Spark standalone cluster
+	$(BIN)/python -m lakehouse.platform.spark_cluster stop
+
+cluster-status:  ## Say whether the local Spark standalone cluster runs
+	$(BIN)/python -m lakehouse.platform.spark_cluster status
 
 check: setup  ## Run every setup check, Spark included, creating what is missing
 	$(BIN)/python setup_utils.py --fix --spark

@@ -266,6 +266,19 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                allow_empty=True),
         "jars_repositories": Option(str, "", "extra Maven repositories (comma-separated URLs) for the "
                                     "Kafka and Delta jars, e.g. a company mirror", allow_empty=True),
+        "cores_max": Option(int, "", "spark.cores.max of each job on a spark:// master: the cores one job may "
+                            "take, so that the Bronze stream and Silver both get some (empty = all)",
+                            allow_empty=True, min=1, max=100_000),
+    },
+    "cluster": {
+        "spark_master_port": Option(int, "7077", "port of the local Spark standalone master "
+                                    "(python -m lakehouse.platform.spark_cluster)", min=1, max=65535),
+        "spark_workers": Option(int, "2", "workers of the local Spark standalone cluster", min=1, max=16),
+        "spark_worker_cores": Option(int, "1", "cores each local Spark worker offers", min=1, max=256),
+        "spark_worker_memory": Option(str, "1g", "memory each local Spark worker offers (an executor takes "
+                                      "1g by default)", pattern=r"\d+[mMgG]"),
+        "start_timeout": Option(Duration, "60 seconds", "how long the local cluster's processes may take to "
+                                "start", min=1, max=600),
     },
     "paths": {
         "data_dir": Option(str, "./data", "root of all data (tables, checkpoints, broker data, logs); "

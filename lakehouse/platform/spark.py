@@ -76,6 +76,9 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
                    .config("spark.driver.host", cfg.spark.bind_address))
         if not submitted:
             os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
+    if master.startswith("spark://") and cfg.spark.cores_max is not None:
+        # A standalone master gives a job every free core unless told: leave some to the other job.
+        builder = builder.config("spark.cores.max", str(cfg.spark.cores_max))
     if not submitted:
         try:
             jars = resolve_jars(Paths.from_config(cfg), spark_packages(), cfg.spark.jars_repositories, verbose)

@@ -1,0 +1,252 @@
+"""A local Spark standalone cluster: one master and N workers from the installed pyspark (``spark-class``).
+
+Usage: python -m lakehouse.platform.spark_cluster start|stop|status [--config PATH]
+(make cluster-start, make cluster-stop, make cluster-status.)
+
+The jobs run on it unchanged with ``[spark] master = spark://127.0.0.1:7077`` (the address ``start``
+prints); ``[spark] cores_max`` keeps one application from taking every worker, so that the Bronze stream
+and Silver run side by side. Each process runs in a session of its own (Ctrl-C in the terminal that
+started it does not stop it), with its pid and work folder under <data_dir>/cluster/spark and its log
+under <data_dir>/logs/cluster/. ``start`` and ``stop`` are idempotent. Everything listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.platform.config import Config
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.kafka_probe import port_open
+
+log = logging.getLogger("lakehouse.platform.spark_cluster")
+
+MASTER_CLASS = "org.apache.spark.deploy.master.Master"
+WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+MASTER_READY = "I have been elected leader! New state: ALIVE"
+WORKER_READY = "Successfully registered with master"
+EXIT_NOT_RUNNING = 3
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started as asked; the message says why, with the log's last lines."""
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    host: str
+    master_port: int
+    workers: int
+    worker_cores: int
+    worker_memory: str
+    start_timeout_s: float
+    state_dir: Path  # pid files and work folders
+    logs_dir: Path
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "ClusterSettings":
+        paths = Paths.from_config(cfg)
+        c = cfg.cluster
+        return cls(host="127.0.0.1", master_port=c.spark_master_port, workers=c.spark_workers,
+                   worker_cores=c.spark_worker_cores, worker_memory=c.spark_worker_memory,
+                   start_timeout_s=c.start_timeout.seconds, state_dir=paths.data_dir / "cluster" / "spark",
+                   logs_dir=paths.logs_dir / "cluster")
+
+    @property
+    def master_url(self) -> str:
+        return f"spark://{self.host}:{self.master_port}"
+
+    def names(self) -> list[str]:
+        return ["spark-master", *[f"spark-worker-{i}" for i in range(1, self.workers + 1)]]
+
+    def pid_file(self, name: str) -> Path:
+        return self.state_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs_dir / f"{name}.log"
+
+
+def spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def _command(settings: ClusterSettings, name: str) -> list[str]:
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    # Web UIs on ports the system picks: nothing else on the machine is assumed free.
+    if name == "spark-master":
+        return [spark_class, MASTER_CLASS, "--host", settings.host, "--port", str(settings.master_port),
+                "--webui-port", "0"]
+    work = settings.state_dir / f"{name}-work"
+    return [spark_class, WORKER_CLASS, settings.master_url, "--host", settings.host,
+            "--cores", str(settings.worker_cores), "--memory", settings.worker_memory,
+            "--work-dir", str(work), "--webui-port", "0"]
+
+
+def _is_ours(pid: int, name: str, settings: ClusterSettings) -> bool:
+    """The process is this cluster's ``name`` (not a reused pid): its command line says so."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    if name == "spark-master":
+        return MASTER_CLASS.encode() in cmdline and f"{settings.master_port}".encode() in cmdline
+    return WORKER_CLASS.encode() in cmdline and str(settings.state_dir / f"{name}-work").encode() in cmdline
+
+
+def running_pid(settings: ClusterSettings, name: str) -> int | None:
+    """The pid of this cluster's ``name`` if it is alive (a stale pid file is removed)."""
+    try:
+        pid = int(settings.pid_file(name).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    if _is_ours(pid, name, settings):
+        return pid
+    settings.pid_file(name).unlink(missing_ok=True)
+    return None
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log written)"
+
+
+def _launch(settings: ClusterSettings, name: str) -> subprocess.Popen:
+    log_file = settings.log_file(name)
+    with open(log_file, "ab") as out:
+        out.write(f"\n=== {name} started at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        out.flush()
+        # SPARK_LOCAL_IP: the web UIs too listen on this machine only (they bind to every interface otherwise).
+        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP=settings.host)
+        proc = subprocess.Popen(_command(settings, name), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    settings.pid_file(name).write_text(str(proc.pid), encoding="utf-8")
+    return proc
+
+
+def _wait_for(settings: ClusterSettings, name: str, proc: subprocess.Popen, ready: str, offset: int) -> None:
+    """Until the log (past ``offset``) says ``ready``; ``ClusterError`` if the process exits or time runs out."""
+    log_file = settings.log_file(name)
+    deadline = time.monotonic() + settings.start_timeout_s
+    while time.monotonic() < deadline:
+        with open(log_file, "rb") as f:
+            f.seek(offset)
+            if ready.encode() in f.read():
+                return
+        if proc.poll() is not None:
+            settings.pid_file(name).unlink(missing_ok=True)
+            raise ClusterError(f"{name} exited with code {proc.returncode} while starting; last lines of "
+                               f"{log_file}:\n{log_tail(log_file)}")
+        time.sleep(0.3)
+    raise ClusterError(f"{name} was not ready within {settings.start_timeout_s:g} s; last lines of {log_file}:\n"
+                       f"{log_tail(log_file)}")
+
+
+def start(settings: ClusterSettings) -> str:
+    """Start what is not running (master first, then the workers) and wait until every worker has
+    registered; returns the master URL. Idempotent."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    master = running_pid(settings, "spark-master")
+    if master is None and port_open(settings.host, settings.master_port):
+        raise ClusterError(f"Port {settings.master_port} on {settings.host} is already in use by another process; "
+                           "stop it or change [cluster] spark_master_port")
+    started = []
+    for name in settings.names():
+        pid = running_pid(settings, name)
+        if pid is not None:
+            log.info("%s already running (pid %d)", name, pid)
+            continue
+        offset = settings.log_file(name).stat().st_size if settings.log_file(name).exists() else 0
+        proc = _launch(settings, name)
+        try:
+            _wait_for(settings, name, proc, MASTER_READY if name == "spark-master" else WORKER_READY, offset)
+        except ClusterError:
+            stop(settings)
+            raise
+        started.append(name)
+        log.info("%s started (pid %d); log: %s", name, proc.pid, settings.log_file(name))
+    log.info("Spark standalone cluster at %s: %d worker(s) of %d core(s) and %s each%s", settings.master_url,
+             settings.workers, settings.worker_cores, settings.worker_memory,
+             "" if started else " (already running)")
+    return settings.master_url
+
+
+def _terminate(pid: int, name: str, settings: ClusterSettings, timeout_s: float) -> bool:
+    """SIGTERM to the process's group, SIGKILL after ``timeout_s``; True if it stopped in time."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not _is_ours(pid, name, settings):
+            return True
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return False
+
+
+def stop(settings: ClusterSettings, timeout_s: float = 30.0) -> bool:
+    """Stop the workers, then the master; False if nothing was running. Idempotent."""
+    stopped = False
+    for name in reversed(settings.names()):
+        pid = running_pid(settings, name)
+        if pid is None:
+            continue
+        log.info("Stopping %s (pid %d)", name, pid)
+        if not _terminate(pid, name, settings, timeout_s):
+            log.warning("%s did not stop within %g s and was killed", name, timeout_s)
+        settings.pid_file(name).unlink(missing_ok=True)
+        stopped = True
+    if not stopped:
+        log.info("The Spark standalone cluster is not running")
+    return stopped
+
+
+def status(settings: ClusterSettings) -> dict[str, int | None]:
+    """Each process's pid, or None when it does not run."""
+    return {name: running_pid(settings, name) for name in settings.names()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="A local Spark standalone cluster (master and workers).")
+    parser.add_argument("action", choices=("start", "stop", "status"))
+    add_config_flag(parser)
+    args = parser.parse_args(argv)
+    cfg = config_or_exit(args)
+    setup_logging(cfg.monitoring.log_level)
+    settings = ClusterSettings.from_config(cfg)
+    if args.action == "start":
+        try:
+            url = start(settings)
+        except ClusterError as e:
+            log.error("%s", e)
+            return 1
+        print(f"Spark master: {url} (set [spark] master = {url}, and [spark] cores_max so that two jobs fit)")
+        return 0
+    if args.action == "stop":
+        stop(settings)
+        return 0
+    pids = status(settings)
+    for name, pid in pids.items():
+        print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+    return 0 if all(pids.values()) else EXIT_NOT_RUNNING
+
+
+if __name__ == "__main__":
+    sys.exit(main())

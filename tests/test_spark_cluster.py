@@ -1,0 +1,81 @@
+"""The local Spark standalone cluster (python -m lakehouse.platform.spark_cluster): it starts, says so,
+starts again without a second copy, refuses a taken port with one line, runs the Bronze job unchanged
+(only [spark] master and cores_max set), and stops leaving no process behind."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
+from tests.conftest import PROJECT_DIR, make_config, produce, write_config
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def sale(i: int) -> bytes:
+    return json.dumps({"vente_id": f"V{i}", "client_id": f"C{i % 7}", "produit_id": "P1",
+                       "timestamp": "2026-11-27T10:00:00+00:00", "quantite": 1, "montant": 10.5,
+                       "client_nom": "Nom", "produit_nom": "Lampe", "categorie": "Maison", "pays": "France",
+                       "segment": "B2C"}).encode()
+
+
+def test_a_taken_master_port_is_refused_with_one_line(tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        settings = ClusterSettings.from_config(make_config(tmp_path / "data", cluster__spark_master_port=port))
+        with pytest.raises(ClusterError, match=f"Port {port} on 127.0.0.1 is already in use"):
+            start(settings)
+    assert status(settings) == {"spark-master": None, "spark-worker-1": None, "spark-worker-2": None}
+
+
+def test_the_bronze_job_runs_on_the_cluster_unchanged(spark, kafka_bootstrap, topic, tmp_path) -> None:
+    port = free_port()
+    cfg = make_config(tmp_path / "data", cluster__spark_master_port=port, kafka__bootstrap_servers=kafka_bootstrap,
+                      kafka__topic=topic)
+    settings = ClusterSettings.from_config(cfg)
+    try:
+        assert start(settings) == f"spark://127.0.0.1:{port}"
+        pids = status(settings)
+        assert all(pids.values()) and len(pids) == 3
+        start(settings)  # again: nothing more starts
+        assert status(settings) == pids
+        produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(200)])
+        config = write_config(tmp_path / "config.ini", cfg, spark={"master": f"spark://127.0.0.1:{port}",
+                                                                   "cores_max": 1})
+        result = subprocess.run([sys.executable, "spark_streaming_delta.py", "--available-now", "--config",
+                                 str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        bronze = spark.read.format("delta").load(str(tmp_path / "data" / "delta" / "bronze" / "ventes"))
+        assert bronze.count() == bronze.select("vente_id").distinct().count() == 200
+        # The executors ran on the workers (their work folders hold the application), one core each.
+        apps = [p for w in (1, 2) for p in (settings.state_dir / f"spark-worker-{w}-work").glob("app-*")]
+        assert len(apps) == 1, apps
+    finally:
+        stop(settings)
+    assert status(settings) == dict.fromkeys(pids)
+    assert all(running_pid(settings, name) is None for name in settings.names())
+    assert not subprocess.run(["pgrep", "-f", str(settings.state_dir)], capture_output=True).stdout
+    result = subprocess.run([sys.executable, "-m", "lakehouse.platform.spark_cluster", "status", "--config",
+                             str(write_config(tmp_path / "c2.ini", cfg, cluster={"spark_master_port": port}))],
+                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3 and "spark-master: stopped" in result.stdout
+
+
+def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
+    cfg = make_config(tmp_path / "data", cluster__spark_workers=3, cluster__spark_worker_memory="512m")
+    settings = ClusterSettings.from_config(cfg)
+    assert settings.names() == ["spark-master", "spark-worker-1", "spark-worker-2", "spark-worker-3"]
+    assert settings.worker_memory == "512m" and settings.state_dir == tmp_path / "data" / "cluster" / "spark"
+    assert settings.log_file("spark-master") == tmp_path / "data" / "logs" / "cluster" / "spark-master.log"
