@@ -1,16 +1,21 @@
 """The local Spark standalone cluster (python -m lakehouse.platform.spark_cluster): it starts, says so,
 starts again without a second copy, refuses a taken port with one line, runs the Bronze job unchanged
-(only [spark] master and cores_max set), and stops leaving no process behind."""
+(only [spark] master and cores_max set), stops leaving no process behind; and a worker killed with its
+executor under a running stream costs no sale and doubles none (the job gets an executor on the other)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
 
 from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
 from tests.conftest import PROJECT_DIR, make_config, produce, write_config
@@ -79,3 +84,59 @@ def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
     assert settings.names() == ["spark-master", "spark-worker-1", "spark-worker-2", "spark-worker-3"]
     assert settings.worker_memory == "512m" and settings.state_dir == tmp_path / "data" / "cluster" / "spark"
     assert settings.log_file("spark-master") == tmp_path / "data" / "logs" / "cluster" / "spark-master.log"
+
+
+def bronze_rows(path: Path) -> int:
+    """Rows in Bronze now (read without Spark, so that the test's session does not compete)."""
+    try:
+        return DeltaTable(str(path)).to_pyarrow_table(columns=["vente_id"]).num_rows
+    except Exception:  # not created yet
+        return 0
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
+
+
+def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(spark, kafka_bootstrap, topic, tmp_path) -> None:
+    port = free_port()
+    cfg = make_config(tmp_path / "data", cluster__spark_master_port=port, kafka__bootstrap_servers=kafka_bootstrap,
+                      kafka__topic=topic)
+    settings = ClusterSettings.from_config(cfg)
+    config = write_config(tmp_path / "config.ini", cfg, spark={"master": f"spark://127.0.0.1:{port}", "cores_max": 1},
+                          streaming={"metrics_interval": "0 seconds"})
+    bronze_path = tmp_path / "data" / "delta" / "bronze" / "ventes"
+    log = tmp_path / "bronze.log"
+    try:
+        start(settings)
+        with open(log, "wb") as out:
+            job = subprocess.Popen([sys.executable, "spark_streaming_delta.py", "--config", str(config)],
+                                   cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(1000)])
+            wait_until(lambda: bronze_rows(bronze_path) > 0 or job.poll() is not None, 180, "the first sales in Bronze")
+            assert job.poll() is None, log.read_text()[-3000:]
+            # The worker that runs the job's executor goes, with its executor (the whole process group).
+            apps = {w: list((settings.state_dir / f"spark-worker-{w}-work").glob("app-*/*")) for w in (1, 2)}
+            (victim,) = [w for w, executors in apps.items() if executors]
+            os.killpg(running_pid(settings, f"spark-worker-{victim}"), signal.SIGKILL)
+            produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(1000, 3000)])
+            wait_until(lambda: bronze_rows(bronze_path) >= 3000 or job.poll() is not None, 300,
+                       "every sale in Bronze after the worker was killed")
+            assert job.poll() is None, log.read_text()[-3000:]
+            survivor = 3 - victim
+            assert list((settings.state_dir / f"spark-worker-{survivor}-work").glob("app-*/*")), \
+                "the job got an executor on the other worker"
+        finally:
+            job.send_signal(signal.SIGTERM)
+            assert job.wait(120) == 0, log.read_text()[-3000:]
+    finally:
+        stop(settings)
+    bronze = spark.read.format("delta").load(str(bronze_path))
+    assert bronze.count() == bronze.select("vente_id").distinct().count() == 3000
+    metrics = spark.read.format("delta").load(str(tmp_path / "data" / "delta" / "monitoring" / "bronze_metrics"))
+    totals = metrics.agg({"input_rows": "sum", "duplicate_rows": "sum"}).first()
+    assert totals["sum(input_rows)"] == 3000 and totals["sum(duplicate_rows)"] == 0  # every record read once
