@@ -8,9 +8,10 @@ Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--re
 Each part runs as its own process, in a session of its own (Ctrl-C in the terminal reaches only this
 one), with its output in its own log under data/logs/. Ctrl-C or SIGTERM stops them in order: the
 producer (it flushes what it sent), the Bronze stream after its current batch, Silver after its current
-run, the web dashboard, then the broker if this command started it. The web dashboard is an
-extra: when its port is taken, or it stops, the pipeline goes on without it (the view says so). Started again, the parts resume from their
-checkpoints on the same data; --fresh deletes the tables, the checkpoints and the topic's records first.
+run, the web dashboard, then the broker if this command started it. Started again, the parts resume
+from their checkpoints on the same data; --fresh deletes the tables, the checkpoints and the topic's
+records first. The web dashboard is an extra: when its port is taken, or it stops, the pipeline goes on
+without it (the view says so).
 """
 
 from __future__ import annotations
