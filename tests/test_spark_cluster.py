@@ -5,6 +5,7 @@ executor under a running stream costs no sale and doubles none (the job gets an 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -43,6 +44,16 @@ def test_a_taken_master_port_is_refused_with_one_line(tmp_path) -> None:
         with pytest.raises(ClusterError, match=f"Port {port} on 127.0.0.1 is already in use"):
             start(settings)
     assert status(settings) == {"spark-master": None, "spark-worker-1": None, "spark-worker-2": None}
+
+
+@pytest.mark.integration  # starts a master
+def test_a_worker_that_cannot_start_is_named_with_its_log_and_nothing_is_left(tmp_path) -> None:
+    cfg = make_config(tmp_path / "data", cluster__spark_master_port=free_port(), cluster__start_timeout="30 seconds")
+    settings = dataclasses.replace(ClusterSettings.from_config(cfg), worker_memory="0m")  # Spark refuses it
+    with pytest.raises(ClusterError, match=r"spark-worker-1 exited with code \d+ while starting; last lines of .*"
+                                           r"spark-worker-1\.log"):
+        start(settings)
+    assert status(settings) == dict.fromkeys(settings.names())  # the master it had started was stopped too
 
 
 def test_the_bronze_job_runs_on_the_cluster_unchanged(spark, kafka_bootstrap, topic, tmp_path) -> None:

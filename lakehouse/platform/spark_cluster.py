@@ -173,7 +173,11 @@ def start(settings: ClusterSettings) -> str:
         try:
             _wait_for(settings, name, proc, MASTER_READY if name == "spark-master" else WORKER_READY, offset)
         except ClusterError:
-            stop(settings)
+            for begun in reversed([*started, name]):  # what this call started goes; what ran before stays
+                pid = running_pid(settings, begun)
+                if pid is not None:
+                    _terminate(pid, begun, settings, 10.0)
+                settings.pid_file(begun).unlink(missing_ok=True)
             raise
         started.append(name)
         log.info("%s started (pid %d); log: %s", name, proc.pid, settings.log_file(name))
