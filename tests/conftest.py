@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -154,6 +155,14 @@ def topic(kafka_bootstrap: str) -> str:
     name = f"test_{uuid.uuid4().hex[:12]}"
     ensure_topic(kafka_bootstrap, name, partitions=3)
     return name
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    """Poll ``condition`` every second until it holds; fail saying ``what`` was awaited."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(1)
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:

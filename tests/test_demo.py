@@ -25,7 +25,7 @@ from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
-from tests.conftest import make_config, produce, write_config
+from tests.conftest import make_config, produce, wait_for, write_config
 
 
 def processes_with(marker: str) -> list[str]:
@@ -40,13 +40,6 @@ def processes_with(marker: str) -> list[str]:
         except OSError:  # gone meanwhile, or not ours to read
             continue
     return found
-
-
-def wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
 
 
 def run_demo_until(config: Path, marker: str, condition, log: Path, what: str) -> None:

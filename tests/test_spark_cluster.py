@@ -12,14 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
 from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
-from tests.conftest import PROJECT_DIR, make_config, produce, write_config
+from tests.conftest import PROJECT_DIR, make_config, produce, wait_for, write_config
 
 
 def free_port() -> int:
@@ -105,13 +104,6 @@ def bronze_rows(path: Path) -> int:
         return 0
 
 
-def wait_until(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(1)
-
-
 def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(spark, kafka_bootstrap, topic, tmp_path) -> None:
     port = free_port()
     cfg = make_config(tmp_path / "data", cluster__spark_master_port=port, kafka__bootstrap_servers=kafka_bootstrap,
@@ -128,14 +120,14 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(spark, kaf
                                    cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT)
         try:
             produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(1000)])
-            wait_until(lambda: bronze_rows(bronze_path) > 0 or job.poll() is not None, 180, "the first sales in Bronze")
+            wait_for(lambda: bronze_rows(bronze_path) > 0 or job.poll() is not None, 180, "the first sales in Bronze")
             assert job.poll() is None, log.read_text()[-3000:]
             # The worker that runs the job's executor goes, with its executor (the whole process group).
             apps = {w: list((settings.state_dir / f"spark-worker-{w}-work").glob("app-*/*")) for w in (1, 2)}
             (victim,) = [w for w, executors in apps.items() if executors]
             os.killpg(running_pid(settings, f"spark-worker-{victim}"), signal.SIGKILL)
             produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(1000, 3000)])
-            wait_until(lambda: bronze_rows(bronze_path) >= 3000 or job.poll() is not None, 300,
+            wait_for(lambda: bronze_rows(bronze_path) >= 3000 or job.poll() is not None, 300,
                        "every sale in Bronze after the worker was killed")
             assert job.poll() is None, log.read_text()[-3000:]
             survivor = 3 - victim

@@ -18,9 +18,7 @@ import argparse
 import base64
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -37,6 +35,7 @@ from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, f
 from lakehouse.platform.kafka_security import (SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity,
                                                environment_without_password)
 from lakehouse.platform.paths import Paths
+from lakehouse.platform.processes import terminate
 
 log = logging.getLogger(__name__)
 
@@ -494,17 +493,7 @@ def start(settings: BrokerSettings) -> int:
 
 def _terminate(pid: int, timeout_s: float) -> bool:
     """SIGTERM (Kafka's clean shutdown), then SIGKILL if it is still there; True if it was clean."""
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _is_broker_process(pid):
-            return True
-        time.sleep(0.2)
-    os.kill(pid, signal.SIGKILL)
-    return False
+    return terminate(pid, lambda: _is_broker_process(pid), timeout_s)
 
 
 def stop(settings: BrokerSettings, timeout_s: float = 60.0) -> bool:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
+from lakehouse.platform.processes import terminate
 from lakehouse.platform.kafka_probe import port_open
 
 log = logging.getLogger("lakehouse.platform.spark_cluster")
@@ -188,21 +188,8 @@ def start(settings: ClusterSettings) -> str:
 
 
 def _terminate(pid: int, name: str, settings: ClusterSettings, timeout_s: float) -> bool:
-    """SIGTERM to the process's group, SIGKILL after ``timeout_s``; True if it stopped in time."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _is_ours(pid, name, settings):
-            return True
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return False
+    """Stop the process and what it started (its group: a worker's executors); True if it stopped in time."""
+    return terminate(pid, lambda: _is_ours(pid, name, settings), timeout_s, group=True)
 
 
 def stop(settings: ClusterSettings, timeout_s: float = 30.0) -> bool:

@@ -101,8 +101,7 @@ def pick_run(paths: Paths) -> wt.SilverRun | None:
     return None if choice == LIVE else by_batch[choice]
 
 
-def show_headline(silver: wt.Silver, run: wt.SilverRun | None) -> None:
-    figures = wt.headline(silver)
+def show_headline(silver: wt.Silver, figures: wt.Headline, run: wt.SilverRun | None) -> None:
     which = "latest run" if run is None else f"run {run.batch_id}"
     st.caption(f"Silver, {which}, written {_utc(silver.committed)} · table versions "
                + ", ".join(f"{t} {v}" for t, v in silver.versions.items()))
@@ -124,8 +123,7 @@ def bar_chart(rows: list[dict], x: str, y: str, height: int) -> None:
         st.bar_chart(rows, x=x, y=y, sort=False, height=height)
 
 
-def show_breakdowns(silver: wt.Silver) -> None:
-    figures = wt.headline(silver)
+def show_breakdowns(silver: wt.Silver, figures: wt.Headline) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Revenue by country**")
@@ -204,11 +202,12 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
     if not paths.silver_dir.exists() and not paths.bronze_metrics.exists():
         st.info(no_data_message(paths))
         return
-    silver: list[wt.Silver] = []  # read once for the two Silver sections
+    silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the two Silver sections
 
     def headline() -> None:
-        silver.append(wt.read_silver(paths, run))
-        show_headline(silver[0], run)
+        tables = wt.read_silver(paths, run)
+        silver.append((tables, wt.headline(tables)))
+        show_headline(*silver[0], run)
 
     if (paths.silver("clients") / "_delta_log").is_dir():
         section("Sales (Silver)", paths, headline)
@@ -216,7 +215,7 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
         st.info(no_data_message(paths))
     section("Stream health (Bronze)", paths, lambda: show_stream(paths))
     if silver:
-        section("Revenue by country, segment and day · top clients", paths, lambda: show_breakdowns(silver[0]))
+        section("Revenue by country, segment and day · top clients", paths, lambda: show_breakdowns(*silver[0]))
     section("Quarantine", paths, lambda: show_quarantine(paths))
     section(f"Latest {wt.LATEST_SALES} sales received", paths, lambda: show_latest_sales(paths))
 
