@@ -22,6 +22,8 @@ from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, a
                                     kafka_security_overrides, setup_logging, stop_on_signals)
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables
+from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
 
@@ -71,11 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", e)
         return 1
     stop_requested = stop_on_signals(log, "stopping after the current batch")
+    upkeep = None
+    if on_object_storage(cfg) and not args.available_now:
+        # On object storage the stream's driver is the one process writing Bronze's tables (see upkeep).
+        upkeep = OwnUpkeep(spark, cfg, paths, bronze_tables(paths), cfg.analytics.upkeep_interval.seconds)
+        upkeep.start_background()
     try:
         while query.isActive and not stop_requested.is_set():
             query.awaitTermination(1)
     except StreamingQueryException:
         pass  # reported below from query.exception()
+    if upkeep is not None:
+        upkeep.close()
     if query.isActive:
         stop_after_current_batch(query)
     remove_progress_loggers(spark)

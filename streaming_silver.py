@@ -25,6 +25,8 @@ from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.serve.dashboard import dashboard_text
+from lakehouse.ops.upkeep import OwnUpkeep, silver_tables
+from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import SilverInputError, run_silver
 from lakehouse.silver.transforms import ClientRules
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stop = stop_on_signals(log, "stopping after the current run")
     full_refresh = args.full_refresh
+    # On object storage this job is the one process writing Silver's tables: it keeps them between runs.
+    upkeep = (OwnUpkeep(spark, cfg, paths, silver_tables(paths), cfg.analytics.upkeep_interval.seconds)
+              if on_object_storage(cfg) and args.interval is not None else None)
     while True:
         started, pause = time.monotonic(), args.interval
         try:
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             write_atomic(paths.silver_dashboard, text + "\n")  # what `make demo` shows live
             if not args.no_dashboard:
                 print(text, flush=True)
+            if upkeep is not None:
+                upkeep.run_if_due()
         if args.interval is None or stop.wait(pause):
             break
     return 0

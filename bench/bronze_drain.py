@@ -4,7 +4,9 @@ paths are warmed up first on 20,000 events, in the same session, so that neither
 compilation of the contract check in its figures.
 
 Usage: python bench/bronze_drain.py [--count 1000000]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder,
+or, when [paths] lake is an s3a:// URI (e.g. LAKEHOUSE_PATHS_LAKE), under it: the drain's tables and the
+ceiling's Parquet both go to the object store then, so that the ratio compares like with like.
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
 LAKEHOUSE_KAFKA_PASSWORD, as for every script.
 """
@@ -30,6 +32,7 @@ from lakehouse.ingest.contract import ContractLimits  # noqa: E402
 from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
 from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.lake import on_object_storage  # noqa: E402
 from lakehouse.platform.kafka_security import security_settings  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.ingest.simulator import SalesSimulator  # noqa: E402
@@ -45,10 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     topic = f"bench_drain_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench_drain_"))
     # The project's Kafka security settings carry over (the CA file stays where it is).
-    overrides = {**security_settings(load_config()), ("kafka", "topic"): topic,
+    project = load_config()
+    overrides = {**security_settings(project), ("kafka", "topic"): topic,
                  ("paths", "data_dir"): str(work / "data"),
                  ("streaming", "max_offsets_per_trigger"): args.max_offsets_per_trigger}
+    remote = (project.paths.lake or "").rstrip("/") if on_object_storage(project) else None
+    if remote:
+        overrides[("paths", "lake")] = f"{remote}/{topic}/run"
     cfg = load_config(overrides=overrides)
+
+    def target(name: str) -> str:
+        """Where a ceiling run writes: beside the drain's tables."""
+        return f"{remote}/{topic}/{name}" if remote else str(work / name)
 
     print(f"Pre-filling {topic} with {args.count:,} valid events ...", flush=True)
     summary = work / "summary.json"
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(cfg, "bench_drain")
     paths = Paths.from_config(cfg)
 
-    def ceiling(source: Path, target: Path) -> float:
+    def ceiling(source: Path, target: str) -> float:
         started = time.monotonic()
         # One file would be one partition (one core); spread it like the topic's partitions are.
         raw = spark.read.format("text").load(str(source)).repartition(cfg.kafka.partitions)
@@ -79,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
         checked = kafka_like.transform(lambda df: with_contract_check(df, ContractLimits.from_config(cfg))).persist()
         (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
-         .write.mode("overwrite").partitionBy("jour").parquet(str(target)))
+         .write.mode("overwrite").partitionBy("jour").parquet(target))
         checked.unpersist()
         return time.monotonic() - started
 
@@ -90,11 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(lines, "rb") as f, open(sample, "wb") as out:
         for _ in range(20_000):
             out.write(f.readline())
-    ceiling(sample, work / "warm")
+    ceiling(sample, target("warm"))
     warm_topic = f"{topic}_warmup"
     subprocess.run([sys.executable, "producer_ventes.py", "--max", "--count", "20000", "--seed", "2",
                     "--topic", warm_topic], cwd=PROJECT_DIR, check=True, capture_output=True)
     warm_cfg = load_config(overrides={**overrides, ("paths", "data_dir"): str(work / "warm_data"),
+                                      ("paths", "lake"): target("warm_lake") if remote else None,
                                       ("kafka", "topic"): warm_topic,
                                       ("streaming", "max_offsets_per_trigger"): 10_000})
     start_bronze_stream(spark, warm_cfg, Paths.from_config(warm_cfg), available_now=True).awaitTermination()
@@ -104,13 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
     drain_s = time.monotonic() - started
     landed = spark.read.format("delta").load(str(paths.bronze)).count()
-    ceiling_s = ceiling(lines, work / "ceiling")
+    ceiling_s = ceiling(lines, target("ceiling"))
 
     drain_rate, ceiling_rate = args.count / drain_s, args.count / ceiling_s
     print(f"Bronze drain: {landed:,} rows in {drain_s:.1f} s = {drain_rate:,.0f} events/s "
           f"(batches of {cfg.streaming.max_offsets_per_trigger:,})")
     print(f"Ceiling (file JSON → same parsing → Parquet): {ceiling_s:.1f} s = {ceiling_rate:,.0f} events/s")
-    print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.8)")
+    print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.8); lake: {paths.lake_dir}; master: {spark.sparkContext.master}")
     spark.stop()
     return 0 if landed == args.count else 1
 

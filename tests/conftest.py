@@ -24,18 +24,18 @@ from lakehouse.platform.topics import ensure_topic
 os.environ.setdefault("SPARK_CONF_DIR", str(Path(__file__).parent / "fixtures" / "spark-conf"))
 
 
-def make_config(data_dir: Path, **overrides: object) -> Config:
+def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: object) -> Config:
     """A test configuration: defaults, the given data directory, the project's jar caches.
 
     ``overrides`` are ``section__key=value`` pairs. The environment is ignored so that a developer's
-    LAKEHOUSE_* variables cannot change what the tests see.
+    LAKEHOUSE_* variables cannot change what the tests see; ``env`` gives the few a test needs (secrets).
     """
     values = {("paths", "data_dir"): str(data_dir), ("paths", "cache_dir"): str(PROJECT_DIR / ".cache"),
               ("spark", "master"): "local[2]", ("spark", "shuffle_partitions"): 2}
     for name, value in overrides.items():
         section, key = name.split("__")
         values[(section, key)] = value
-    return load_config(PROJECT_DIR / "config.ini", env={}, overrides=values)
+    return load_config(PROJECT_DIR / "config.ini", env=env or {}, overrides=values)
 
 
 def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:

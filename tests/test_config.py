@@ -36,10 +36,12 @@ def test_project_config_ini_documents_every_setting_with_its_default() -> None:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
     parser.read(PROJECT_DIR / "config.ini", encoding="utf-8")
     written = {(s, k): v for s in parser.sections() for k, v in parser.items(s)}
-    # Secrets (the Kafka password) come from the environment only: config.ini must not even name them.
+    # Secrets (the Kafka password, the object store's key) come from the environment only: config.ini must
+    # not even name them.
     defaults = {(s, k): o.default for s, opts in SCHEMA.items() for k, o in opts.items() if not o.env_only}
     assert written == defaults
-    assert [(s, k) for s, opts in SCHEMA.items() for k, o in opts.items() if o.env_only] == [("kafka", "password")]
+    assert [(s, k) for s, opts in SCHEMA.items() for k, o in opts.items() if o.env_only] == [("kafka", "password"),
+                                                                                         ("s3", "secret_key")]
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from lakehouse.platform.config import PROJECT_DIR, Config
 from lakehouse.platform.kafka_local import BrokerSettings, jars_cached
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.platform.lake import remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import TopicError, ensure_topic, topic_exists
 
@@ -163,7 +164,7 @@ def check_spark(cfg: Config) -> CheckResult:
         spark.range(3).write.format("delta").mode("overwrite").save(str(table))
         rows = spark.read.format("delta").load(str(table)).count()
     finally:
-        shutil.rmtree(table, ignore_errors=True)
+        remove_tree(table)
     ok = rows == 3
     return CheckResult("Spark + Delta + Kafka jars", ok,
                        f"Spark {spark.version} wrote and read back {rows}/3 rows of a Delta table")

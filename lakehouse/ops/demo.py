@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.platform.lake import remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
@@ -166,7 +166,7 @@ def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
                security: KafkaSecurity | None = None) -> None:
     """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
     for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
     reset_topic(servers, topic, partitions, security=security or KafkaSecurity())
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
 

@@ -11,6 +11,12 @@ Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--sk
 - VACUUM removes files no version within ``[analytics] vacuum_retention`` needs.
 A step that still meets a concurrent commit it conflicts with (a late sale appended to a day being
 deleted) is logged and left for the next run; the other steps go on.
+
+On object storage (an ``s3a://`` lake) two processes must not write one table: Delta's S3 log store keeps
+writers apart only inside one JVM (docs/ARCHITECTURE.md, "Writers on object storage"). There each job keeps
+its own tables (``OwnUpkeep``): the Bronze stream's driver runs Bronze's upkeep in a thread of its own, the
+Silver job between two runs, every ``[analytics] upkeep_interval``; this command refuses to run unless
+told that both are stopped (``--pipeline-stopped``).
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+import time
+from collections.abc import Collection
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException,
@@ -31,6 +39,7 @@ from pyspark.sql import SparkSession
 from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.lake import LakePath, on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES
 from lakehouse.platform.spark import build_spark_or_log
@@ -45,11 +54,20 @@ CONFLICTS = (DeltaConcurrentModificationException, ConcurrentWriteException, Con
              MetadataChangedException, ProtocolChangedException)
 
 
-def tables(paths: Paths) -> list[Path]:
-    """Every Delta table of the pipeline that exists."""
-    candidates = [paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics, paths.silver_pairs,
-                  *[paths.silver(t) for t in SILVER_TABLES]]
-    return [p for p in candidates if delta_table_exists(p)]
+def bronze_tables(paths: Paths) -> list[LakePath]:
+    """The tables the Bronze stream writes."""
+    return [paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics]
+
+
+def silver_tables(paths: Paths) -> list[LakePath]:
+    """The tables the Silver job writes."""
+    return [paths.silver_pairs, *[paths.silver(t) for t in SILVER_TABLES]]
+
+
+def tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
+    """Every Delta table of the pipeline that exists (of ``only``, when given)."""
+    candidates = [*bronze_tables(paths), *silver_tables(paths)]
+    return [p for p in candidates if (only is None or p in only) and delta_table_exists(p)]
 
 
 def delete_old_bronze_days(spark: SparkSession, paths: Paths, keep_days: int, today: date) -> int:
@@ -61,7 +79,7 @@ def delete_old_bronze_days(spark: SparkSession, paths: Paths, keep_days: int, to
     return deleted
 
 
-def optimize(spark: SparkSession, path: Path) -> tuple[int, int]:
+def optimize(spark: SparkSession, path: LakePath) -> tuple[int, int]:
     """Compact a table's small files; returns (files removed, files added)."""
     row = spark.sql(f"OPTIMIZE delta.`{path}`").first()
     metrics = row["metrics"]
@@ -69,19 +87,19 @@ def optimize(spark: SparkSession, path: Path) -> tuple[int, int]:
     return metrics.numFilesRemoved, metrics.numFilesAdded
 
 
-def vacuum(spark: SparkSession, path: Path, retain_hours: float) -> None:
+def vacuum(spark: SparkSession, path: LakePath, retain_hours: float) -> None:
     """Remove files older than the retention that no kept version needs."""
     spark.sql(f"VACUUM delta.`{path}` RETAIN {retain_hours:g} HOURS")
     log.info("VACUUM %s (history kept: %g hours)", path, retain_hours)
 
 
-def compacted_tables(paths: Paths) -> list[Path]:
+def compacted_tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
     """The existing tables that grow by appends (Silver's four are rewritten whole by each run)."""
     rewritten = {paths.silver(t) for t in SILVER_TABLES}
-    return [p for p in tables(paths) if p not in rewritten]
+    return [p for p in tables(paths, only) if p not in rewritten]
 
 
-def _step(name: str, path: Path, action) -> bool:
+def _step(name: str, path: LakePath, action) -> bool:
     """Run one step; a commit conflict with a concurrent writer is logged, not raised."""
     try:
         action()
@@ -93,17 +111,22 @@ def _step(name: str, path: Path, action) -> bool:
 
 
 def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, retention: bool = True,
-               compaction: bool = True, vacuuming: bool = True) -> bool:
-    """Retention, then OPTIMIZE, then VACUUM, over every table that exists; False if a step was left
-    for the next run because of a concurrent commit."""
+               compaction: bool = True, vacuuming: bool = True, only: Collection[LakePath] | None = None,
+               stop: threading.Event | None = None) -> bool:
+    """Retention, then OPTIMIZE, then VACUUM, over every table that exists (of ``only``, when given);
+    False if a step was left for the next run because of a concurrent commit, or not started because
+    ``stop`` was set."""
     done = True
-    if retention and paths.bronze in tables(paths):
+    stopped = stop.is_set if stop is not None else (lambda: False)
+    if retention and paths.bronze in tables(paths, only) and not stopped():
         done &= _step("Retention of", paths.bronze, lambda: delete_old_bronze_days(
             spark, paths, cfg.analytics.bronze_retention_days, today))
     if compaction:
-        for path in compacted_tables(paths):
+        for path in compacted_tables(paths, only):
+            if stopped():
+                return False
             done &= _step("OPTIMIZE", path, lambda p=path: optimize(spark, p))
-    if vacuuming:
+    if vacuuming and not stopped():
         # VACUUM lists files with one Spark task per slot of this parallelism, 200 by default (and
         # Spark's own listing 10,000): measured at 30-60 s per small table on 2 cores, 2-3 s with this.
         listing = str(max(2, cfg.spark.shuffle_partitions))
@@ -114,9 +137,73 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
             log.warning("[analytics] vacuum_retention is below 7 days: a reader or stream slower than that "
                         "may miss files; Delta's safety check is turned off for this run")
             spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        for path in tables(paths):
+        for path in tables(paths, only):
+            if stopped():
+                return False
             done &= _step("VACUUM", path, lambda p=path: vacuum(spark, p, retain_hours))
-    return done
+    return done and not stopped()
+
+
+class OwnUpkeep:
+    """The upkeep of the tables one job writes, run by that job (on object storage: see the module's doc).
+
+    ``run_if_due()`` runs it when ``interval_s`` has passed since the job started or since the last run (the
+    Silver job calls it between two runs); ``start_background()`` runs it in a thread of the driver every
+    ``interval_s`` (the Bronze stream: Delta's log store keeps the thread's commits and the batches' apart,
+    as in one JVM); ``close()`` cancels what runs (a cancelled step commits nothing) and waits for the thread.
+    """
+
+    JOB_GROUP = "lakehouse-upkeep"
+
+    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, owned: list[LakePath], interval_s: float,
+                 clock=time.monotonic):
+        self.spark, self.cfg, self.paths, self.owned = spark, cfg, paths, owned
+        self.interval_s, self.clock = interval_s, clock
+        self.last = clock()
+        self.runs = 0
+        self._stop = threading.Event()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    def run_now(self) -> bool:
+        today = datetime.now(ZoneInfo(self.cfg.spark.timezone)).date()
+        log.info("Upkeep of this job's tables (%s)", ", ".join(p.name for p in self.owned))
+        self._busy = True
+        try:
+            return run_upkeep(self.spark, self.cfg, self.paths, today, only=self.owned, stop=self._stop)
+        finally:
+            self._busy = False
+            self.last = self.clock()
+            self.runs += 1
+
+    def run_if_due(self) -> bool | None:
+        """Run the upkeep if it is due; None when it was not."""
+        if self.clock() - self.last < self.interval_s:
+            return None
+        return self.run_now()
+
+    def start_background(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="lakehouse-upkeep", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        self.spark.sparkContext.setJobGroup(self.JOB_GROUP, "table upkeep", interruptOnCancel=True)
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.run_now()
+            except Exception as e:  # noqa: BLE001 - the stream goes on; the next run tries again
+                if self._stop.is_set():
+                    return
+                log.warning("Upkeep failed (the next one tries again in %g s): %s", self.interval_s,
+                            str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """No further step starts; the one running is cancelled (it then commits nothing)."""
+        self._stop.set()
+        if self._thread is not None and self._thread.is_alive():
+            if self._busy:
+                self.spark.sparkContext.cancelJobGroup(self.JOB_GROUP)
+            self._thread.join(timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,12 +211,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-retention", action="store_true", help="do not delete old Bronze days")
     parser.add_argument("--skip-optimize", action="store_true", help="do not compact small files")
     parser.add_argument("--skip-vacuum", action="store_true", help="do not remove unreferenced files")
+    parser.add_argument("--pipeline-stopped", action="store_true",
+                        help="on object storage: run although the tables have their own writers (say it only "
+                             "while the Bronze stream and the Silver job are stopped)")
     add_config_flag(parser)
     add_verbose_flag(parser)
     args = parser.parse_args(argv)
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
+    if on_object_storage(cfg) and not args.pipeline_stopped:
+        log.error("The lake is on object storage (%s): there the Bronze stream and the Silver job keep their own "
+                  "tables every [analytics] upkeep_interval, because a second writing process could lose a "
+                  "commit. Run this only while both are stopped, with --pipeline-stopped.", paths.lake_dir)
+        return 2
     if not tables(paths):
         log.error("No Delta table under %s yet: run spark_streaming_delta.py first", paths.delta_dir)
         return 1

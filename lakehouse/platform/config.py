@@ -206,6 +206,20 @@ def _check_ports(value: str) -> None:
             raise ValueError(f"port {port} of {address} is not between 1 and 65535")
 
 
+def _check_lake(value: str) -> None:
+    """``[paths] lake``: a folder, or ``s3a://bucket[/prefix]`` (bucket names as S3 allows them)."""
+    if "://" not in value:
+        return
+    if not value.startswith("s3a://"):
+        raise ValueError("expected a folder or an s3a://bucket/prefix URI (the S3A connector's scheme)")
+    bucket, _, prefix = value[len("s3a://"):].partition("/")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]", bucket):
+        raise ValueError(f"bucket {bucket!r}: expected 3-63 lower-case letters, digits, dots or hyphens")
+    parts = prefix.strip("/").split("/") if prefix.strip("/") else []
+    if any(part in ("", ".", "..") or not re.fullmatch(r"[A-Za-z0-9._\-]+", part) for part in parts):
+        raise ValueError("the prefix after the bucket: expected folder names of letters, digits, '.', '_', '-'")
+
+
 def _check_timezone(value: str) -> None:
     # Spark takes region ids (Europe/Paris, UTC) and fixed offsets (+01:00); anything else fails only
     # when the first timestamp is read.
@@ -271,6 +285,8 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                             allow_empty=True, min=1, max=100_000),
     },
     "cluster": {
+        "s3proxy_version": Option(str, "4.0.0", "version of s3proxy (org.gaul:s3proxy), the local object store "
+                                  "(python -m lakehouse.platform.object_store)", pattern=r"\d+\.\d+\.\d+"),
         "spark_master_port": Option(int, "7077", "port of the local Spark standalone master "
                                     "(python -m lakehouse.platform.spark_cluster)", min=1, max=65535),
         "spark_workers": Option(int, "2", "workers of the local Spark standalone cluster", min=1, max=16),
@@ -285,6 +301,22 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                            "relative paths are resolved against the config file's folder"),
         "cache_dir": Option(str, "./.cache", "downloaded jars (Kafka broker, Spark's Ivy cache); "
                             "relative paths are resolved against the config file's folder"),
+        "lake": Option(str, "", "where the Delta tables and streaming checkpoints live: empty = <data_dir>, "
+                       "a folder, or s3a://bucket/prefix on S3-compatible object storage (see [s3])",
+                       allow_empty=True, check=_check_lake),
+    },
+    "s3": {
+        "endpoint": Option(str, "http://127.0.0.1:8555", "URL of the S3-compatible object store of an s3a:// "
+                           "lake (the local one: python -m lakehouse.platform.object_store); empty = AWS",
+                           allow_empty=True, pattern=r"https?://[A-Za-z0-9_.\-\[\]:]+(:\d{1,5})?/?"),
+        "region": Option(str, "us-east-1", "region of the object store", pattern=r"[a-z0-9\-]{1,32}"),
+        "path_style_access": Option(bool, "true", "address buckets as <endpoint>/<bucket> (most S3-compatible "
+                                    "stores) rather than <bucket>.<endpoint>"),
+        "access_key": Option(str, "lakehouse", "access key id of the lake's object store",
+                             pattern=r"[A-Za-z0-9._\-]{3,128}"),
+        "secret_key": Option(Secret, "", "secret access key of the object store; from the environment only "
+                             "(LAKEHOUSE_S3_SECRET_KEY), never in config.ini or on a command line",
+                             allow_empty=True, env_only=True),
     },
     "streaming": {
         "starting_offsets": Option(str, "earliest", "where a first start reads the topic from",
@@ -336,6 +368,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                   "'streaming_silver.py --interval' given without a value", min=1, max=86400),
         "bronze_retention_days": Option(int, "90", "Bronze partitions older than this are deleted", min=1),
         "vacuum_retention": Option(Duration, "7 days", "Delta history kept by VACUUM", min=0),
+        "upkeep_interval": Option(Duration, "1 hour", "on an s3a:// lake: how often the Bronze stream and the "
+                                  "Silver job run the upkeep of their own tables (make upkeep does it on a "
+                                  "local lake)", min=1, max=30 * 86400),
     },
     "monitoring": {
         "log_level": Option(str, "INFO", "log level of the project's scripts",

@@ -6,64 +6,74 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.platform.config import Config
+from lakehouse.platform.lake import LakePath, lake_root
 
 
 @dataclass(frozen=True)
 class Paths:
-    """Absolute locations derived from ``[paths]`` in the configuration."""
+    """Absolute locations derived from ``[paths]`` in the configuration.
+
+    Tables and checkpoints live under ``lake`` (``data_dir`` unless ``[paths] lake`` says otherwise, which
+    may be an ``s3a://`` URI: see ``lake``); everything else under ``data_dir`` on the local disk.
+    """
 
     data_dir: Path
     cache_dir: Path
+    lake: LakePath | None = None
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Paths":
-        return cls(data_dir=cfg.data_dir, cache_dir=cfg.cache_dir)
+        return cls(data_dir=cfg.data_dir, cache_dir=cfg.cache_dir, lake=lake_root(cfg))
+
+    @property
+    def lake_dir(self) -> LakePath:
+        return self.data_dir if self.lake is None else self.lake
 
     # Delta tables
     @property
-    def delta_dir(self) -> Path:
-        return self.data_dir / "delta"
+    def delta_dir(self) -> LakePath:
+        return self.lake_dir / "delta"
 
     @property
-    def bronze(self) -> Path:
+    def bronze(self) -> LakePath:
         return self.delta_dir / "bronze" / "ventes"
 
     @property
-    def quarantine(self) -> Path:
+    def quarantine(self) -> LakePath:
         return self.delta_dir / "bronze" / "ventes_quarantine"
 
     @property
-    def duplicates(self) -> Path:
+    def duplicates(self) -> LakePath:
         """Records that repeat a kept sale (raw bytes, Kafka position, the sale they repeat)."""
         return self.delta_dir / "bronze" / "ventes_duplicates"
 
     @property
-    def silver_dir(self) -> Path:
+    def silver_dir(self) -> LakePath:
         return self.delta_dir / "silver"
 
-    def silver(self, table: str) -> Path:
+    def silver(self, table: str) -> LakePath:
         return self.silver_dir / table
 
     @property
-    def silver_pairs(self) -> Path:
+    def silver_pairs(self) -> LakePath:
         """Distinct pairs behind Silver's distinct counts (internal)."""
         return self.silver_dir / "_pairs"
 
     @property
-    def bronze_metrics(self) -> Path:
+    def bronze_metrics(self) -> LakePath:
         return self.delta_dir / "monitoring" / "bronze_metrics"
 
     # Streaming state
     @property
-    def checkpoints_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
+    def checkpoints_dir(self) -> LakePath:
+        return self.lake_dir / "checkpoints"
 
     @property
-    def bronze_checkpoint(self) -> Path:
+    def bronze_checkpoint(self) -> LakePath:
         return self.checkpoints_dir / "bronze_ventes"
 
     @property
-    def silver_checkpoint(self) -> Path:
+    def silver_checkpoint(self) -> LakePath:
         return self.checkpoints_dir / "silver"
 
     # Live status files (the demo's terminal view reads them; no Spark needed)
@@ -115,5 +125,7 @@ class Paths:
         return self.cache_dir / f"kafka-{version}" / "libs"
 
     def data_dirs(self) -> list[Path]:
-        """Directories the pipeline writes to and that setup creates."""
-        return [self.delta_dir, self.checkpoints_dir, self.kafka_data, self.logs_dir]
+        """Local directories the pipeline writes to and that setup creates (on object storage, folders
+        need no creating)."""
+        lake = [self.delta_dir, self.checkpoints_dir] if isinstance(self.lake_dir, Path) else []
+        return [*lake, self.kafka_data, self.logs_dir]

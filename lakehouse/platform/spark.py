@@ -9,7 +9,8 @@ from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from lakehouse.platform.config import Config
+from lakehouse.platform.config import Config, ConfigError
+from lakehouse.platform.lake import S3Settings, on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars, spark_packages
 
@@ -27,7 +28,7 @@ class SparkSetupError(RuntimeError):
 
 def spark_submit_options(cfg: Config) -> list[str]:
     """The spark-submit options that give a job the same jars and Delta settings as ``build_spark``."""
-    options = ["--packages", ",".join(spark_packages()),
+    options = ["--packages", ",".join(spark_packages(on_object_storage(cfg))),
                "--conf", f"spark.jars.ivy={Paths.from_config(cfg).ivy_dir}"]
     if cfg.spark.jars_repositories:
         options += ["--repositories", cfg.spark.jars_repositories]
@@ -76,12 +77,21 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
                    .config("spark.driver.host", cfg.spark.bind_address))
         if not submitted:
             os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
+    if on_object_storage(cfg):
+        # The lake on S3-compatible storage: the S3A connector's settings (the secret from the environment).
+        try:
+            s3a = S3Settings.from_config(cfg).hadoop_options()
+        except ConfigError as e:
+            raise SparkSetupError(str(e)) from e
+        for key, value in s3a.items():
+            builder = builder.config(f"spark.hadoop.{key}", value)
     if master.startswith("spark://") and cfg.spark.cores_max is not None:
         # A standalone master gives a job every free core unless told: leave some to the other job.
         builder = builder.config("spark.cores.max", str(cfg.spark.cores_max))
     if not submitted:
         try:
-            jars = resolve_jars(Paths.from_config(cfg), spark_packages(), cfg.spark.jars_repositories, verbose)
+            jars = resolve_jars(Paths.from_config(cfg), spark_packages(on_object_storage(cfg)),
+                                cfg.spark.jars_repositories, verbose)
         except JarResolutionError as e:
             raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
                                   f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e

@@ -33,24 +33,40 @@ PROBE = Path(__file__).with_name("jars_probe.py")
 SCALA_BINARY = "2.13"
 
 
-def spark_packages() -> list[str]:
-    """Maven coordinates of the Kafka source and Delta jars matching the installed pyspark/delta-spark.
+def spark_packages(object_storage: bool = False) -> list[str]:
+    """Maven coordinates of the Kafka source and Delta jars matching the installed pyspark/delta-spark,
+    and with ``object_storage`` the S3A connector (``hadoop-aws``, which brings its AWS SDK).
 
     Delta publishes one jar per Spark minor version (``delta-spark_<spark major.minor>_<scala>``);
-    the Kafka source is versioned exactly like Spark. (Read from the installed packages' metadata, so
-    that knowing them does not import pyspark.)
+    the Kafka source is versioned exactly like Spark; hadoop-aws must be the Hadoop that pyspark ships.
+    (Read from the installed packages' metadata and file names, so that knowing them does not start a JVM.)
     """
     spark_version = version("pyspark")
     spark_minor = ".".join(spark_version.split(".")[:2])
-    return [
+    packages = [
         f"org.apache.spark:spark-sql-kafka-0-10_{SCALA_BINARY}:{spark_version}",
         f"io.delta:delta-spark_{spark_minor}_{SCALA_BINARY}:{version('delta-spark')}",
     ]
+    if object_storage:
+        packages.append(f"org.apache.hadoop:hadoop-aws:{hadoop_version()}")
+    return packages
 
 
-def jars_resolved(paths: Paths, repositories: str | None = None) -> bool:
+def hadoop_version() -> str:
+    """The Hadoop version of pyspark's own client jars (``hadoop-client-api-<version>.jar``)."""
+    from importlib.util import find_spec
+
+    spec = find_spec("pyspark")
+    jars = Path(spec.origin).parent / "jars" if spec and spec.origin else None
+    found = sorted(jars.glob("hadoop-client-api-*.jar")) if jars else []
+    if not found:
+        raise JarResolutionError("pyspark's Hadoop client jar (hadoop-client-api-*.jar) was not found")
+    return found[0].name[len("hadoop-client-api-"):-len(".jar")]
+
+
+def jars_resolved(paths: Paths, repositories: str | None = None, object_storage: bool = False) -> bool:
     """Whether this project's jars are resolved already (a start then runs no Ivy)."""
-    return cached_jars(listing_file(paths, spark_packages(), repositories)) is not None
+    return cached_jars(listing_file(paths, spark_packages(object_storage), repositories)) is not None
 
 
 class JarResolutionError(RuntimeError):

@@ -199,7 +199,15 @@ def show_latest_sales(paths: Paths) -> None:
 
 
 def body(paths: Paths, run: wt.SilverRun | None) -> None:
-    if not paths.silver_dir.exists() and not paths.bronze_metrics.exists():
+    try:
+        has_data = paths.silver_dir.exists() or paths.bronze_metrics.exists()
+        has_silver = (paths.silver("clients") / "_delta_log").is_dir()
+    except OSError as e:  # the lake on object storage that does not answer, or refuses the key
+        log.warning("Cannot reach the lake at %s", paths.lake_dir, exc_info=True)
+        st.error(f"The lake at {paths.lake_dir} cannot be read ({wt.first_line(e)}); "
+                 f"details in {paths.logs_dir / 'dashboard.log'}")
+        return
+    if not has_data:
         st.info(no_data_message(paths))
         return
     silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the two Silver sections
@@ -209,7 +217,7 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
         silver.append((tables, wt.headline(tables)))
         show_headline(*silver[0], run)
 
-    if (paths.silver("clients") / "_delta_log").is_dir():
+    if has_silver:
         section("Sales (Silver)", paths, headline)
     else:
         st.info(no_data_message(paths))

@@ -22,6 +22,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
 from deltalake import DeltaTable
 
+from lakehouse.platform.lake import LakePath, ObjectPath
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES, TIERS, tagged_batch
 
@@ -54,28 +55,34 @@ class TableUnreadable(TableProblem):
         super().__init__(path, f"table cannot be read ({detail})")
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return (text[0] if text else type(error).__name__)[:200]
 
 
 def open_table(path: Path, version: int | None = None) -> DeltaTable:
     """The Delta table at ``path`` (as of ``version``), or ``TableMissing`` / ``TableUnreadable``."""
-    if not (path / "_delta_log").is_dir():
+    try:
+        found = (path / "_delta_log").is_dir()
+    except OSError as e:  # object storage that does not answer, or refuses the key
+        log.warning("Cannot look for %s", path, exc_info=True)
+        raise TableUnreadable(path, first_line(e)) from e
+    if not found:
         raise TableMissing(path)
     try:
-        return DeltaTable(str(path), version=version)
+        options = path.settings.delta_rs_options() if isinstance(path, ObjectPath) else None
+        return DeltaTable(str(path), version=version, storage_options=options)
     except Exception as e:  # delta-rs raises several types (protocol, log, I/O) for one situation
         log.warning("Cannot open %s (version %s)", path, version, exc_info=True)
-        raise TableUnreadable(path, _first_line(e)) from e
+        raise TableUnreadable(path, first_line(e)) from e
 
 
 def _read(path: Path, table: DeltaTable, columns: list[str] | None, files: list[str] | None = None) -> pa.Table:
     """``columns`` of the table, or only of its data ``files`` (paths as in the Delta log; partition columns
     are not in the files, so not readable this way)."""
     try:
-        if files is not None and _plain_local(table):
-            return _read_files(table, columns, files)
+        if files is not None and _plain(table):
+            return _read_files(path, table, columns, files)
         dataset = table.to_pyarrow_dataset()
         if files is None:
             return dataset.to_table(columns=columns)
@@ -85,20 +92,23 @@ def _read(path: Path, table: DeltaTable, columns: list[str] | None, files: list[
         return pa.concat_tables(parts) if parts else dataset.schema.empty_table().select(columns)
     except Exception as e:
         log.warning("Cannot read %s", path, exc_info=True)
-        raise TableUnreadable(path, _first_line(e)) from e
+        raise TableUnreadable(path, first_line(e)) from e
 
 
-def _plain_local(table: DeltaTable) -> bool:
-    """A table on local disk whose files can be read as they are: no deletion vectors, no column mapping."""
+def _plain(table: DeltaTable) -> bool:
+    """A table whose files can be read as they are: no deletion vectors, no column mapping."""
     features = table.protocol().reader_features or []
     mapping = table.metadata().configuration.get("delta.columnMapping.mode", "none")
-    return table.table_uri.startswith("file://") and "deletionVectors" not in features and mapping == "none"
+    return "deletionVectors" not in features and mapping == "none"
 
 
-def _read_files(table: DeltaTable, columns: list[str] | None, files: list[str]) -> pa.Table:
+def _read_files(path: LakePath, table: DeltaTable, columns: list[str] | None, files: list[str]) -> pa.Table:
     """Read a few data files directly. (delta-rs's pyarrow dataset wraps every file of the table first:
     about a second for 800 files, where the few files wanted take milliseconds.)"""
-    filesystem, root = pa_fs.FileSystem.from_uri(table.table_uri)
+    if isinstance(path, ObjectPath):
+        filesystem, root = path.fs, path.key
+    else:
+        filesystem, root = pa_fs.FileSystem.from_uri(table.table_uri)
     partition_columns = set(table.metadata().partition_columns)
     schema = pa.schema([f for f in pa.schema(table.schema().to_arrow()) if f.name not in partition_columns])
     dataset = ds.dataset([f"{root.rstrip('/')}/{unquote(f)}" for f in files], schema=schema, format="parquet",

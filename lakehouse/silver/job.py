@@ -8,7 +8,6 @@ crash counts nothing twice.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.util import inheritable_thread_target
 
 from lakehouse.platform.delta import checkpoint_has_entries, checkpoint_query_id, delta_table_exists, read_delta
+from lakehouse.platform.lake import remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES, silver_tag
 from lakehouse.silver.transforms import (PAIRS_COLUMNS, ClientRules, combine_clients, combine_totals,
@@ -131,7 +131,7 @@ def run_silver(spark: SparkSession, rules: ClientRules, paths: Paths, full_refre
     """
     if full_refresh:
         for path in (*[paths.silver(t) for t in SILVER_TABLES], paths.silver_pairs, paths.silver_checkpoint):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_tree(path)
         log.info("Full refresh: Silver tables and checkpoint deleted, rebuilding from Bronze")
     else:
         check_silver_state(paths)
