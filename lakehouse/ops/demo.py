@@ -251,6 +251,11 @@ class Demo:
         elif self.args.no_broker:
             raise BrokerError(f"Kafka broker at {servers} is not reachable: start it (docker compose up -d) "
                               "or run without --no-broker")
+        elif "," in servers:
+            # Several addresses: a cluster (the local three-node one, say), which one local broker cannot stand in for.
+            raise BrokerError(f"Kafka brokers at {servers} are not reachable: start them (the local cluster: python "
+                              "-m lakehouse.platform.kafka_cluster start); the demo starts a single local broker only "
+                              "for a single address")
         else:
             start_broker(self.broker)
             self.owns_broker, note = True, "started here"
