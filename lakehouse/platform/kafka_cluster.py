@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
     settings = KafkaClusterSettings.from_config(cfg)
-    clients = (f"set [kafka] bootstrap_servers = {settings.bootstrap} and [kafka] replication_factor = 3")
+    clients = f"set [kafka] bootstrap_servers = {settings.bootstrap} and [kafka] replication_factor = 3"
     if args.action == "start":
         if cfg.kafka.security_protocol != "PLAINTEXT":
             log.error("The local Kafka cluster is PLAINTEXT only; [kafka] security_protocol = %s is for the single "
