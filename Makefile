@@ -5,10 +5,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep \
-	cluster-start cluster-stop cluster-status
+	cluster-start cluster-stop cluster-status kafka-cluster-start kafka-cluster-stop kafka-cluster-status
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
 
 $(INSTALLED): requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ cluster-stop:  ## Stop the local Spark standalone cluster
 
 cluster-status:  ## Say whether the local Spark standalone cluster runs
 	$(BIN)/python -m lakehouse.platform.spark_cluster status
+
+kafka-cluster-start: setup  ## Start a local three-node Kafka cluster (KRaft); prints its bootstrap string
+	$(BIN)/python -m lakehouse.platform.kafka_cluster start
+
+kafka-cluster-stop:  ## Stop the local Kafka cluster (every node at once)
+	$(BIN)/python -m lakehouse.platform.kafka_cluster stop
+
+kafka-cluster-status:  ## Say which nodes of the local Kafka cluster run, and its bootstrap string
+	$(BIN)/python -m lakehouse.platform.kafka_cluster status
 
 check: setup  ## Run every setup check, Spark included, creating what is missing
 	$(BIN)/python setup_utils.py --fix --spark

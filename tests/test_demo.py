@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
 from lakehouse.platform.config import PROJECT_DIR
+from lakehouse.platform.kafka_local import BrokerError, running_pid
 from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
@@ -159,6 +160,14 @@ def test_the_web_dashboard_is_an_extra_that_the_pipeline_survives(tmp_path) -> N
     assert not demo.parts[0].essential
     screen = render(demo.parts, "local", "Stream: ...", None, tmp_path, time.monotonic(), 30, note)
     assert "dashboard stopped" in screen and note in screen
+
+
+def test_an_unreachable_cluster_is_not_replaced_by_a_single_broker(tmp_path) -> None:
+    servers = "127.0.0.1:19191,127.0.0.1:19193"  # nothing listens there
+    demo = Demo(make_config(tmp_path / "data", kafka__bootstrap_servers=servers), parse_args([]), io.StringIO())
+    with pytest.raises(BrokerError, match=f"Kafka brokers at {servers} are not reachable: start them"):
+        demo.setup()
+    assert not demo.owns_broker and running_pid(demo.broker) is None
 
 
 def test_health_line() -> None:

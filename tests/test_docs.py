@@ -107,6 +107,8 @@ EXERCISED = {
     "make cluster-stop": "tests/test_spark_cluster.py (spark_cluster stop)",
     "LAKEHOUSE_SPARK_MASTER=spark://127.0.0.1:7077": "tests/test_spark_cluster.py (the Bronze job on the "
                                                      "cluster, master and cores_max from the configuration)",
+    "make kafka-cluster-start": "tests/test_kafka_cluster.py (kafka_cluster start, the module the target runs)",
+    "make kafka-cluster-stop": "tests/test_kafka_cluster.py (kafka_cluster stop)",
     "make dashboard": "tests/test_web_dashboard.py::test_the_served_page_in_chromium_shows_silver_and_follows_it",
     "python query_utils.py --batch": "tests/test_query_utils.py::test_batch_report_and_charts_from_the_script",
     "make upkeep": "tests/test_upkeep.py (run_upkeep)",

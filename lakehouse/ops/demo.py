@@ -163,11 +163,12 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
 # --- set-up ----------------------------------------------------------------------------------------
 
 def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
-               security: KafkaSecurity | None = None) -> None:
+               security: KafkaSecurity | None = None, replication_factor: int = 1) -> None:
     """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
     for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
         remove_tree(path)
-    reset_topic(servers, topic, partitions, security=security or KafkaSecurity())
+    reset_topic(servers, topic, partitions, security=security or KafkaSecurity(),
+                replication_factor=replication_factor)
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
 
 
@@ -250,13 +251,20 @@ class Demo:
         elif self.args.no_broker:
             raise BrokerError(f"Kafka broker at {servers} is not reachable: start it (docker compose up -d) "
                               "or run without --no-broker")
+        elif "," in servers:
+            # Several addresses: a cluster (the local three-node one, say), which one local broker cannot stand in for.
+            raise BrokerError(f"Kafka brokers at {servers} are not reachable: start them (the local cluster: python "
+                              "-m lakehouse.platform.kafka_cluster start); the demo starts a single local broker only "
+                              "for a single address")
         else:
             start_broker(self.broker)
             self.owns_broker, note = True, "started here"
         if self.args.fresh:
-            reset_data(self.paths, servers, cfg.kafka.topic, cfg.kafka.partitions, self.security)
+            reset_data(self.paths, servers, cfg.kafka.topic, cfg.kafka.partitions, self.security,
+                       cfg.kafka.replication_factor)
         else:
-            ensure_topic(servers, cfg.kafka.topic, cfg.kafka.partitions, security=self.security)
+            ensure_topic(servers, cfg.kafka.topic, cfg.kafka.partitions, cfg.kafka.replication_factor,
+                         security=self.security)
         for directory in self.paths.data_dirs():
             directory.mkdir(parents=True, exist_ok=True)
         return note

@@ -295,6 +295,13 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                       "1g by default)", pattern=r"\d+[mMgG]"),
         "start_timeout": Option(Duration, "60 seconds", "how long the local cluster's processes may take to "
                                 "start", min=1, max=600),
+        "kafka_nodes": Option(int, "3", "nodes (combined KRaft broker and controller) of the local Kafka cluster "
+                              "(python -m lakehouse.platform.kafka_cluster)", min=3, max=9),
+        "kafka_base_port": Option(int, "9192", "first port of the local Kafka cluster: node N listens for clients "
+                                  "on base + 2(N-1) and for its controller on the next port", min=1024,
+                                  max=65535 - 2 * 9 + 1),
+        "kafka_node_heap": Option(str, "384m", "JVM heap of each node of the local Kafka cluster (-Xmx)",
+                                  pattern=r"\d+[mMgG]"),
     },
     "paths": {
         "data_dir": Option(str, "./data", "root of all data (tables, checkpoints, broker data, logs); "

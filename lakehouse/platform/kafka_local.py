@@ -160,9 +160,11 @@ def fetch_jars(settings: BrokerSettings) -> Path:
 
 # --- configuration files and storage ---------------------------------------------------------------
 
-def _listener_lines(settings: BrokerSettings) -> list[str]:
+def listener_lines(settings: BrokerSettings, voters: str | None = None) -> list[str]:
+    """PLAINTEXT client and controller listeners on ``settings.host``; ``voters``: the static controller
+    quorum (default: this node alone, id 1)."""
     return [
-        f"controller.quorum.voters=1@{settings.host}:{settings.controller_port}",
+        f"controller.quorum.voters={voters or f'1@{settings.host}:{settings.controller_port}'}",
         f"listeners=PLAINTEXT://{settings.host}:{settings.port},"
         f"CONTROLLER://{settings.host}:{settings.controller_port}",
         f"advertised.listeners=PLAINTEXT://{settings.host}:{settings.port}",
@@ -202,26 +204,33 @@ def server_properties(settings: BrokerSettings, secrets: BrokerSecrets | None = 
     """A single combined broker+controller KRaft node, sized for one machine (``secrets``: the SASL_SSL
     variant; ``listen_host``: bind the client listener there instead of the advertised host)."""
     if secrets is None:
-        listeners = _listener_lines(settings)
+        listeners = listener_lines(settings)
     else:
         listeners = secured_listener_lines(
             f"{listen_host or settings.host}:{settings.port}", settings.bootstrap, settings.controller_port,
             settings.tls.keystore, settings.tls.ca_pem, secrets, settings.security.mechanism)
+    # One node: internal topics cannot have more than one replica.
+    replication = ["offsets.topic.replication.factor=1",
+                   "transaction.state.log.replication.factor=1",
+                   "transaction.state.log.min.isr=1",
+                   "share.coordinator.state.topic.replication.factor=1",
+                   "share.coordinator.state.topic.min.isr=1"]
+    return node_properties(settings, 1, listeners, replication)
+
+
+def node_properties(settings: BrokerSettings, node_id: int, listeners: list[str], replication: list[str]) -> str:
+    """A combined broker+controller KRaft node: its id, listeners, storage, and the replication settings of
+    its topics (those of one node here, of three in kafka_cluster.py)."""
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
+        f"node.id={node_id}",
         *listeners,
         f"log.dirs={settings.log_dirs}",
         "num.partitions=3",
         # Topics are created explicitly (with the configured partition count); a typo in a topic
         # name should fail loudly rather than create a new empty topic.
         "auto.create.topics.enable=false",
-        # One node: internal topics cannot have more than one replica.
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
+        *replication,
         "group.initial.rebalance.delay.ms=0",
         "",
     ])
@@ -292,10 +301,12 @@ def _format_command(settings: BrokerSettings, argfile: Path) -> list[str]:
             f"@{argfile}"]
 
 
-def format_storage(settings: BrokerSettings, properties_file: Path, scram: list[str]) -> None:
-    """``kafka-storage format`` with a new cluster id, adding the SCRAM credentials ``scram``."""
+def format_storage(settings: BrokerSettings, properties_file: Path, scram: list[str],
+                   cluster_id: str | None = None) -> None:
+    """``kafka-storage format`` with ``cluster_id`` (default: a new one), adding the SCRAM credentials
+    ``scram``."""
     argfile = settings.data_dir / "format.args"
-    args = ["kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(properties_file)]
+    args = ["kafka.tools.StorageTool", "format", "-t", cluster_id or new_cluster_id(), "-c", str(properties_file)]
     for credential in scram:
         args += ["--add-scram", credential]
     write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
@@ -428,6 +439,23 @@ def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
         return "(no log written)"
 
 
+def launch(settings: BrokerSettings) -> subprocess.Popen:
+    """Start the broker JVM of prepared storage in the background, its output appended to its log, its
+    pid in its pid file; does not wait for it."""
+    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [_java(), f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC",
+           "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={settings.log4j_file}",
+           "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
+    with open(settings.log_file, "ab") as out:
+        # A session of its own: Ctrl-C in the terminal that started it must not kill the broker.
+        # The broker's environment: ours without the clients' password, which it has no use for.
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=environment_without_password(),
+                                start_new_session=True)
+    settings.pid_file.write_text(str(proc.pid), encoding="utf-8")
+    return proc
+
+
 def start(settings: BrokerSettings) -> int:
     """Start the broker in the background and wait until it answers; returns its pid. Idempotent."""
     pid = running_pid(settings)
@@ -445,17 +473,7 @@ def start(settings: BrokerSettings) -> int:
             raise BrokerError(problem)
     fetch_jars(settings)
     prepare_storage(settings)
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [_java(), f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC",
-           "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={settings.log4j_file}",
-           "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
-    with open(settings.log_file, "ab") as out:
-        # A session of its own: Ctrl-C in the terminal that started it must not kill the broker.
-        # The broker's environment: ours without the clients' password, which it has no use for.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=environment_without_password(),
-                                start_new_session=True)
-    settings.pid_file.write_text(str(proc.pid), encoding="utf-8")
+    proc = launch(settings)
     bootstrap = settings.bootstrap
     deadline = time.monotonic() + settings.start_timeout_s
     refused_since = None
