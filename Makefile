@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep \
-	cluster-start cluster-stop cluster-status kafka-cluster-start kafka-cluster-stop kafka-cluster-status
+	cluster-start cluster-stop cluster-status spark-cluster-start spark-cluster-stop spark-cluster-status kafka-cluster-start kafka-cluster-stop kafka-cluster-status
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-21s %s\n", $$1, $$2}'
@@ -30,13 +30,22 @@ broker-status:  ## Say whether the local broker runs
 broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
 	$(BIN)/python -m lakehouse.platform.kafka_local wipe
 
-cluster-start: setup  ## Start a local Spark standalone cluster (a master, [cluster] spark_workers workers)
+cluster-start: setup  ## Start the local cluster: object store (needs LAKEHOUSE_S3_SECRET_KEY), Spark, three Kafka nodes
+	$(BIN)/python -m lakehouse.platform.cluster start
+
+cluster-stop:  ## Stop the local cluster (Kafka, Spark, object store)
+	$(BIN)/python -m lakehouse.platform.cluster stop
+
+cluster-status:  ## Say which parts of the local cluster run
+	$(BIN)/python -m lakehouse.platform.cluster status
+
+spark-cluster-start: setup  ## Start a local Spark standalone cluster (a master, [cluster] spark_workers workers)
 	$(BIN)/python -m lakehouse.platform.spark_cluster start
 
-cluster-stop:  ## Stop the local Spark standalone cluster
+spark-cluster-stop:  ## Stop the local Spark standalone cluster
 	$(BIN)/python -m lakehouse.platform.spark_cluster stop
 
-cluster-status:  ## Say whether the local Spark standalone cluster runs
+spark-cluster-status:  ## Say whether the local Spark standalone cluster runs
 	$(BIN)/python -m lakehouse.platform.spark_cluster status
 
 kafka-cluster-start: setup  ## Start a local three-node Kafka cluster (KRaft); prints its bootstrap string

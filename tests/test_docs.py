@@ -103,8 +103,11 @@ EXERCISED = {
     "python query_utils.py": "tests/test_query_utils.py::test_menu_through_stdin",
     "python streamlit_dashboard.py": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (a part of "
                                      "the demo; bench/dashboard_render.py)",
-    "make cluster-start": "tests/test_spark_cluster.py (spark_cluster start, the module the target runs)",
-    "make cluster-stop": "tests/test_spark_cluster.py (spark_cluster stop)",
+    "make cluster-start": "tests/test_cluster.py (cluster start, the module the target runs)",
+    "make cluster-stop": "tests/test_cluster.py (cluster stop)",
+    "make cluster-status": "tests/test_cluster.py (cluster status)",
+    "make spark-cluster-start": "tests/test_spark_cluster.py (spark_cluster start, the module the target runs)",
+    "make spark-cluster-stop": "tests/test_spark_cluster.py (spark_cluster stop)",
     "LAKEHOUSE_SPARK_MASTER=spark://127.0.0.1:7077": "tests/test_spark_cluster.py (the Bronze job on the "
                                                      "cluster, master and cores_max from the configuration)",
     "make kafka-cluster-start": "tests/test_kafka_cluster.py (kafka_cluster start, the module the target runs)",

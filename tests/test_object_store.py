@@ -330,3 +330,34 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
     # The store gone, the page says so in one line (no traceback) instead of figures.
     at = run_page(config, monkeypatch)
     assert any("cannot be read" in e.value for e in at.error), [e.value for e in at.error]
+
+
+# --- upkeep on object storage --------------------------------------------------------------------------
+
+def test_make_upkeep_refuses_an_object_storage_lake(tmp_path, monkeypatch, capfd) -> None:
+    from lakehouse.ops import upkeep
+
+    ini = write_config(tmp_path / "c.ini", make_config(tmp_path / "data"), paths={"lake": "s3a://lakehouse/l"})
+    monkeypatch.setenv("LAKEHOUSE_S3_SECRET_KEY", SECRET)
+    assert upkeep.main(["--config", str(ini)]) == 2  # before any Spark starts
+    said = capfd.readouterr().err
+    assert "--pipeline-stopped" in said and "s3a://lakehouse/l" in said and len(said.strip().splitlines()) == 1
+
+
+def test_a_job_runs_its_own_upkeep_when_due_and_only_on_its_tables(spark, tmp_path) -> None:
+    from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables, silver_tables
+
+    cfg = make_config(tmp_path / "data")
+    paths = Paths.from_config(cfg)
+    spark.range(3).write.format("delta").save(str(paths.silver("pays")))
+    spark.range(3).write.format("delta").save(str(paths.bronze_metrics))
+    now = [100.0]
+    own = OwnUpkeep(spark, cfg, paths, silver_tables(paths), interval_s=60, clock=lambda: now[0])
+    assert own.run_if_due() is None and own.runs == 0  # not before an interval has passed
+    now[0] = 161.0
+    assert own.run_if_due() is True and own.runs == 1
+    assert own.run_if_due() is None  # the next one an interval later
+    ops = lambda p: [r["operation"] for r in DeltaTable(str(p)).history()]  # noqa: E731
+    assert "VACUUM END" in ops(paths.silver("pays")) or "VACUUM START" in ops(paths.silver("pays"))
+    assert not any(op.startswith("VACUUM") for op in ops(paths.bronze_metrics))  # not its table
+    assert paths.bronze_metrics in bronze_tables(paths) and paths.bronze_metrics not in silver_tables(paths)
