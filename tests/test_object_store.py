@@ -43,8 +43,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def store_config(data_dir: Path, port: int, lake: str = "s3a://lakehouse/lake", **overrides: object):
-    return make_config(data_dir, env=ENV, s3__endpoint=f"http://127.0.0.1:{port}", paths__lake=lake, **overrides)
+def store_config(data_dir: Path, port: int, lake: str = "s3a://lakehouse/lake", env: dict | None = None,
+                 **overrides: object):
+    return make_config(data_dir, env=env or ENV, s3__endpoint=f"http://127.0.0.1:{port}", paths__lake=lake,
+                       **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def status_code(url: str) -> int:
 
 @pytest.mark.parametrize("lake", ["s3a://lakehouse", "s3a://lakehouse/lake", "s3a://my.bucket-1/a/b_c", "/tmp/lake"])
 def test_lake_locations_accepted(lake, tmp_path) -> None:
-    assert make_config(tmp_path, paths__lake=lake).paths.lake == lake
+    assert make_config(tmp_path, env=ENV, paths__lake=lake).paths.lake == lake
 
 
 @pytest.mark.parametrize("lake, why", [
@@ -87,9 +89,11 @@ def test_the_secret_is_read_from_the_environment_only(tmp_path) -> None:
     ini.write_text("[s3]\nsecret_key = in-a-file\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="environment"):
         load_config(ini, env={})
-    cfg = make_config(tmp_path, paths__lake="s3a://lakehouse/l")  # no secret: said when first needed
+    with pytest.raises(ConfigError, match="export LAKEHOUSE_S3_SECRET_KEY"):  # an s3a:// lake needs it at once
+        make_config(tmp_path, paths__lake="s3a://lakehouse/l")
+    # A local lake does not: the object store's own settings say so only when asked for the secret.
     with pytest.raises(ConfigError, match="LAKEHOUSE_S3_SECRET_KEY"):
-        S3Settings.from_config(cfg).hadoop_options()
+        S3Settings.from_config(make_config(tmp_path)).hadoop_options()
     settings = S3Settings.from_config(make_config(tmp_path, env=ENV, paths__lake="s3a://lakehouse/l"))
     assert SECRET not in repr(settings)
 
@@ -124,6 +128,9 @@ def test_the_store_starts_once_keeps_strangers_out_and_stops(tmp_path) -> None:
         pid = running_pid(settings)
         assert pid is not None and start(settings) == settings.endpoint and running_pid(settings) == pid
         assert oct(settings.properties_file.stat().st_mode & 0o777) == "0o600"  # it holds the secret
+        other = StoreSettings.from_config(store_config(tmp_path / "data", port, env={"LAKEHOUSE_S3_SECRET_KEY": "x" * 12}))
+        with pytest.raises(ObjectStoreError, match="another key pair"):  # its clients would all be refused
+            start(other)
         lake = ObjectPath.from_uri("s3a://lakehouse/t", S3Settings.from_config(cfg))
         (lake / "a.txt").write_bytes(b"sales")
         blob = settings.blobs / "lakehouse" / "t" / "a.txt"

@@ -373,8 +373,10 @@ class Demo:
         summary = read_json(self.paths.producer_summary)
         if summary:
             log.info("Producer: %s sales delivered this run", f"{summary.get('delivered', 0):,}")
+        kept = (str(self.paths.data_dir) if self.paths.lake_dir == self.paths.data_dir
+                else f"{self.paths.data_dir} and the tables in {self.paths.lake_dir}")
         log.info("Stopped: %s. Data kept in %s; run again to resume, or with --fresh to start over.",
-                 ", ".join(f"{n} (exit {c})" for n, c in codes.items()), self.paths.data_dir)
+                 ", ".join(f"{n} (exit {c})" for n, c in codes.items()), kept)
         return EXIT_PART_FAILED if failed is not None else 0
 
 

@@ -544,6 +544,10 @@ def load_config(
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"{origin}: [paths] {key} = {text!r} is invalid: {folder} is a file, "
                               "expected a folder (or a path that does not exist yet)")
+    lake = sections["paths"].lake or ""
+    if lake.startswith("s3a://") and sections["s3"].secret_key is None:
+        raise ConfigError(f"[paths] lake = {lake!r} is on object storage, and its secret key is not set: export "
+                          f"{env_var_name('s3', 'secret_key')} (it is read from the environment only)")
     analytics = sections["analytics"]
     if analytics.standard_threshold > analytics.premium_threshold:
         raise ConfigError(

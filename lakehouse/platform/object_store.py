@@ -135,6 +135,16 @@ def _properties(settings: StoreSettings) -> str:
     ])
 
 
+def _serves(settings: StoreSettings) -> tuple[str | None, str | None]:
+    """The key pair the running store was started with (from its private properties file)."""
+    try:
+        lines = settings.properties_file.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None, None
+    values = dict(line.split("=", 1) for line in lines if "=" in line)
+    return values.get("s3proxy.identity"), values.get("s3proxy.credential")
+
+
 def _is_ours(pid: int, settings: StoreSettings) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -174,6 +184,10 @@ def start(settings: StoreSettings) -> str:
                                "(the clients read the same variable)")
     pid = running_pid(settings)
     if pid is not None:
+        if _serves(settings) != (settings.access_key, settings.secret_key):
+            raise ObjectStoreError(f"The object store already runs (pid {pid}) at {settings.endpoint} with another "
+                                   "key pair than [s3] access_key / LAKEHOUSE_S3_SECRET_KEY: the clients would be "
+                                   "refused. Stop it first to change the keys (the objects stay)")
         log.info("The object store already runs (pid %d) at %s", pid, settings.endpoint)
         return settings.endpoint
     if port_open(settings.host, settings.port):
