@@ -17,6 +17,7 @@ live under ``<data_dir>/cluster``, its log in ``<data_dir>/logs/cluster/s3proxy.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import os
 import shutil
@@ -105,18 +106,22 @@ def fetch_jar(settings: StoreSettings) -> Path:
         raise ObjectStoreError("Maven (mvn) is not installed; it is needed once to fetch s3proxy from Maven "
                                "Central (Debian/Ubuntu: apt-get install maven)")
     settings.jar_dir.mkdir(parents=True, exist_ok=True)
-    artifact = f"org.gaul:s3proxy:{settings.version}:jar:jar-with-dependencies"
-    log.info("Fetching %s from Maven Central into %s", artifact, settings.jar_dir)
-    partial = settings.jar_dir / "partial"
-    result = subprocess.run([mvn, "-B", "-q", "dependency:copy", f"-Dartifact={artifact}",
-                             f"-DoutputDirectory={partial}"], cwd=settings.jar_dir, capture_output=True,
-                            text=True, check=False)
-    fetched = partial / settings.jar.name
-    if result.returncode != 0 or not fetched.is_file():
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise ObjectStoreError(f"Could not download {artifact} with Maven (exit {result.returncode}); Maven "
-                               f"reads proxies and mirrors from ~/.m2/settings.xml.\n{tail}")
-    os.replace(fetched, settings.jar)  # complete or absent: an interrupted download is never taken
+    with open(settings.jar_dir / "fetch.lock", "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two starts at once: the second waits, then finds the jar
+        if settings.jar.is_file():
+            return settings.jar
+        artifact = f"org.gaul:s3proxy:{settings.version}:jar:jar-with-dependencies"
+        log.info("Fetching %s from Maven Central into %s", artifact, settings.jar_dir)
+        partial = settings.jar_dir / "partial"
+        result = subprocess.run([mvn, "-B", "-q", "dependency:copy", f"-Dartifact={artifact}",
+                                 f"-DoutputDirectory={partial}"], cwd=settings.jar_dir, capture_output=True,
+                                text=True, check=False)
+        fetched = partial / settings.jar.name
+        if result.returncode != 0 or not fetched.is_file():
+            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
+            raise ObjectStoreError(f"Could not download {artifact} with Maven (exit {result.returncode}); Maven "
+                                   f"reads proxies and mirrors from ~/.m2/settings.xml.\n{tail}")
+        os.replace(fetched, settings.jar)  # complete or absent: an interrupted download is never taken
     return settings.jar
 
 
