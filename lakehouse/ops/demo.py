@@ -37,7 +37,7 @@ from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
-from lakehouse.platform.lake import remove_tree
+from lakehouse.platform.lake import on_object_storage, remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
@@ -297,7 +297,8 @@ class Demo:
         # Jars already resolved: both Spark jobs start at once (Silver's first run waits for Bronze's first
         # sales by itself). Otherwise one Spark start at a time: the first one resolves the jars into the
         # shared Ivy cache, which two starting jobs must not write at once.
-        one_at_a_time = not jars_resolved(self.paths, self.cfg.spark.jars_repositories)
+        one_at_a_time = not jars_resolved(self.paths, self.cfg.spark.jars_repositories,
+                                           on_object_storage(self.cfg))
         for name in ("bronze", "producer", "silver"):
             if name == "silver" and one_at_a_time:
                 self.wait_for_bronze_start()
