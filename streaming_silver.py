@@ -108,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_dashboard:
                 print(text, flush=True)
             if upkeep is not None:
-                upkeep.run_if_due()
+                try:
+                    upkeep.run_if_due()
+                except (PySparkException, Py4JError) as e:  # said, and tried again an interval later
+                    log.error("Upkeep of Silver's tables failed (tried again in %g s): %s", upkeep.interval_s,
+                              str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__)
         if args.interval is None or stop.wait(pause):
             break
     return 0
