@@ -143,3 +143,41 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(spark, kaf
     metrics = spark.read.format("delta").load(str(tmp_path / "data" / "delta" / "monitoring" / "bronze_metrics"))
     totals = metrics.agg({"input_rows": "sum", "duplicate_rows": "sum"}).first()
     assert totals["sum(input_rows)"] == 3000 and totals["sum(duplicate_rows)"] == 0  # every record read once
+
+
+def test_a_job_left_without_any_executor_stops_in_one_line_and_loses_nothing(kafka_bootstrap, topic, tmp_path) -> None:
+    port = free_port()
+    cfg = make_config(tmp_path / "data", cluster__spark_master_port=port, cluster__spark_workers=1,
+                      kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
+    settings = ClusterSettings.from_config(cfg)
+    config = write_config(tmp_path / "config.ini", cfg, spark={"master": f"spark://127.0.0.1:{port}", "cores_max": 1,
+                                                               "executor_wait": "10 seconds"})
+    bronze_path = tmp_path / "data" / "delta" / "bronze" / "ventes"
+    log = tmp_path / "bronze.log"
+    try:
+        start(settings)
+        produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(300)])
+        with open(log, "wb") as out:
+            job = subprocess.Popen([sys.executable, "spark_streaming_delta.py", "--config", str(config)],
+                                   cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: bronze_rows(bronze_path) > 0 or job.poll() is not None, 180, "the first sales in Bronze")
+            assert job.poll() is None, log.read_text()[-3000:]
+            os.killpg(running_pid(settings, "spark-worker-1"), signal.SIGKILL)  # the only worker, its executor too
+            produce(kafka_bootstrap, topic, [(f"C{i % 7}", sale(i)) for i in range(300, 600)])
+            # Before: waited for ever, and a SIGTERM left it hanging. Now: one line, exit 1, no Python traceback.
+            assert job.wait(90) == 1, log.read_text()[-3000:]
+        finally:
+            if job.poll() is None:
+                job.kill()
+        said = log.read_text()
+        assert "No Spark executor for 10 s on spark://127.0.0.1" in said and "Traceback" not in said, said[-3000:]
+        assert not subprocess.run(["pgrep", "-f", str(config)], capture_output=True).stdout  # the JVM went too
+        start(settings)  # the worker back: the next start takes up where the checkpoint says
+        result = subprocess.run([sys.executable, "spark_streaming_delta.py", "--available-now", "--config",
+                                 str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    finally:
+        stop(settings)
+    ids = DeltaTable(str(bronze_path)).to_pyarrow_table(columns=["vente_id"]).column("vente_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 600

@@ -280,6 +280,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                allow_empty=True),
         "jars_repositories": Option(str, "", "extra Maven repositories (comma-separated URLs) for the "
                                     "Kafka and Delta jars, e.g. a company mirror", allow_empty=True),
+        "executor_wait": Option(Duration, "60 seconds", "on a spark:// master: how long a job may go without any "
+                                "executor (workers gone, or every core taken) before it stops with an error",
+                                min=5, max=86400),
         "cores_max": Option(int, "", "spark.cores.max of each job on a spark:// master: the cores one job may "
                             "take, so that the Bronze stream and Silver both get some (empty = all)",
                             allow_empty=True, min=1, max=100_000),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
@@ -16,6 +18,7 @@ from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars, spar
 
 log = logging.getLogger(__name__)
 
+EXIT_NO_EXECUTOR = 1
 REQUIRED_CLASSES = {
     "org.apache.spark.sql.delta.catalog.DeltaCatalog": "Delta Lake",
     "org.apache.spark.sql.kafka010.KafkaSourceProvider": "the Kafka source",
@@ -111,7 +114,49 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     quiet_query_context_loggers(cfg.monitoring.log_level)
     check_jars(spark, cfg)
+    if master.startswith("spark://"):
+        ExecutorWatchdog(spark, master, cfg.spark.executor_wait.seconds).start()
     return spark
+
+
+class ExecutorWatchdog(threading.Thread):
+    """On a cluster master, a job left without any executor (every worker gone, or every core taken by other
+    jobs) waits for ever: Spark neither fails its tasks nor lets a stream stop, even on SIGTERM. This thread
+    looks every second; after ``limit_s`` without an executor it says so in one line and ends the process and
+    the driver's JVM (as a SIGKILL would: nothing is lost, the batch in flight was not committed, and the next
+    start runs it again from the checkpoint)."""
+
+    def __init__(self, spark: SparkSession, master: str, limit_s: float, exit=os._exit):
+        super().__init__(name="lakehouse-executor-watchdog", daemon=True)
+        self.spark, self.master, self.limit_s, self.exit = spark, master, limit_s, exit
+
+    def executors(self) -> int:
+        # The block managers the driver knows: its own and one per executor.
+        return self.spark.sparkContext._jsc.sc().getExecutorMemoryStatus().size() - 1
+
+    def run(self) -> None:
+        since = time.monotonic()
+        while True:
+            time.sleep(1)
+            try:
+                if self.executors() > 0:
+                    since = time.monotonic()
+                    continue
+            except Exception:  # noqa: BLE001 - the session is stopping: nothing left to watch
+                return
+            if time.monotonic() - since >= self.limit_s:
+                log.error("No Spark executor for %g s on %s (its workers are gone, or other jobs hold every core: "
+                          "[spark] cores_max): stopping. Nothing is lost: start the workers, then this job again.",
+                          self.limit_s, self.master)
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                # The JVM first, at once: left to notice its Python parent gone, it prints the stack traces of
+                # every call that was waiting on it.
+                jvm = getattr(self.spark.sparkContext._gateway, "proc", None)
+                if jvm is not None:
+                    jvm.kill()
+                self.exit(EXIT_NO_EXECUTOR)
+                return
 
 
 def quiet_query_context_loggers(level: str) -> None:
