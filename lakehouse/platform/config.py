@@ -550,7 +550,7 @@ def load_config(
     lake = sections["paths"].lake or ""
     if lake.startswith("s3a://") and sections["s3"].secret_key is None:
         raise ConfigError(f"[paths] lake = {lake!r} is on object storage, and its secret key is not set: export "
-                          f"{env_var_name('s3', 'secret_key')} (it is read from the environment only)")
+                          "LAKEHOUSE_S3_SECRET_KEY (it is read from the environment only)")
     analytics = sections["analytics"]
     if analytics.standard_threshold > analytics.premium_threshold:
         raise ConfigError(
