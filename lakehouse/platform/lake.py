@@ -130,10 +130,9 @@ class ObjectPath:
         return self._settings
 
     @property
-    def _fs(self):
+    def fs(self):
+        """The pyarrow S3 client of this location's store."""
         return self._settings.filesystem()
-
-    fs = _fs
 
     def __truediv__(self, name: str) -> "ObjectPath":
         return ObjectPath(self._settings, f"{self._key}/{name}")
@@ -162,7 +161,7 @@ class ObjectPath:
         return ObjectPath(self._settings, str(PurePosixPath(self._key).parent))
 
     def _type(self):
-        return self._fs.get_file_info(self._key).type
+        return self.fs.get_file_info(self._key).type
 
     def exists(self) -> bool:
         from pyarrow import fs
@@ -182,7 +181,7 @@ class ObjectPath:
     def iterdir(self) -> list["ObjectPath"]:
         from pyarrow import fs
 
-        infos = self._fs.get_file_info(fs.FileSelector(self._key, allow_not_found=True))
+        infos = self.fs.get_file_info(fs.FileSelector(self._key, allow_not_found=True))
         return [ObjectPath(self._settings, info.path) for info in infos]
 
     def glob(self, pattern: str) -> list["ObjectPath"]:
@@ -192,14 +191,14 @@ class ObjectPath:
         return [p for p in self.iterdir() if fnmatch.fnmatchcase(p.name, pattern)]
 
     def read_bytes(self) -> bytes:
-        with self._fs.open_input_stream(self._key) as stream:
+        with self.fs.open_input_stream(self._key) as stream:
             return stream.read()
 
     def read_text(self, encoding: str = "utf-8") -> str:
         return self.read_bytes().decode(encoding)
 
     def write_bytes(self, data: bytes) -> None:
-        with self._fs.open_output_stream(self._key) as stream:
+        with self.fs.open_output_stream(self._key) as stream:
             stream.write(data)
 
 
