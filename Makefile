@@ -77,7 +77,7 @@ upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe whi
 TEST_WORKERS ?= 2
 
 test: setup  ## Run the test suite (starts a local broker for the session if none is running)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## Unit tests only: no broker, no other process (the edit loop; make test runs everything)
 	$(BIN)/python -m pytest -m "not integration"
