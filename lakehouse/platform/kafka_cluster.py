@@ -43,7 +43,7 @@ from lakehouse.platform.kafka_local import (LOG4J2_PROPERTIES, BrokerError, Brok
                                             node_properties)
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import terminate
+from lakehouse.platform.processes import live_pid, terminate
 
 log = logging.getLogger("lakehouse.platform.kafka_cluster")
 
@@ -170,14 +170,7 @@ def _is_node_process(pid: int, node: BrokerSettings) -> bool:
 def running_pid(settings: KafkaClusterSettings, node_id: int) -> int | None:
     """The pid of node ``node_id`` if it is alive (a stale pid file is removed)."""
     node = settings.node(node_id)
-    try:
-        pid = int(node.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    if _is_node_process(pid, node):
-        return pid
-    node.pid_file.unlink(missing_ok=True)
-    return None
+    return live_pid(node.pid_file, lambda pid: _is_node_process(pid, node))
 
 
 def status(settings: KafkaClusterSettings) -> dict[str, int | None]:

@@ -35,7 +35,8 @@ from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, f
 from lakehouse.platform.kafka_security import (SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity,
                                                environment_without_password)
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import terminate
+from lakehouse.platform.processes import live_pid, terminate
+from lakehouse.platform.processes import log_tail as tail_of
 
 log = logging.getLogger(__name__)
 
@@ -398,13 +399,6 @@ def docker_prepare(settings: BrokerSettings, target: Path) -> Path:
 
 # --- process management ----------------------------------------------------------------------------
 
-def _read_pid(settings: BrokerSettings) -> int | None:
-    try:
-        return int(settings.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-
-
 def _is_broker_process(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -416,13 +410,7 @@ def _is_broker_process(pid: int) -> bool:
 
 def running_pid(settings: BrokerSettings) -> int | None:
     """The pid of this data directory's broker if it is alive, else None (a stale pid file is removed)."""
-    pid = _read_pid(settings)
-    if pid is None:
-        return None
-    if _is_broker_process(pid):
-        return pid
-    settings.pid_file.unlink(missing_ok=True)
-    return None
+    return live_pid(settings.pid_file, _is_broker_process)
 
 
 def broker_answers(bootstrap_servers: str, timeout_s: float,
@@ -433,10 +421,7 @@ def broker_answers(bootstrap_servers: str, timeout_s: float,
 
 
 def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
-    try:
-        return "\n".join(settings.log_file.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
+    return tail_of(settings.log_file, lines)
 
 
 def launch(settings: BrokerSettings) -> subprocess.Popen:

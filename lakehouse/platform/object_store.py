@@ -34,7 +34,7 @@ from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.kafka_probe import port_open
 from lakehouse.platform.lake import S3Settings, on_object_storage, split_uri
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import terminate
+from lakehouse.platform.processes import live_pid, log_tail, terminate
 
 log = logging.getLogger("lakehouse.platform.object_store")
 
@@ -160,21 +160,7 @@ def _is_ours(pid: int, settings: StoreSettings) -> bool:
 
 def running_pid(settings: StoreSettings) -> int | None:
     """The store's pid if it runs (a stale pid file is removed)."""
-    try:
-        pid = int(settings.pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    if _is_ours(pid, settings):
-        return pid
-    settings.pid_file.unlink(missing_ok=True)
-    return None
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
+    return live_pid(settings.pid_file, lambda pid: _is_ours(pid, settings))
 
 
 def _private_folder(path: Path) -> None:
@@ -226,18 +212,11 @@ def start(settings: StoreSettings) -> str:
             what = (f"exited with code {proc.returncode}" if proc.returncode is not None
                     else f"did not answer within {settings.start_timeout_s:g} s")
             raise ObjectStoreError(f"The object store {what} while starting; last lines of {settings.log_file}:\n"
-                                   f"{_tail_from(settings.log_file, offset)}")
+                                   f"{log_tail(settings.log_file, offset=offset)}")
         time.sleep(0.2)
     log.info("Object store (s3proxy %s) at %s, bucket %s, pid %d; log: %s", settings.version, settings.endpoint,
              settings.bucket, proc.pid, settings.log_file)
     return settings.endpoint
-
-
-def _tail_from(path: Path, offset: int, lines: int = 20) -> str:
-    with open(path, "rb") as f:
-        f.seek(offset)
-        text = f.read().decode(errors="replace")
-    return "\n".join(text.splitlines()[-lines:]) or "(nothing written)"
 
 
 def _terminate(pid: int, settings: StoreSettings, timeout_s: float) -> bool:

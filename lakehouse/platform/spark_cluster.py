@@ -24,7 +24,7 @@ from pathlib import Path
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import terminate
+from lakehouse.platform.processes import live_pid, log_tail, terminate
 from lakehouse.platform.kafka_probe import port_open
 
 log = logging.getLogger("lakehouse.platform.spark_cluster")
@@ -105,21 +105,7 @@ def _is_ours(pid: int, name: str, settings: ClusterSettings) -> bool:
 
 def running_pid(settings: ClusterSettings, name: str) -> int | None:
     """The pid of this cluster's ``name`` if it is alive (a stale pid file is removed)."""
-    try:
-        pid = int(settings.pid_file(name).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    if _is_ours(pid, name, settings):
-        return pid
-    settings.pid_file(name).unlink(missing_ok=True)
-    return None
-
-
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no log written)"
+    return live_pid(settings.pid_file(name), lambda pid: _is_ours(pid, name, settings))
 
 
 def _launch(settings: ClusterSettings, name: str) -> subprocess.Popen:
