@@ -266,7 +266,7 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
     config = write_config(tmp_path / "remote.ini", remote,
                           paths={"lake": "s3a://lakehouse/pipeline"},
                           s3={"endpoint": store.endpoint},
-                          spark={"master": cluster.master_url, "cores_max": 1},
+                          spark={"master": cluster.master_url, "cores_max": 1, "jars_on_workers": "true"},
                           streaming={"metrics_interval": "0 seconds"},
                           analytics={"upkeep_interval": "4 seconds"},
                           producer={"seed": 11})
@@ -307,6 +307,9 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
             assert bronze.wait(180) == 0, (logs / "bronze.log").read_text()[-3000:]
         run(["streaming_silver.py", "--no-dashboard"], config, logs / "silver.log")
         run(["query_utils.py", "--batch", "--out", str(tmp_path / "remote-report")], config, logs / "report.log")
+        # The three jobs' executors loaded the jars from the cache where the driver did: no copies.
+        work = list(cluster.state_dir.glob("spark-worker-*-work/app-*/*"))
+        assert work and not [p for folder in work for p in folder.glob("*.jar")], work
     finally:
         stop_cluster(cluster)
     try:

@@ -12,12 +12,14 @@ import signal
 import socket
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
 from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
+from lakehouse.platform.spark_jars import beside_spark
 from tests.conftest import PROJECT_DIR, make_config, produce, wait_for, write_config
 
 
@@ -94,6 +96,24 @@ def test_settings_come_from_the_configuration(tmp_path: Path) -> None:
     assert settings.names() == ["spark-master", "spark-worker-1", "spark-worker-2", "spark-worker-3"]
     assert settings.worker_memory == "512m" and settings.state_dir == tmp_path / "data" / "cluster" / "spark"
     assert settings.log_file("spark-master") == tmp_path / "data" / "logs" / "cluster" / "spark-master.log"
+
+
+def test_jars_loaded_ahead_of_spark_leave_out_those_holding_any_of_its_classes(tmp_path: Path) -> None:
+    """With [spark] jars_on_workers the resolved jars go ahead of Spark's own: one that holds a class Spark
+    ships (another jackson-databind) would replace it, so it is left out; the choice is kept beside the list."""
+    def jar(name: str, *classes: str) -> str:
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for c in classes:
+                z.writestr(c, b"")
+        return str(tmp_path / name)
+
+    ours = jar("io.delta_delta-spark-9.9.jar", "io/delta/Only.class", "org/apache/spark/unused/UnusedStubClass.class")
+    older = jar("com.fasterxml.jackson.core_jackson-databind-2.13.5.jar", "io/other/Fine.class",
+                "com/fasterxml/jackson/databind/ObjectMapper.class")
+    listing = tmp_path / "jars.txt"
+    assert beside_spark([ours, older], listing) == [ours]
+    assert (tmp_path / "jars.txt.beside-spark").read_text().split() == [ours]
+    assert beside_spark([ours, older], listing) == [ours]  # read back, not worked out again
 
 
 def bronze_rows(path: Path) -> int:

@@ -55,7 +55,8 @@ def settings_for(cfg: Config) -> list[str]:
     spark = spark_cluster.ClusterSettings.from_config(cfg)
     kafka = kafka_cluster.KafkaClusterSettings.from_config(cfg)
     lake = cfg.paths.lake if (cfg.paths.lake or "").startswith("s3a://") else f"s3a://{store.bucket}/lake"
-    return [f"export LAKEHOUSE_SPARK_MASTER={spark.master_url} LAKEHOUSE_SPARK_CORES_MAX=1",
+    return [f"export LAKEHOUSE_SPARK_MASTER={spark.master_url} LAKEHOUSE_SPARK_CORES_MAX=1 "
+            "LAKEHOUSE_SPARK_JARS_ON_WORKERS=true",
             f"export LAKEHOUSE_PATHS_LAKE={lake} LAKEHOUSE_S3_ENDPOINT={store.endpoint}",
             f"export LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap} LAKEHOUSE_KAFKA_REPLICATION_FACTOR=3"]
 

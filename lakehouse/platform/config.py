@@ -286,6 +286,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
         "cores_max": Option(int, "", "spark.cores.max of each job on a spark:// master: the cores one job may "
                             "take, so that the Bronze stream and Silver both get some (empty = all)",
                             allow_empty=True, min=1, max=100_000),
+        "jars_on_workers": Option(bool, "false", "on a spark:// master whose workers read this machine's jar "
+                                  "cache at the same path (the local cluster, or nodes sharing that folder): "
+                                  "executors load the jars from there instead of a copy for each job"),
     },
     "cluster": {
         "s3proxy_version": Option(str, "4.0.0", "version of s3proxy (org.gaul:s3proxy), the local object store "

@@ -14,7 +14,8 @@ from pyspark.sql import SparkSession
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.lake import S3Settings, on_object_storage
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark_jars import JarResolutionError, resolve_jars, spark_packages
+from lakehouse.platform.spark_jars import (JarResolutionError, beside_spark, listing_file, resolve_jars,
+                                           spark_packages)
 
 log = logging.getLogger(__name__)
 
@@ -92,18 +93,26 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
         # A standalone master gives a job every free core unless told: leave some to the other job.
         builder = builder.config("spark.cores.max", str(cfg.spark.cores_max))
     if not submitted:
+        packages = spark_packages(on_object_storage(cfg))
         try:
-            jars = resolve_jars(Paths.from_config(cfg), spark_packages(on_object_storage(cfg)),
-                                cfg.spark.jars_repositories, verbose)
+            jars = resolve_jars(Paths.from_config(cfg), packages, cfg.spark.jars_repositories, verbose)
         except JarResolutionError as e:
             raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
                                   f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
-            .config("spark.jars", ",".join(jars))
             .config("spark.jars.ivy", str(Paths.from_config(cfg).ivy_dir))
         )
+        if master.startswith("spark://") and cfg.spark.jars_on_workers:
+            # The workers read the jar cache where this machine does: the driver and the executors load the
+            # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
+            classpath = os.pathsep.join(beside_spark(jars, listing_file(Paths.from_config(cfg), packages,
+                                                                        cfg.spark.jars_repositories)))
+            builder = (builder.config("spark.driver.extraClassPath", classpath)
+                       .config("spark.executor.extraClassPath", classpath))
+        else:
+            builder = builder.config("spark.jars", ",".join(jars))
     try:
         spark = builder.getOrCreate()
     except Exception as e:  # py4j surfaces JVM failures (jar resolution, class loading) as plain errors

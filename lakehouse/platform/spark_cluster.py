@@ -1,11 +1,12 @@
 """A local Spark standalone cluster: one master and N workers from the installed pyspark (``spark-class``).
 
 Usage: python -m lakehouse.platform.spark_cluster start|stop|status [--config PATH]
-(make cluster-start, make cluster-stop, make cluster-status.)
+(make spark-cluster-start, make spark-cluster-stop, make spark-cluster-status.)
 
 The jobs run on it unchanged with ``[spark] master = spark://127.0.0.1:7077`` (the address ``start``
 prints); ``[spark] cores_max`` keeps one application from taking every worker, so that the Bronze stream
-and Silver run side by side. Each process runs in a session of its own (Ctrl-C in the terminal that
+and Silver run side by side; ``[spark] jars_on_workers`` lets the executors load the jars from this
+machine's cache rather than each receive a copy. Each process runs in a session of its own (Ctrl-C in the terminal that
 started it does not stop it), with its pid and work folder under <data_dir>/cluster/spark and its log
 under <data_dir>/logs/cluster/. ``start`` and ``stop`` are idempotent. Everything listens on 127.0.0.1.
 """
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         except ClusterError as e:
             log.error("%s", e)
             return 1
-        print(f"Spark master: {url} (set [spark] master = {url}, and [spark] cores_max so that two jobs fit)")
+        print(f"Spark master: {url} (set [spark] master = {url}, [spark] cores_max so that two jobs fit, and "
+              "[spark] jars_on_workers = true: the workers read this machine's jar cache)")
         return 0
     if args.action == "stop":
         stop(settings)

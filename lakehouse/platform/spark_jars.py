@@ -21,6 +21,7 @@ import logging
 import os
 import subprocess
 import sys
+import zipfile
 from datetime import datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -52,12 +53,49 @@ def spark_packages(object_storage: bool = False) -> list[str]:
     return packages
 
 
-def hadoop_version() -> str:
-    """The Hadoop version of pyspark's own client jars (``hadoop-client-api-<version>.jar``)."""
+def _pyspark_jars() -> Path | None:
+    """The folder of the jars pyspark ships (Spark's own class path)."""
     from importlib.util import find_spec
 
     spec = find_spec("pyspark")
-    jars = Path(spec.origin).parent / "jars" if spec and spec.origin else None
+    return Path(spec.origin).parent / "jars" if spec and spec.origin else None
+
+
+# A stub class several Spark artifacts carry, the same in each.
+SHARED_STUB = "org/apache/spark/unused/"
+
+
+def _classes(jar: Path) -> set[str]:
+    with zipfile.ZipFile(jar) as z:
+        return {n for n in z.namelist() if n.endswith(".class") and not n.startswith(("META-INF/", SHARED_STUB))}
+
+
+def beside_spark(jars: list[str], listing: Path) -> list[str]:
+    """The resolved jars that hold none of the classes of Spark's own jars (worked out once per listing).
+
+    Given with ``spark.jars``, a jar is loaded by a class loader that asks Spark's first, so a dependency
+    that Spark ships in another version (jackson, parquet, log4j, RoaringBitmap's shims ...) is never used.
+    Put ahead of Spark's own jars (``extraClassPath``) it would be used first, and break Spark
+    (jackson-databind 2.13 under Spark's 2.21 Scala module): such jars are left out, which keeps what
+    ``spark.jars`` gives.
+    """
+    kept_file = listing.with_name(f"{listing.name}.beside-spark")
+    if kept_file.exists():
+        kept = [line for line in kept_file.read_text(encoding="utf-8").splitlines() if line]
+        if set(kept) <= set(jars):
+            return kept
+    folder = _pyspark_jars()
+    own = set().union(*(_classes(p) for p in folder.glob("*.jar"))) if folder else set()
+    kept = [jar for jar in jars if not _classes(Path(jar)) & own]
+    partial = kept_file.with_name(f"{kept_file.name}.{os.getpid()}.tmp")
+    partial.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    os.replace(partial, kept_file)
+    return kept
+
+
+def hadoop_version() -> str:
+    """The Hadoop version of pyspark's own client jars (``hadoop-client-api-<version>.jar``)."""
+    jars = _pyspark_jars()
     found = sorted(jars.glob("hadoop-client-api-*.jar")) if jars else []
     if not found:
         raise JarResolutionError("pyspark's Hadoop client jar (hadoop-client-api-*.jar) was not found")
