@@ -310,6 +310,9 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
         # The three jobs' executors loaded the jars from the cache where the driver did: no copies.
         work = list(cluster.state_dir.glob("spark-worker-*-work/app-*/*"))
         assert work and not [p for folder in work for p in folder.glob("*.jar")], work
+    except BaseException:
+        stop(store)  # the comparison below will not run: nothing may be left running
+        raise
     finally:
         stop_cluster(cluster)
     try:
