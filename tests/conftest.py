@@ -124,7 +124,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """Stop the broker a test started for this run, once every worker is done."""
+    """Stop the broker a test started for this run, once every worker is done (and the class archive's
+    maker, if the run ended first)."""
     if hasattr(config, "workerinput"):
         return
     archive, job = getattr(config, "lakehouse_archive", (None, None))

@@ -6,9 +6,9 @@ Usage: python -m lakehouse.platform.spark_cluster start|stop|status [--config PA
 The jobs run on it unchanged with ``[spark] master = spark://127.0.0.1:7077`` (the address ``start``
 prints); ``[spark] cores_max`` keeps one application from taking every worker, so that the Bronze stream
 and Silver run side by side; ``[spark] jars_on_workers`` lets the executors load the jars from this
-machine's cache rather than each receive a copy. Each process runs in a session of its own (Ctrl-C in the terminal that
-started it does not stop it), with its pid and work folder under <data_dir>/cluster/spark and its log
-under <data_dir>/logs/cluster/. ``start`` and ``stop`` are idempotent. Everything listens on 127.0.0.1.
+machine's cache rather than each receive a copy. Each process runs in a session of its own (Ctrl-C in the
+terminal that started it does not stop it), with its pid and work folder under <data_dir>/cluster/spark
+and its log under <data_dir>/logs/cluster/. ``start`` and ``stop`` are idempotent. Everything listens on 127.0.0.1.
 """
 
 from __future__ import annotations
