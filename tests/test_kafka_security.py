@@ -17,7 +17,7 @@ from lakehouse.bronze.stream import stream_failure_message
 from lakehouse.ops.demo import part_commands
 from lakehouse.platform.broker_tls import BROKER_USER, BrokerSecrets, certificate_hosts, scram_credential
 from lakehouse.platform.cli import (LOG_FORMAT, RedactSecrets, add_kafka_security_flags, kafka_security_overrides,
-                                    security_flag_args)
+                                    security_flag_args, setup_logging)
 from lakehouse.platform.config import PROJECT_DIR, ConfigError, Secret, load_config, redact
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, check_formatted_for, server_properties
 from lakehouse.platform.kafka_security import (KafkaSecurity, cafile_problem, jaas_config, kafka_python_kwargs,
@@ -158,6 +158,28 @@ def test_secrets_are_masked_in_every_log_line() -> None:
     text = stream.getvalue()
     assert "hunter2-masked" not in text
     assert "{'sasl_plain_password': '***'}" in text and "ValueError: bad password ***" in text
+
+
+def test_the_kafka_client_s_tracebacks_reach_the_terminal_as_one_line(capsys) -> None:
+    """A broker stopped while the producer read a reply: kafka-python logged a stack trace on the user's
+    terminal (seen once in a full run of tests/test_producer.py's broker-stopped test)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        setup_logging()
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            logging.getLogger("kafka.net.transport").exception("<Transport node=1>: Error receiving network data"
+                                                               " closing socket")
+            logging.getLogger("lakehouse.mine").exception("ours keep theirs")
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("kafka.net.transport - <Transport node=1>: Error receiving network data closing "
+                             "socket (ConnectionResetError: [Errno 104] Connection reset by peer)")
+    assert "ours keep theirs" in lines[1] and lines[2] == "Traceback (most recent call last):"
 
 
 def test_scram_credential_holds_a_salted_password_not_the_password() -> None:

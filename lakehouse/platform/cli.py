@@ -87,11 +87,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+class KafkaClientInOneLine(logging.Filter):
+    """kafka-python logs some network errors with their traceback (a broker that goes away while a reply is
+    read: "Error receiving network data closing socket"); the client recovers or reports the failure itself,
+    so the user gets that line with the exception's own message instead of a stack trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] == "kafka" and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()} ({type(error).__name__}: {error})", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def setup_logging(level: str = "INFO") -> None:
-    """Configure logging once per entry point; Kafka's client chatter stays at WARNING; secrets are
-    masked in every line."""
+    """Configure logging once per entry point; Kafka's client chatter stays at WARNING, in one line per
+    record; secrets are masked in every line."""
     logging.basicConfig(level=getattr(logging, level), format=LOG_FORMAT, force=True)
     for handler in logging.getLogger().handlers:
+        handler.addFilter(KafkaClientInOneLine())
         handler.addFilter(RedactSecrets())
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
