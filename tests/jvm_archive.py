@@ -64,6 +64,8 @@ def start_making(archive: Path, log: Path) -> subprocess.Popen | None:
     if archive.exists():
         return None
     archive.parent.mkdir(parents=True, exist_ok=True)
+    for older in archive.parent.glob("spark-driver-*.jsa"):  # made for another Java, PySpark or jar set
+        older.unlink(missing_ok=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.pop("SPARK_SUBMIT_OPTS", None)
