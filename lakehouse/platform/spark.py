@@ -74,6 +74,7 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
     )
     submitted = _launched_by_spark_submit()
     master = SparkConf().get("spark.master") if submitted else cfg.spark.master
+    on_cluster, object_storage, paths = master.startswith("spark://"), on_object_storage(cfg), Paths.from_config(cfg)
     if master.startswith("local") and cfg.spark.bind_address:
         # A local job's ports serve no one else: keep them on this machine (cluster masters need the
         # driver reachable by executors, so they keep Spark's default).
@@ -81,7 +82,7 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
                    .config("spark.driver.host", cfg.spark.bind_address))
         if not submitted:
             os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
-    if on_object_storage(cfg):
+    if object_storage:
         # The lake on S3-compatible storage: the S3A connector's settings (the secret from the environment).
         try:
             s3a = S3Settings.from_config(cfg).hadoop_options()
@@ -89,26 +90,25 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
             raise SparkSetupError(str(e)) from e
         for key, value in s3a.items():
             builder = builder.config(f"spark.hadoop.{key}", value)
-    if master.startswith("spark://") and cfg.spark.cores_max is not None:
+    if on_cluster and cfg.spark.cores_max is not None:
         # A standalone master gives a job every free core unless told: leave some to the other job.
         builder = builder.config("spark.cores.max", str(cfg.spark.cores_max))
     if not submitted:
-        packages = spark_packages(on_object_storage(cfg))
+        packages = spark_packages(object_storage)
         try:
-            jars = resolve_jars(Paths.from_config(cfg), packages, cfg.spark.jars_repositories, verbose)
+            jars = resolve_jars(paths, packages, cfg.spark.jars_repositories, verbose)
         except JarResolutionError as e:
             raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
                                   f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
         builder = (
             builder.master(cfg.spark.master)
             .config("spark.driver.memory", cfg.spark.driver_memory)
-            .config("spark.jars.ivy", str(Paths.from_config(cfg).ivy_dir))
+            .config("spark.jars.ivy", str(paths.ivy_dir))
         )
-        if master.startswith("spark://") and cfg.spark.jars_on_workers:
+        if on_cluster and cfg.spark.jars_on_workers:
             # The workers read the jar cache where this machine does: the driver and the executors load the
             # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
-            classpath = os.pathsep.join(beside_spark(jars, listing_file(Paths.from_config(cfg), packages,
-                                                                        cfg.spark.jars_repositories)))
+            classpath = os.pathsep.join(beside_spark(jars, listing_file(paths, packages, cfg.spark.jars_repositories)))
             builder = (builder.config("spark.driver.extraClassPath", classpath)
                        .config("spark.executor.extraClassPath", classpath))
         else:
@@ -123,7 +123,7 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     quiet_query_context_loggers(cfg.monitoring.log_level)
     check_jars(spark, cfg)
-    if master.startswith("spark://"):
+    if on_cluster:
         ExecutorWatchdog(spark, master, cfg.spark.executor_wait.seconds).start()
     return spark
 
