@@ -41,8 +41,9 @@ def tables(spark, paths: Paths):
 
 
 def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path) -> None:
+    # Batches of 1,000: duplicates meet kept sales of the same batch and of earlier ones.
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
-                      streaming__max_offsets_per_trigger=400)
+                      streaming__max_offsets_per_trigger=1000)
     common = ["--topic", topic, "--bootstrap-servers", kafka_bootstrap]
     first = run_producer(*common, "--count", "200", "--seed", "1")
     drain(spark, cfg)  # sets the watermark so that late sales below are late whatever the batching
@@ -88,8 +89,9 @@ def _committed_batches(paths: Paths) -> int:
 def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, topic, tmp_path) -> None:
     common = ["--topic", topic, "--bootstrap-servers", kafka_bootstrap]
     run_producer(*common, "--count", "2000", "--seed", "3", "--bad-ratio", "0.1", "--duplicate-ratio", "0.1")
+    # The reference in one batch: batching changes no decision here (no sale is late: they are all sent now).
     reference = make_config(tmp_path / "reference", kafka__bootstrap_servers=kafka_bootstrap,
-                            kafka__topic=topic, streaming__max_offsets_per_trigger=400)
+                            kafka__topic=topic, streaming__max_offsets_per_trigger=2000)
     drain(spark, reference)
 
     killed = make_config(tmp_path / "killed", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
