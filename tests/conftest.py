@@ -6,6 +6,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import tempfile
 import time
 import uuid
@@ -64,7 +65,7 @@ INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_sec
 # whole files to its two workers in collection order (--dist loadfile --no-loadscope-reorder): starting with
 # these and leaving the many short files for the end lets the two workers finish together.
 SLOWEST_FIRST = ["test_object_store", "test_spark_cluster", "test_bronze_stream", "test_demo", "test_spark_submit",
-                 "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_bronze_broker", "test_cluster",
+                 "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_bronze_broker",
                  "test_hostile_stream"]
 
 
@@ -188,6 +189,23 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(1)
+
+
+def free_kafka_base() -> int:
+    """A first port for a local three-node Kafka cluster: the six ports from it on (a client and a controller
+    port per node) free on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 6 < 65535 and all(not _taken(base + i) for i in range(6)):
+            return base
+    raise AssertionError("no six free ports in a row")
+
+
+def _taken(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[str | None, bytes]]) -> None:

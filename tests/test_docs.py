@@ -103,9 +103,10 @@ EXERCISED = {
     "python query_utils.py": "tests/test_query_utils.py::test_menu_through_stdin",
     "python streamlit_dashboard.py": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (a part of "
                                      "the demo; bench/dashboard_render.py)",
-    "make cluster-start": "tests/test_cluster.py (cluster start, the module the target runs)",
-    "make cluster-stop": "tests/test_cluster.py (cluster stop)",
-    "make cluster-status": "tests/test_cluster.py (cluster status)",
+    "make cluster-start": "tests/test_object_store.py::test_the_pipeline_on_the_local_cluster_gives_the_single_"
+                          "machine_tables (cluster start, the module the target runs)",
+    "make cluster-stop": "tests/test_object_store.py (the pipeline test: cluster stop)",
+    "make cluster-status": "tests/test_object_store.py (the pipeline test: cluster status)",
     "make spark-cluster-start": "tests/test_spark_cluster.py (spark_cluster start, the module the target runs)",
     "make spark-cluster-stop": "tests/test_spark_cluster.py (spark_cluster stop)",
     "LAKEHOUSE_SPARK_MASTER=spark://127.0.0.1:7077": "tests/test_spark_cluster.py (the Bronze job on the "

@@ -29,9 +29,7 @@ from lakehouse.platform.lake import ObjectPath, S3Settings, remove_tree
 from lakehouse.platform.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_cluster import ClusterSettings
-from lakehouse.platform.spark_cluster import start as start_cluster
-from lakehouse.platform.spark_cluster import stop as stop_cluster
-from tests.conftest import PROJECT_DIR, make_config, wait_for, write_config
+from tests.conftest import PROJECT_DIR, free_kafka_base, make_config, wait_for, write_config
 
 SECRET = "test-secret-key-5ef1"
 ENV = {"LAKEHOUSE_S3_SECRET_KEY": SECRET}
@@ -250,22 +248,39 @@ def page_figures(config: Path, monkeypatch) -> dict[str, str]:
     return {label: figures.get(label) for label in PAGE_FIGURES}
 
 
-def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
-        spark, kafka_bootstrap, topic, tmp_path, monkeypatch) -> None:
+def cluster_cli(action: str, config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lakehouse.platform.cluster", action, "--config", str(config)],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=240, env=dict(os.environ, **ENV))
+
+
+def test_the_pipeline_on_the_local_cluster_gives_the_single_machine_tables(spark, tmp_path, monkeypatch) -> None:
+    """README's cluster path end to end: one command starts the object store, the Spark standalone cluster and
+    three Kafka nodes and prints the settings that point the pipeline at them; the producer with every kind of
+    fault → the Bronze stream on the Spark cluster writing into the object store, its own upkeep compacting
+    Bronze while batches commit → Silver on the cluster → the report. That gives exactly the tables, the
+    report and the web page of a single-machine run on a local folder over the same topic; the same command
+    stops everything, leaving no process."""
     from lakehouse.bronze.stream import start_bronze_stream
+    from lakehouse.platform.kafka_cluster import KafkaClusterSettings
+    from lakehouse.platform.topics import ensure_topic
     from lakehouse.serve.queries import Lakehouse
     from lakehouse.serve.report import build_report, write_report_files
     from lakehouse.silver.job import run_silver
     from lakehouse.silver.transforms import ClientRules
 
-    s3_port, master_port = free_port(), free_port()
-    remote = store_config(tmp_path / "remote", s3_port, lake="s3a://lakehouse/pipeline",
-                          cluster__spark_master_port=master_port, kafka__bootstrap_servers=kafka_bootstrap,
-                          kafka__topic=topic)
+    topic, lake = "ventes_pipeline", "s3a://lakehouse/pipeline"
+    s3_port, master_port, kafka_base = free_port(), free_port(), free_kafka_base()
+
+    def configured(**more: object):
+        return store_config(tmp_path / "remote", s3_port, lake=lake, cluster__spark_master_port=master_port,
+                            cluster__kafka_base_port=kafka_base, **more)
+    servers = KafkaClusterSettings.from_config(configured()).bootstrap
+    remote = configured(kafka__bootstrap_servers=servers, kafka__topic=topic, kafka__replication_factor=3)
     store, cluster = StoreSettings.from_config(remote), ClusterSettings.from_config(remote)
     config = write_config(tmp_path / "remote.ini", remote,
-                          paths={"lake": "s3a://lakehouse/pipeline"},
-                          s3={"endpoint": store.endpoint},
+                          paths={"lake": lake}, s3={"endpoint": store.endpoint},
+                          cluster={"spark_master_port": master_port, "kafka_base_port": kafka_base},
+                          kafka={"replication_factor": 3},
                           spark={"master": cluster.master_url, "cores_max": 1, "jars_on_workers": "true"},
                           streaming={"metrics_interval": "0 seconds"},
                           analytics={"upkeep_interval": "4 seconds"},
@@ -274,10 +289,21 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
     logs.mkdir()
     remote_paths = Paths.from_config(remote)
     status_file = remote_paths.bronze_status
-    sent = 3000
+    local = make_config(tmp_path / "local", kafka__bootstrap_servers=servers, kafka__topic=topic)
+    local_paths = Paths.from_config(local)
     try:
-        start(store)
-        start_cluster(cluster)
+        started = cluster_cli("start", config)
+        assert started.returncode == 0, started.stderr[-3000:]
+        # It says how to point the pipeline at it (the settings written above), never the secret.
+        for line in (f"LAKEHOUSE_SPARK_MASTER={cluster.master_url} LAKEHOUSE_SPARK_CORES_MAX=1 "
+                     "LAKEHOUSE_SPARK_JARS_ON_WORKERS=true", f"LAKEHOUSE_KAFKA_BOOTSTRAP_SERVERS={servers} "
+                     "LAKEHOUSE_KAFKA_REPLICATION_FACTOR=3", f"LAKEHOUSE_S3_ENDPOINT={store.endpoint}"):
+            assert line in started.stdout, started.stdout
+        assert SECRET not in started.stdout + started.stderr
+        assert cluster_cli("start", config).returncode == 0  # again: nothing more starts
+        status = cluster_cli("status", config)
+        assert status.returncode == 0 and "object store: running" in status.stdout
+        assert ensure_topic(servers, topic, partitions=3, replication_factor=3)
         with open(logs / "bronze.log", "wb") as out:
             bronze = subprocess.Popen([sys.executable, "spark_streaming_delta.py", "--config", str(config)],
                                       cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
@@ -290,18 +316,33 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
                 except (OSError, ValueError, KeyError):
                     return False
 
-            # The producer with every kind of fault: a first slice, then, once the stream runs, the rest at a
-            # pace that keeps batches coming while the stream's own upkeep compacts Bronze.
+            def bronze_optimized() -> bool:
+                assert bronze.poll() is None, (logs / "bronze.log").read_text()[-3000:]
+                return any(h["operation"] == "OPTIMIZE" for h in DeltaTable(
+                    str(remote_paths.bronze), storage_options=remote_paths.bronze.settings.delta_rs_options()
+                ).history())
+
+            # The producer with every kind of fault: a first slice, then, once the stream runs, more at a pace
+            # that keeps batches coming until the stream's own upkeep has compacted Bronze (same driver, Delta's
+            # log store): so that OPTIMIZE commits while batches do.
             faults = ["--bad-ratio", "0.05", "--duplicate-ratio", "0.05", "--late-ratio", "0.03"]
             run(["producer_ventes.py", "--count", "200", "--max", *faults], config, logs / "producer.log")
             wait_for(lambda: read(200), 300, "the first records read by the Bronze stream on the cluster")
-            run(["producer_ventes.py", "--count", str(sent - 200), "--rate", "250", "--seed", "12", *faults],
-                config, logs / "producer.log")
+            summary = tmp_path / "producer.json"
+            with open(logs / "producer.log", "ab") as out:
+                producer = subprocess.Popen(
+                    [sys.executable, "producer_ventes.py", "--count", "25000", "--rate", "250", "--seed", "12",
+                     *faults, "--summary-json", str(summary), "--config", str(config)],
+                    cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, **ENV))
+            try:
+                wait_for(lambda: bronze_optimized() or producer.poll() is not None, 150,
+                         "an OPTIMIZE of Bronze by the stream's own upkeep")
+                assert bronze_optimized(), "the producer ended before the stream's upkeep compacted Bronze"
+            finally:
+                producer.send_signal(signal.SIGTERM)  # it sends what it generated, then says how many
+                assert producer.wait(60) == 0, (logs / "producer.log").read_text()[-3000:]
+            sent = 200 + json.loads(summary.read_text())["delivered"]
             wait_for(lambda: read(sent), 300, "every record read by the Bronze stream on the cluster")
-            # Its own upkeep compacted Bronze while batches were committing (same driver, Delta's log store).
-            wait_for(lambda: any(h["operation"] == "OPTIMIZE" for h in DeltaTable(
-                str(remote_paths.bronze), storage_options=remote_paths.bronze.settings.delta_rs_options()
-            ).history()), 120, "an OPTIMIZE of Bronze by the stream's own upkeep")
         finally:
             bronze.send_signal(signal.SIGTERM)
             assert bronze.wait(180) == 0, (logs / "bronze.log").read_text()[-3000:]
@@ -310,15 +351,8 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
         # The three jobs' executors loaded the jars from the cache where the driver did: no copies.
         work = list(cluster.state_dir.glob("spark-worker-*-work/app-*/*"))
         assert work and not [p for folder in work for p in folder.glob("*.jar")], work
-    except BaseException:
-        stop(store)  # the comparison below will not run: nothing may be left running
-        raise
-    finally:
-        stop_cluster(cluster)
-    try:
-        # The same input on one machine, a local folder: the tests' own Spark session.
-        local = make_config(tmp_path / "local", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
-        local_paths = Paths.from_config(local)
+
+        # The same input on one machine, a local folder: the tests' own Spark session (Kafka still up).
         start_bronze_stream(spark, local, local_paths, available_now=True).awaitTermination()
         run_silver(spark, ClientRules.from_config(local), local_paths)
         report = build_report(Lakehouse(spark, local_paths), datetime.now())
@@ -339,7 +373,11 @@ def test_the_pipeline_on_the_cluster_and_s3_gives_the_single_machine_tables(
         remote_page, local_page = page_figures(config, monkeypatch), page_figures(local_ini, monkeypatch)
         assert remote_page == local_page and remote_page["Sales"] == f"{len(bronze_ids):,}"
     finally:
-        stop(store)
+        stopped = cluster_cli("stop", config)
+    assert stopped.returncode == 0, stopped.stderr[-3000:]
+    status = cluster_cli("status", config)
+    assert status.returncode == 3 and "object store: stopped" in status.stdout, status.stdout
+    assert not subprocess.run(["pgrep", "-f", str(tmp_path / "remote")], capture_output=True).stdout
     # The store gone, the page says so in one line (no traceback) instead of figures.
     at = run_page(config, monkeypatch)
     assert any("cannot be read" in e.value for e in at.error), [e.value for e in at.error]
