@@ -253,6 +253,7 @@ def cluster_cli(action: str, config: Path) -> subprocess.CompletedProcess:
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=240, env=dict(os.environ, **ENV))
 
 
+@pytest.mark.integration  # the cluster, the producer and three jobs
 def test_the_pipeline_on_the_local_cluster_gives_the_single_machine_tables(spark, tmp_path, monkeypatch) -> None:
     """README's cluster path end to end: one command starts the object store, the Spark standalone cluster and
     three Kafka nodes and prints the settings that point the pipeline at them; the producer with every kind of
