@@ -2,9 +2,10 @@
 
 The launcher starts, starts again without a second copy, keeps anonymous clients out, refuses a taken
 port and a missing secret in one line, stops. The lake's locations answer the pipeline's questions over
-S3. And the whole pipeline — the producer with faults, the Bronze stream on the Spark standalone cluster
-writing into the object store while its own upkeep compacts Bronze under load, Silver, the report — gives
-exactly the tables and the report a single-machine run on a local folder gives on the same input.
+S3. And the whole pipeline on the local cluster one command starts and stops (the object store, Spark
+standalone, three Kafka nodes) — the producer with faults, the Bronze stream on the Spark cluster writing into
+the object store while its own upkeep compacts Bronze under load, Silver, the report — gives exactly the
+tables and the report a single-machine run on a local folder gives on the same input.
 """
 
 from __future__ import annotations
