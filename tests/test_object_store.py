@@ -333,7 +333,7 @@ def test_the_pipeline_on_the_local_cluster_gives_the_single_machine_tables(spark
             summary = tmp_path / "producer.json"
             with open(logs / "producer.log", "ab") as out:
                 producer = subprocess.Popen(
-                    [sys.executable, "producer_ventes.py", "--count", "25000", "--rate", "250", "--seed", "12",
+                    [sys.executable, "producer_ventes.py", "--count", "25000", "--rate", "100", "--seed", "12",
                      *faults, "--summary-json", str(summary), "--config", str(config)],
                     cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, **ENV))
             try:
