@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 from decimal import Decimal
 
 from pyspark.sql import Row
@@ -149,6 +150,30 @@ def test_an_id_reused_by_a_restarted_producer_is_a_conflict_not_a_duplicate() ->
     decisions, kept_again = find_duplicates(again, kept, DELAY_US)
     assert [d.kind for d in decisions] == ["conflicting_id"] * 3 and kept_again == {}
     assert [(d.kept.partition, d.kept.offset) for d in decisions] == [(0, 1), (0, 2), (0, 3)]
+
+
+def test_the_decisions_are_those_of_comparing_every_record_in_kafka_order() -> None:
+    # find_duplicates compares only the records whose id is met twice or was kept before; the result
+    # must be that of comparing every record, in Kafka order, with the sales kept before it.
+    def every_record(keys, seen):
+        decisions, kept = [], {}
+        for k in sorted(keys, key=lambda k: (k.partition, k.offset)):
+            earlier = [*seen.get(k.vente_id, ()), *kept.get(k.vente_id, ())]
+            same = [s for s in earlier if (s.content, s.event_us) == (k.content, k.event_us)]
+            near = [s for s in earlier if abs(k.event_us - s.event_us) <= DELAY_US]
+            if same or near:
+                decisions.append(Decision(k, "duplicate" if same else "conflicting_id", (same or near)[0]))
+            else:
+                kept.setdefault(k.vente_id, []).append(Kept(k.event_us, k.content, k.partition, k.offset))
+        return decisions, kept
+
+    rng = random.Random(7)
+    for _ in range(200):
+        seen = {str(i): [Kept(T0 + rng.randrange(4) * 6 * MIN_US, rng.randrange(3), 9, i)]
+                for i in rng.sample(range(12), 4)}
+        keys = [key(str(rng.randrange(12)), T0 + rng.randrange(4) * 6 * MIN_US, rng.randrange(3), offset,
+                    rng.randrange(3)) for offset in rng.sample(range(100), rng.randrange(1, 25))]
+        assert find_duplicates(keys, seen, DELAY_US) == every_record(keys, seen)
 
 
 def test_state_watermark_pruning_and_lookups() -> None:

@@ -8,6 +8,7 @@ conflict, kept in quarantine rather than dropped.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -82,11 +83,20 @@ class DedupState:
 
     def add(self, kept: dict[str, list[Kept]]) -> None:
         """Record sales kept by a committed batch, then prune what no on-time sale can match."""
+        seen, minutes = self.seen, self._minutes  # a drain batch adds 100,000 sales: no attribute look-ups
         top = self.max_event_us
         for vente_id, sales in kept.items():
-            self.seen.setdefault(vente_id, []).extend(sales)
+            known = seen.get(vente_id)
+            if known is None:
+                seen[vente_id] = list(sales)
+            else:
+                known.extend(sales)
             for sale in sales:
-                self._index(vente_id, sale.event_us)
+                minute = minutes.get(sale.event_us // BUCKET_US)
+                if minute is None:
+                    minutes[sale.event_us // BUCKET_US] = [vente_id]
+                else:
+                    minute.append(vente_id)
                 if top is None or sale.event_us > top:
                     top = sale.event_us
         self.max_event_us = top
@@ -132,14 +142,22 @@ def find_duplicates(keys: list[SaleKey], seen: dict[str, list[Kept]], delay_us: 
     Otherwise the sale is kept. ``seen`` is not modified, so a batch that fails to commit leaves the
     state as it was.
     """
-    decisions: list[Decision] = []
+    # Only records of one vente_id are compared, so a sale whose id is new and appears once in the batch
+    # (nearly all of them) is kept at once; only the others are ordered and compared.
+    ids = [key.vente_id for key in keys]
+    distinct = set(ids)
+    repeated = {i for i, n in Counter(ids).items() if n > 1} if len(distinct) < len(ids) else set()
+    contested = repeated | {i for i in distinct if i in seen}
     kept: dict[str, list[Kept]] = {}
-    for key in sorted(keys, key=_position):
-        before, mine = seen.get(key.vente_id), kept.get(key.vente_id)
-        if before is None and mine is None:  # the common case: an id not met yet
+    compared: list[SaleKey] = []
+    for key in keys:
+        if key.vente_id in contested:
+            compared.append(key)
+        else:
             kept[key.vente_id] = [Kept(key.event_us, key.content, key.partition, key.offset)]
-            continue
-        earlier = (*(before or ()), *(mine or ()))
+    decisions: list[Decision] = []
+    for key in sorted(compared, key=_position):
+        earlier = (*seen.get(key.vente_id, ()), *kept.get(key.vente_id, ()))
         same = next((s for s in earlier if s.content == key.content and s.event_us == key.event_us), None)
         near = next((s for s in earlier if abs(key.event_us - s.event_us) <= delay_us), None)
         if same is not None:

@@ -136,6 +136,10 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     # commit (readers compute what it holds when it is missing).
     spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
     spark.conf.set("spark.databricks.delta.writeChecksumFile.enabled", "false")
+    # Each batch is cached once between its key collect and its writes, then dropped: compressing the
+    # cache cost more than it saved (a 100,000-record batch's collect took 3.2-3.9 s with it off,
+    # 3.9-4.6 s with it on, measured on the drain benchmark's topic).
+    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     sink = MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
     writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink)
     register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status))

@@ -12,11 +12,13 @@ metrics table had not received; only the recent partitions are read to rebuild t
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -115,6 +117,21 @@ def metrics_row(query_id: str, batch_id: int, figures: dict, committed_ms: int) 
         "latency_max_ms": None if oldest is None else committed_ms - oldest,
         "kafka_lag": figures["kafka_lag"],
     }
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a while. A batch makes a few hundred thousand small
+    objects (keys, kept sales), which started collections that walked the whole state each time (measured:
+    the decisions of a 100,000-record batch took 3x longer with it on); none of them form cycles, so
+    reference counting frees them all the same."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class _Steps:
@@ -262,7 +279,8 @@ class BronzeBatchWriter:
             self._judge = TimeJudge(self.limits, checked_df.columns)
         try:
             batch_ms = batch_timestamp_ms(self.checkpoint, batch_id) or started_ms
-            self._process(self._judge(cached, batch_ms * 1000), batch_id, started_ms)
+            with _collector_paused():
+                self._process(self._judge(cached, batch_ms * 1000), batch_id, started_ms)
         finally:
             cached.unpersist()
 
