@@ -5,15 +5,17 @@ records; the driver decides duplicates and conflicts on their keys and keeps the
 the stream's throughput however many workers there are. This times, for batches of --sizes records
 (1% repeats of earlier sales): the keys built as the writer builds them (named tuples from the columns
 the Arrow collect gives), ``find_duplicates`` against a state of --state recent sales (two watermark
-delays of a stream: 1,200,000 = 1,000 sales/s for 20 minutes), and the state update with its pruning.
+delays of a stream: 1,200,000 = 1,000 sales/s for 20 minutes), and the state update with its pruning,
+with Python's cyclic collector paused as the writer pauses it for a batch (--with-collector: left on).
 Median of --rounds rounds per size, in one process.
 
-Usage: python bench/dedup_driver.py [--sizes 1000 10000 100000] [--state 1200000] [--rounds 5]
+Usage: python bench/dedup_driver.py [--sizes 1000 10000 100000] [--state 1200000] [--rounds 5] [--with-collector]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import statistics
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lakehouse.bronze.dedup import DedupState, Kept, SaleKey, find_duplicates  # noqa: E402
+from lakehouse.bronze.dedup import DedupState, Kept, SaleKey, collector_paused, find_duplicates  # noqa: E402
 
 DELAY_US = 600_000_000  # the default watermark delay: 10 minutes
 START_US = 1_795_000_000_000_000
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, 10_000, 100_000])
     parser.add_argument("--state", type=int, default=1_200_000, help="recent sales in the state (default 1200000)")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--with-collector", action="store_true",
+                        help="leave Python's cyclic garbage collector on (the writer pauses it for a batch)")
     args = parser.parse_args(argv)
     random.seed(1)
     state = DedupState(DELAY_US)
@@ -65,15 +69,16 @@ def main(argv: list[str] | None = None) -> int:
                        if v in state.seen]
             ids, events, contents, partitions, offsets = columns(next_id, size, now, repeats)
             next_id += size
-            started = time.perf_counter()
-            keys = [SaleKey(*k) for k in zip(ids, events, contents, partitions, offsets)]
-            build.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            decisions, new = find_duplicates(keys, state.seen, DELAY_US)
-            decide.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            state.add(new)
-            update.append(time.perf_counter() - started)
+            with contextlib.nullcontext() if args.with_collector else collector_paused():
+                started = time.perf_counter()
+                keys = [SaleKey(*k) for k in zip(ids, events, contents, partitions, offsets)]
+                build.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                decisions, new = find_duplicates(keys, state.seen, DELAY_US)
+                decide.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                state.add(new)
+                update.append(time.perf_counter() - started)
             assert sum(d.kind == "duplicate" for d in decisions) == len(repeats)  # every re-sent sale found
         total = statistics.median(b + d + u for b, d, u in zip(build, decide, update))
         results[size] = total
