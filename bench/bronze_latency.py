@@ -104,7 +104,9 @@ def run_phase(name: str, job: list[str], args: argparse.Namespace, work: Path, t
 
 def latencies(spark, table: Path, sent_column: str, measured_from_ms: int) -> tuple[int, list[float]]:
     """Events since ``measured_from_ms`` and their p50/p95/p99 produce-to-commit latency (ms)."""
-    log = spark.read.json(str(table / "_delta_log" / "*.json")).withColumn("log", F.input_file_name())
+    # The commit files by name: a glob made Spark print a warning with a Java stack trace.
+    commit_files = [str(p) for p in sorted((table / "_delta_log").glob("*.json"))]
+    log = spark.read.json(commit_files).withColumn("log", F.input_file_name())
     commits = log.filter("commitInfo IS NOT NULL").select("log", F.col("commitInfo.timestamp").alias("commit_ms"))
     adds = log.filter("add IS NOT NULL").select("log", F.col("add.path").alias("path"))
     files = adds.join(commits, "log").select(F.regexp_replace("path", "%3D", "=").alias("path"), "commit_ms")
