@@ -195,13 +195,18 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         time.sleep(1)
 
 
+def free_port() -> int:
+    """A port free on 127.0.0.1 (the system's pick)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def free_kafka_base() -> int:
     """A first port for a local three-node Kafka cluster: the six ports from it on (a client and a controller
     port per node) free on 127.0.0.1."""
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
+        base = free_port()
         if base + 6 < 65535 and all(not _taken(base + i) for i in range(6)):
             return base
     raise AssertionError("no six free ports in a row")

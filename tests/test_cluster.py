@@ -11,15 +11,10 @@ import pytest
 
 from lakehouse.platform import object_store, spark_cluster
 from lakehouse.platform.cluster import parts, start, stop
-from tests.conftest import free_kafka_base, make_config
+from tests.conftest import free_kafka_base, free_port, make_config
 
 SECRET = "cluster-test-secret-0b7"
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def cluster_config(data_dir, env=None):

@@ -26,7 +26,7 @@ from lakehouse.platform.kafka_local import BrokerError, running_pid
 from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
-from tests.conftest import make_config, produce, wait_for, write_config
+from tests.conftest import free_port, make_config, produce, wait_for, write_config
 
 
 def processes_with(marker: str) -> list[str]:
@@ -134,11 +134,6 @@ def test_fresh_empties_tables_checkpoints_and_topic(kafka_bootstrap, topic, tmp_
     assert not paths.delta_dir.exists() and not paths.checkpoints_dir.exists() and not paths.status_dir.exists()
     assert topic_end_offsets(kafka_bootstrap, topic) == {0: 0, 1: 0, 2: 0}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.integration  # starts a process

@@ -11,13 +11,8 @@ import pytest
 
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
-from tests.conftest import make_config, write_config
+from tests.conftest import free_port, make_config, write_config
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def launcher(config: Path, command: str) -> subprocess.CompletedProcess:

@@ -30,16 +30,11 @@ from lakehouse.platform.lake import ObjectPath, S3Settings, remove_tree
 from lakehouse.platform.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_cluster import ClusterSettings
-from tests.conftest import PROJECT_DIR, free_kafka_base, make_config, wait_for, write_config
+from tests.conftest import PROJECT_DIR, free_kafka_base, free_port, make_config, wait_for, write_config
 
 SECRET = "test-secret-key-5ef1"
 ENV = {"LAKEHOUSE_S3_SECRET_KEY": SECRET}
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def store_config(data_dir: Path, port: int, lake: str = "s3a://lakehouse/lake", env: dict | None = None,

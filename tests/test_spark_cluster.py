@@ -22,13 +22,8 @@ from deltalake import DeltaTable
 
 from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
 from lakehouse.platform.spark_jars import beside_spark
-from tests.conftest import PROJECT_DIR, make_config, produce, wait_for, write_config
+from tests.conftest import PROJECT_DIR, free_port, make_config, produce, wait_for, write_config
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def sale(i: int) -> bytes:
