@@ -392,10 +392,15 @@ def test_make_upkeep_refuses_an_object_storage_lake(tmp_path, monkeypatch, capfd
     assert "--pipeline-stopped" in said and "s3a://lakehouse/l" in said and len(said.strip().splitlines()) == 1
 
 
+def ops(path) -> list[str]:
+    """The operations in a local table's history."""
+    return [r["operation"] for r in DeltaTable(str(path)).history()]
+
+
 def test_a_job_runs_its_own_upkeep_when_due_and_only_on_its_tables(spark, tmp_path) -> None:
     from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables, silver_tables
 
-    cfg = make_config(tmp_path / "data")
+    cfg = make_config(tmp_path / "data", analytics__vacuum_retention="0 s")
     paths = Paths.from_config(cfg)
     spark.range(3).write.format("delta").save(str(paths.silver("pays")))
     spark.range(3).write.format("delta").save(str(paths.bronze_metrics))
@@ -405,7 +410,43 @@ def test_a_job_runs_its_own_upkeep_when_due_and_only_on_its_tables(spark, tmp_pa
     now[0] = 161.0
     assert own.run_if_due() is True and own.runs == 1
     assert own.run_if_due() is None  # the next one an interval later
-    ops = lambda p: [r["operation"] for r in DeltaTable(str(p)).history()]  # noqa: E731
     assert "VACUUM END" in ops(paths.silver("pays")) or "VACUUM START" in ops(paths.silver("pays"))
     assert not any(op.startswith("VACUUM") for op in ops(paths.bronze_metrics))  # not its table
     assert paths.bronze_metrics in bronze_tables(paths) and paths.bronze_metrics not in silver_tables(paths)
+
+
+def test_a_job_leaves_out_the_vacuum_of_a_table_younger_than_the_history_kept(spark, tmp_path, caplog) -> None:
+    """With a week of history kept (the default), a table created today has no file VACUUM may delete: its
+    removed files and any file a failed write left are younger than the table. A job's own upkeep (an
+    S3 listing of every file, each interval) leaves it out and says so; make upkeep, asked for, runs it."""
+    from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables, created_ms, run_upkeep, younger_than_history
+
+    cfg = make_config(tmp_path / "data")
+    paths = Paths.from_config(cfg)
+    table = paths.bronze_metrics
+    for _ in range(2):  # the second write removes the first one's files: what VACUUM deletes, once old enough
+        spark.range(3).write.format("delta").mode("overwrite").save(str(table))
+    (table / "part-00000-left-by-a-failed-write.snappy.parquet").write_bytes(b"PAR1")
+    kept = cfg.analytics.vacuum_retention.seconds / 3600
+    assert kept == 168 and younger_than_history(spark, table, kept)
+    assert spark.sql(f"VACUUM delta.`{table}` RETAIN {kept:g} HOURS DRY RUN").count() == 0  # nothing to delete
+    check = "spark.databricks.delta.retentionDurationCheck.enabled"
+    before = spark.conf.get(check, None)
+    spark.conf.set(check, "false")
+    try:  # what it would delete were they old enough: the overwritten file(s) and the failed write's
+        assert spark.sql(f"VACUUM delta.`{table}` RETAIN 0 HOURS DRY RUN").count() >= 2
+    finally:
+        spark.conf.unset(check) if before is None else spark.conf.set(check, before)
+    created = created_ms(spark, table)
+    assert abs(created - DeltaTable(str(table)).history()[-1]["timestamp"]) < 60_000  # its first commit's time
+    assert not younger_than_history(spark, table, kept, now_ms=created + kept * 3_600_000)  # a week later
+    assert younger_than_history(spark, table, kept, now_ms=created + kept * 3_600_000 - 1)
+
+    own = OwnUpkeep(spark, cfg, paths, bronze_tables(paths), interval_s=0)
+    with caplog.at_level("INFO", logger="lakehouse.ops.upkeep"):
+        assert own.run_now() is True
+    assert not any(op.startswith("VACUUM") for op in ops(table))
+    assert f"VACUUM {table}: not needed yet (the table is younger than the 168 hours of history kept)" \
+        in caplog.text
+    assert run_upkeep(spark, cfg, paths, datetime.now().date(), only=[table]) is True  # make upkeep's way
+    assert "VACUUM END" in ops(table) or "VACUUM START" in ops(table)

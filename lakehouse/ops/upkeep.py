@@ -8,7 +8,9 @@ Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--sk
   quarantine, duplicates, metrics, Silver's pairs); Delta commits it as a rearrangement (no data change), which
   appends and the streams reading these tables do not conflict with. Silver's four tables are skipped:
   every Silver run rewrites them whole (a few files), and compacting them would conflict with that.
-- VACUUM removes files no version within ``[analytics] vacuum_retention`` needs.
+- VACUUM removes files no version within ``[analytics] vacuum_retention`` needs. A job's own upkeep skips
+  it on a table created less than that long ago: every file of such a table is younger than the history
+  kept, so VACUUM could delete nothing, and on object storage it lists every file of the table.
 A step that still meets a concurrent commit it conflicts with (a late sale appended to a day being
 deleted) is logged and left for the next run; the other steps go on.
 
@@ -35,6 +37,7 @@ from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteE
                               ConcurrentWriteException, DeltaConcurrentModificationException,
                               MetadataChangedException, ProtocolChangedException)
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
@@ -93,6 +96,20 @@ def vacuum(spark: SparkSession, path: LakePath, retain_hours: float) -> None:
     log.info("VACUUM %s (history kept: %g hours)", path, retain_hours)
 
 
+def created_ms(spark: SparkSession, path: LakePath) -> int | None:
+    """When a table was created (milliseconds since the epoch, from its metadata), None if not recorded."""
+    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select(F.unix_millis("createdAt")).first()[0]
+
+
+def younger_than_history(spark: SparkSession, path: LakePath, retain_hours: float,
+                         now_ms: float | None = None) -> bool:
+    """Whether a table was created less than ``retain_hours`` ago: VACUUM then finds no file to delete (a
+    file removed by a later commit, or left by a failed write, is younger than the table)."""
+    created = created_ms(spark, path)
+    now_ms = time.time() * 1000 if now_ms is None else now_ms
+    return created is not None and now_ms - created < retain_hours * 3_600_000
+
+
 def compacted_tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
     """The existing tables that grow by appends (Silver's four are rewritten whole by each run)."""
     rewritten = {paths.silver(t) for t in SILVER_TABLES}
@@ -112,10 +129,11 @@ def _step(name: str, path: LakePath, action) -> bool:
 
 def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, retention: bool = True,
                compaction: bool = True, vacuuming: bool = True, only: Collection[LakePath] | None = None,
-               stop: threading.Event | None = None) -> bool:
+               stop: threading.Event | None = None, vacuum_young: bool = True) -> bool:
     """Retention, then OPTIMIZE, then VACUUM, over every table that exists (of ``only``, when given);
     False if a step was left for the next run because of a concurrent commit, or not started because
-    ``stop`` was set."""
+    ``stop`` was set. ``vacuum_young=False`` leaves out the VACUUM of tables younger than the history kept
+    (it would delete nothing)."""
     done = True
     stopped = stop.is_set if stop is not None else (lambda: False)
     if retention and paths.bronze in tables(paths, only) and not stopped():
@@ -140,6 +158,10 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
         for path in tables(paths, only):
             if stopped():
                 return False
+            if not vacuum_young and younger_than_history(spark, path, retain_hours):
+                log.info("VACUUM %s: not needed yet (the table is younger than the %g hours of history kept)",
+                         path, retain_hours)
+                continue
             done &= _step("VACUUM", path, lambda p=path: vacuum(spark, p, retain_hours))
     return done and not stopped()
 
@@ -170,7 +192,8 @@ class OwnUpkeep:
         log.info("Upkeep of this job's tables (%s)", ", ".join(p.name for p in self.owned))
         self._busy = True
         try:
-            return run_upkeep(self.spark, self.cfg, self.paths, today, only=self.owned, stop=self._stop)
+            return run_upkeep(self.spark, self.cfg, self.paths, today, only=self.owned, stop=self._stop,
+                              vacuum_young=False)
         finally:
             self._busy = False
             self.last = self.clock()
