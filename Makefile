@@ -80,4 +80,4 @@ test: setup  ## Run the test suite (starts a local broker for the session if non
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## Unit tests only: no broker, no other process (the edit loop; make test runs everything)
-	$(BIN)/python -m pytest -m "not integration"
+	$(BIN)/python -m pytest -m "not integration" -n $(TEST_WORKERS)
