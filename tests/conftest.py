@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
 from lakehouse.platform.kafka_local import BrokerSettings, broker_answers, start, stop
 from lakehouse.platform.topics import ensure_topic
-from tests.jvm_archive import SHORT_JOB_FLAGS, archive_path, java_options, start_making, stop_making
+from tests.jvm_archive import SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making, stop_making
 
 
 def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: object) -> Config:
@@ -117,6 +117,9 @@ def pytest_configure(config: pytest.Config) -> None:
         # The Spark jobs the tests run as subprocesses inherit the environment (so do the workers, started
         # after this): JVM options for short jobs, and the class archive, made in the background on a first
         # run; jobs started before it is ready run without it. Unit tests alone start no such job.
+        # The brokers, Kafka nodes and Spark daemons the tests start: the first JIT tier (see SERVICE_FLAGS).
+        os.environ.setdefault("KAFKA_OPTS", SERVICE_FLAGS)
+        os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", f"{SERVICE_FLAGS} -XX:+UseSerialGC")
         if "SPARK_SUBMIT_OPTS" not in os.environ:
             archive = archive_path()
             os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive)

@@ -12,6 +12,7 @@ import pytest
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
 from tests.conftest import free_port, make_config, write_config
+from tests.jvm_archive import SERVICE_FLAGS
 
 
 
@@ -20,7 +21,8 @@ def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
 
 
-def test_start_stop_status_are_idempotent(tmp_path: Path) -> None:
+def test_start_stop_status_are_idempotent(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KAFKA_OPTS", f"{SERVICE_FLAGS} -Dlakehouse.test=kafka-opts")
     port, controller = free_port(), free_port()
     cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=f"localhost:{port}",
                       kafka__controller_port=controller)
@@ -32,6 +34,9 @@ def test_start_stop_status_are_idempotent(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stderr
         pid = running_pid(BrokerSettings.from_config(cfg))
         assert pid is not None and broker_answers(f"localhost:{port}", 5.0)
+        # KAFKA_OPTS reaches the broker's JVM, after the heap and collector.
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        assert args[args.index("-XX:+UseG1GC") + 1:][:3] == [*SERVICE_FLAGS.split(), "-Dlakehouse.test=kafka-opts"]
         again = launcher(config, "start")  # start while running: same broker, no second one
         assert again.returncode == 0 and "already running" in again.stderr
         assert running_pid(BrokerSettings.from_config(cfg)) == pid

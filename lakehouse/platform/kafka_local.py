@@ -18,6 +18,8 @@ import argparse
 import base64
 import json
 import logging
+import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -428,7 +430,9 @@ def launch(settings: BrokerSettings) -> subprocess.Popen:
     """Start the broker JVM of prepared storage in the background, its output appended to its log, its
     pid in its pid file; does not wait for it."""
     settings.log_file.parent.mkdir(parents=True, exist_ok=True)
+    # KAFKA_OPTS: more JVM options, as Kafka's own start scripts take them (the collector stays G1).
     cmd = [_java(), f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC",
+           *shlex.split(os.environ.get("KAFKA_OPTS", "")),
            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={settings.log4j_file}",
            "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
     with open(settings.log_file, "ab") as out:
