@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
-from tests.conftest import free_port, make_config, write_config
+from tests.conftest import free_kafka_base, free_port, make_config, write_config
 from tests.jvm_archive import SERVICE_FLAGS
 
 
@@ -62,6 +62,25 @@ def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
                           kafka__controller_port=free_port())
         with pytest.raises(BrokerError, match=f"Port {port} on localhost is already in use"):
             start(BrokerSettings.from_config(cfg))
+
+
+def test_kafka_opts_that_cannot_be_split_are_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
+    from lakehouse.platform.kafka_cluster import ClusterError, KafkaClusterSettings
+    from lakehouse.platform.kafka_cluster import start as start_cluster
+
+    monkeypatch.setenv("KAFKA_OPTS", '-Dname="unclosed -Dssl.password=s3cret')
+    controller = free_port()
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=f"localhost:{free_port()}",
+                      kafka__controller_port=controller)
+    result = launcher(write_config(tmp_path / "config.ini", cfg, kafka={"controller_port": controller}), "start")
+    said = result.stderr.strip()
+    assert result.returncode != 0 and len(said.splitlines()) == 1, said
+    assert "KAFKA_OPTS cannot be split into JVM options: No closing quotation" in said and "s3cret" not in said
+    assert not (tmp_path / "data" / "kafka").exists()  # nothing prepared
+    with pytest.raises(ClusterError, match="KAFKA_OPTS cannot be split"):  # the cluster's nodes alike
+        start_cluster(KafkaClusterSettings.from_config(make_config(tmp_path / "c",
+                                                                   cluster__kafka_base_port=free_kafka_base())))
+    assert not list((tmp_path / "c").rglob("*.properties"))
 
 
 def test_wipe_when_nothing_exists_is_fine(tmp_path: Path) -> None:

@@ -39,8 +39,8 @@ from kafka.errors import KafkaError
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_local import (LOG4J2_PROPERTIES, BrokerError, BrokerSettings, fetch_jars,
-                                            format_storage, launch, listener_lines, log_tail, new_cluster_id,
-                                            node_properties)
+                                            format_storage, kafka_opts, launch, listener_lines, log_tail,
+                                            new_cluster_id, node_properties)
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.processes import live_pid, terminate
@@ -254,6 +254,7 @@ def start(settings: KafkaClusterSettings) -> str:
                                    "[cluster] kafka_base_port")
     try:
         fetch_jars(settings.node(1))
+        kafka_opts()
     except BrokerError as e:
         raise ClusterError(str(e)) from e
     cluster = cluster_id(settings)

@@ -426,13 +426,22 @@ def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
     return tail_of(settings.log_file, lines)
 
 
+def kafka_opts() -> list[str]:
+    """The JVM options in the KAFKA_OPTS environment variable, split as a shell would (BrokerError if they
+    cannot be; the value is not repeated: it may hold a password)."""
+    try:
+        return shlex.split(os.environ.get("KAFKA_OPTS", ""))
+    except ValueError as e:
+        raise BrokerError(f"KAFKA_OPTS cannot be split into JVM options: {e}") from None
+
+
 def launch(settings: BrokerSettings) -> subprocess.Popen:
     """Start the broker JVM of prepared storage in the background, its output appended to its log, its
     pid in its pid file; does not wait for it."""
     settings.log_file.parent.mkdir(parents=True, exist_ok=True)
     # KAFKA_OPTS: more JVM options, as Kafka's own start scripts take them (the collector stays G1).
     cmd = [_java(), f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC",
-           *shlex.split(os.environ.get("KAFKA_OPTS", "")),
+           *kafka_opts(),
            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={settings.log4j_file}",
            "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
     with open(settings.log_file, "ab") as out:
@@ -461,6 +470,7 @@ def start(settings: BrokerSettings) -> int:
         if problem is not None:
             raise BrokerError(problem)
     fetch_jars(settings)
+    kafka_opts()  # before anything is written
     prepare_storage(settings)
     proc = launch(settings)
     bootstrap = settings.bootstrap
