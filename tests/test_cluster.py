@@ -16,7 +16,6 @@ from tests.conftest import free_kafka_base, free_port, make_config
 SECRET = "cluster-test-secret-0b7"
 
 
-
 def cluster_config(data_dir, env=None):
     return make_config(data_dir, env=env, s3__endpoint=f"http://127.0.0.1:{free_port()}",
                        cluster__spark_master_port=free_port(), cluster__kafka_base_port=free_kafka_base())

@@ -135,7 +135,6 @@ def test_fresh_empties_tables_checkpoints_and_topic(kafka_bootstrap, topic, tmp_
     assert topic_end_offsets(kafka_bootstrap, topic) == {0: 0, 1: 0, 2: 0}
 
 
-
 @pytest.mark.integration  # starts a process
 def test_the_web_dashboard_is_an_extra_that_the_pipeline_survives(tmp_path) -> None:
     with socket.socket() as busy:  # its port taken: not started, said in the view, the rest goes on

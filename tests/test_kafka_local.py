@@ -15,7 +15,6 @@ from tests.conftest import free_kafka_base, free_port, make_config, write_config
 from tests.jvm_archive import SERVICE_FLAGS
 
 
-
 def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config", str(config)],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)

@@ -36,7 +36,6 @@ SECRET = "test-secret-key-5ef1"
 ENV = {"LAKEHOUSE_S3_SECRET_KEY": SECRET}
 
 
-
 def store_config(data_dir: Path, port: int, lake: str = "s3a://lakehouse/lake", env: dict | None = None,
                  **overrides: object):
     return make_config(data_dir, env=env or ENV, s3__endpoint=f"http://127.0.0.1:{port}", paths__lake=lake,

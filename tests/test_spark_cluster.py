@@ -25,7 +25,6 @@ from lakehouse.platform.spark_jars import beside_spark
 from tests.conftest import PROJECT_DIR, free_port, make_config, produce, wait_for, write_config
 
 
-
 def sale(i: int) -> bytes:
     return json.dumps({"vente_id": f"V{i}", "client_id": f"C{i % 7}", "produit_id": "P1",
                        "timestamp": "2026-11-27T10:00:00+00:00", "quantite": 1, "montant": 10.5,
