@@ -32,8 +32,6 @@ def test_message_from_kafka_python_is_read_by_spark_kafka_source(spark, kafka_bo
     assertDataFrameEqual(actual_df, expected_df)
 
 
-
-
 def test_a_stream_on_a_local_disk_writes_its_checkpoint_through_the_file_system_api(spark, tmp_path: Path) -> None:
     """Streams whose checkpoint is on this machine write it through Hadoop's FileSystem API (Spark's default,
     FileContext, runs readlink in child processes: 50-65 ms a file); on object storage Spark's default stays.
