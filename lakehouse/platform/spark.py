@@ -41,8 +41,8 @@ def local_checkpoint_settings(object_storage: bool) -> dict[str, str]:
     the FileSystem-based writer (40 files each, alternating); 120-160 ms of each Bronze trigger went to those
     two files (Spark's walCommit and commitOffsets), 30-50 ms with it. The FileSystem-based writer also
     writes a temporary file and renames it into place, which is atomic on a local file system, and refuses
-    to replace a batch's file that exists (it checks before the rename). On object storage, with no local links to resolve, Spark's
-    default stays."""
+    to replace a batch's file that exists (it checks before the rename). On object storage, with no local
+    links to resolve, Spark's default stays."""
     if object_storage:
         return {}
     return {"spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINT_FILES}
