@@ -117,9 +117,10 @@ def pytest_configure(config: pytest.Config) -> None:
         # The Spark jobs the tests run as subprocesses inherit the environment (so do the workers, started
         # after this): JVM options for short jobs, and the class archive, made in the background on a first
         # run; jobs started before it is ready run without it. Unit tests alone start no such job.
-        # The brokers, Kafka nodes and Spark daemons the tests start: the first JIT tier (see SERVICE_FLAGS).
+        # The brokers, Kafka nodes and Spark daemons the tests start: the first JIT tier (see SERVICE_FLAGS);
+        # Spark's daemons the serial collector too, as the jobs.
         os.environ.setdefault("KAFKA_OPTS", SERVICE_FLAGS)
-        os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", f"{SERVICE_FLAGS} -XX:+UseSerialGC")
+        os.environ.setdefault("SPARK_DAEMON_JAVA_OPTS", SHORT_JOB_FLAGS)
         if "SPARK_SUBMIT_OPTS" not in os.environ:
             archive = archive_path()
             os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive)

@@ -26,17 +26,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-# The tests' jobs are short and their data small: the JIT's first tier only (its optimizing compiler spent
-# more CPU than it saved) and the serial collector (no GC threads competing for the two cores); measured:
-# subprocess-heavy tests 20-35% faster. The first tier alone gets a 48 MB code cache by default, which a Spark
-# job fills in about 40 s; the JIT then stops for good ("CodeCache is full. Compiler has been disabled.") and
-# new code runs interpreted: hence the size of the default tiered cache.
-SHORT_JOB_FLAGS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
 # The JVMs of the brokers, Kafka nodes and Spark standalone daemons the tests start (KAFKA_OPTS, read by
 # this project's broker launcher as by Kafka's scripts; SPARK_DAEMON_JAVA_OPTS, by Spark's): the JIT's first
 # tier only. A broker started, fed 60,000 records and left idle 20 s used 5.2-5.9 CPU-seconds instead of
-# 8.0-9.0 (two alternating pairs). Kafka keeps its G1 collector (a second collector flag is refused).
+# 8.0-9.0 (two alternating pairs). Kafka keeps its G1 collector (a second collector flag is refused). The
+# first tier alone gets a 48 MB code cache by default, which a Spark job fills in about 40 s; the JIT then
+# stops for good ("CodeCache is full. Compiler has been disabled.") and new code runs interpreted: hence the
+# size of the default tiered cache.
 SERVICE_FLAGS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+# The tests' jobs are short and their data small: the JIT's first tier only (its optimizing compiler spent
+# more CPU than it saved) and the serial collector (no GC threads competing for the two cores); measured:
+# subprocess-heavy tests 20-35% faster.
+SHORT_JOB_FLAGS = f"{SERVICE_FLAGS} -XX:+UseSerialGC"
 # An archive that does not fit (another class path, another JDK) is ignored without a word.
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
