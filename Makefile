@@ -73,11 +73,12 @@ smoke: broker-start  ## Send five sales through Kafka into Delta and read them b
 upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe while the streams run)
 	$(BIN)/python -m lakehouse.ops.upkeep
 
-# Test files run in parallel worker processes (pytest-xdist), one file per worker at a time.
+# Test files run in parallel worker processes (pytest-xdist), one file per worker at a time, slowest first
+# (tests/conftest.py): a module's fixtures are built once.
 TEST_WORKERS ?= 2
 
 test: setup  ## Run the test suite (starts a local broker for the session if none is running)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup  ## Unit tests only: no broker, no other process (the edit loop; make test runs everything)
-	$(BIN)/python -m pytest -m "not integration" -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -m "not integration" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

@@ -61,12 +61,15 @@ INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_sec
                        "test_spark_jars", "test_spark_submit", "test_state_mismatch"}
 
 
-# The test files whose tests take longest (a minute or more in all, measured), slowest first. make test hands
-# whole files to its two workers in collection order (--dist loadfile --no-loadscope-reorder): starting with
-# these and leaving the many short files for the end lets the two workers finish together.
+# The test files whose tests take longest, slowest first: those that run jobs, brokers and clusters (a minute or
+# more each), then the unit test files of 10-40 s (make test-fast). make test and make test-fast hand whole
+# files to their two workers in collection order (--dist loadfile --no-loadscope-reorder): each file's
+# fixtures are built once, and starting with these and leaving the many short files for the end lets the two
+# workers finish together.
 SLOWEST_FIRST = ["test_object_store", "test_spark_cluster", "test_bronze_stream", "test_demo", "test_spark_submit",
                  "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_bronze_broker",
-                 "test_hostile_stream"]
+                 "test_hostile_stream", "test_sql_guard", "test_bronze_commits", "test_query_utils",
+                 "test_web_dashboard", "test_bronze_transforms"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -162,11 +165,12 @@ def spark(session_dir: Path):
     from lakehouse.platform.spark import build_spark
 
     # This session lives as long as the test process, but make test keeps both cores busy from start to end:
-    # it gets the short-job flags (the JIT's first tier, the serial collector), not the class archive, which is
-    # made for the subprocess jobs' class path. make test-fast, 316 tests, same sitting: 122.6 CPU-seconds
-    # against 158.3 and 163.3 with the JVM's defaults (wall 110.8 s against 107.6 and 109.5 s).
+    # it gets the short-job flags (the JIT's first tier, the serial collector): make test-fast, 316 tests, same
+    # sitting: 122.6 CPU-seconds against 158.3 and 163.3 with the JVM's defaults (wall 110.8 s against 107.6
+    # and 109.5 s). And the class archive once it exists, as the jobs: its class path is theirs (PySpark's
+    # jars; this project's come through spark.jars, loaded later).
     options = os.environ.get("SPARK_SUBMIT_OPTS")
-    os.environ["SPARK_SUBMIT_OPTS"] = SHORT_JOB_FLAGS
+    os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive_path())
     try:
         session = build_spark(make_config(session_dir / "spark"), "tests")
     finally:
