@@ -6,10 +6,13 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from urllib.parse import unquote
 
 import pytest
 
@@ -51,6 +54,42 @@ def test_upkeep_deletes_old_days_compacts_and_vacuums(spark, tmp_path) -> None:
     assert detail.numFiles == 2  # one file per remaining day
     # VACUUM with no history kept: only the current files stay on disk.
     assert len(data_files(paths.bronze)) == 2, data_files(paths.bronze)
+
+
+def age_removed_files(path, days: float) -> list[str]:
+    """Make the files the table's last commit removed look removed, and written, ``days`` ago (their
+    tombstones' time and the files' own); their paths, relative to the table."""
+    last = max((path / "_delta_log").glob("*.json"))
+    past_s = time.time() - days * 86400
+    actions, removed = [json.loads(line) for line in last.read_text().splitlines()], []
+    for action in actions:
+        if "remove" in action:
+            action["remove"]["deletionTimestamp"] = int(past_s * 1000)
+            removed.append(unquote(action["remove"]["path"]))
+    last.write_text("".join(json.dumps(a) + "\n" for a in actions))
+    (last.parent / f".{last.name}.crc").unlink(missing_ok=True)  # Hadoop's checksum of the old content
+    for relative in removed:
+        os.utime(path / relative, (past_s, past_s))
+    return removed
+
+
+@pytest.mark.integration  # OPTIMIZE and VACUUM on a real table
+@pytest.mark.parametrize("retention, removed_days_ago, kept", [("24 hours", 2, False), ("30 days", 10, True)])
+def test_vacuum_keeps_the_history_configured_not_deltas_default_week(spark, tmp_path, retention, removed_days_ago,
+                                                                     kept) -> None:
+    # Delta 4 ignores VACUUM's RETAIN (any value but 0) for its table property, a week by default, unless told
+    # otherwise: a shorter setting would then keep files for a week, a longer one lose history after a week.
+    cfg = make_config(tmp_path / "data", analytics__vacuum_retention=retention)
+    paths = Paths.from_config(cfg)
+    for i in range(2):
+        append_bronze(spark, paths, [sale(i, 1)])
+    spark.sql(f"OPTIMIZE delta.`{paths.bronze}`")
+    removed = age_removed_files(paths.bronze, removed_days_ago)
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # read the log as edited
+    assert run_upkeep(spark, cfg, paths, TODAY, retention=False, compaction=False, only=[paths.bronze])
+    on_disk = data_files(paths.bronze)
+    assert len(removed) == 2 and [name in on_disk for name in removed] == [kept, kept], (removed, on_disk)
+    assert spark.read.format("delta").load(str(paths.bronze)).count() == 2
 
 
 def operations(spark, path) -> list[str]:

@@ -150,6 +150,10 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
         listing = str(max(2, cfg.spark.shuffle_partitions))
         spark.conf.set("spark.databricks.delta.vacuum.fileListing.parallelism", listing)
         spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", listing)
+        # Delta 4 ignores VACUUM's RETAIN (unless 0) in favour of each table's delta.deletedFileRetentionDuration,
+        # a week by default, and says so in a warning: [analytics] vacuum_retention would keep files for a week
+        # whatever it says. This makes RETAIN count again (tested both ways).
+        spark.conf.set("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
         retain_hours = cfg.analytics.vacuum_retention.seconds / 3600
         if retain_hours < DELTA_SAFE_VACUUM_HOURS:
             log.warning("[analytics] vacuum_retention is below 7 days: a reader or stream slower than that "
