@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from lakehouse.serve.dashboard import SilverSnapshot, format_dashboard
+from lakehouse.serve.dashboard import ClientCounts, SilverSnapshot, format_dashboard
 from lakehouse.serve.numbers import euros
 
 
@@ -16,13 +16,14 @@ def client(cid, nom, total, nb, tier, loyal):
 
 
 def test_format_dashboard_figures_and_alignment() -> None:
+    clients = [client("C1", "Alice", "1234.50", 3, "Premium", True),
+               client("C2", "Bob", "99.99", 1, "Economy", False)]
     snap = SilverSnapshot(
-        clients=[client("C1", "Alice", "1234.50", 3, "Premium", True),
-                 client("C2", "Bob", "99.99", 1, "Economy", False)],
+        clients=clients,
         pays=[{"pays": "France", "nb_ventes": 4, "chiffre_affaires": Decimal("1334.49"), "nb_clients": 2}],
         segments=[{"segment": "B2C", "nb_ventes": 4, "chiffre_affaires": Decimal("1334.49"), "nb_clients": 2,
                    "nb_pays": 1}],
-        ventes_jour=[])
+        ventes_jour=[], counts=ClientCounts.of(clients))
     text = format_dashboard(snap, datetime(2026, 11, 26, 10, 0))
     assert "Sales 4   Revenue 1,334.49 €   Clients 2   Average basket 333.62 €" in text
     assert "Loyal clients: 1 of 2 (50.0 %)" in text

@@ -239,7 +239,7 @@ def test_silver_sums_are_exact(spark, lake) -> None:
 
 
 def test_silver_dashboard(spark, lake) -> None:
-    text = dashboard_text(spark, lake.paths, dt.datetime(2026, 11, 26, 10, 0))
+    text = dashboard_text(lake.paths, dt.datetime(2026, 11, 26, 10, 0))
     assert f"Revenue {euros(lake.expected['revenue'])}" in text
     assert f"Sales {len(lake.sales):,}" in text
     assert re.search(r"\n\s*1  Big spender\s+Luxembourg\s+B2B\s+120\s+" + re.escape(euros(BIG * MANY)), text)

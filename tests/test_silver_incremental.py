@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 import random
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -58,11 +59,15 @@ def versions(spark, paths: Paths) -> dict[str, int]:
             for t in ORACLES}
 
 
-def test_incremental_runs_equal_full_recompute(spark, tmp_path) -> None:
+@pytest.mark.parametrize("path", ["driver", "spark"])
+def test_incremental_runs_equal_full_recompute(spark, tmp_path, monkeypatch, path) -> None:
+    # Small batches are merged in the driver, large ones by Spark: each path on the same random history.
+    if path == "spark":
+        monkeypatch.setattr(silver, "DRIVER_BATCH_ROWS", 0)
     paths = Paths.from_config(make_config(tmp_path / "data"))
     rng = random.Random(7)
     start = 0
-    for n in (40, 1, 30):
+    for n in (40, 1, 30, 7):
         append_bronze(spark, paths, random_sales(rng, start, n))
         start += n
         assert run_silver(spark, RULES, paths) == n
@@ -76,25 +81,42 @@ def test_incremental_runs_equal_full_recompute(spark, tmp_path) -> None:
     assert_silver_equals_full_recompute(spark, paths)
 
 
-def test_a_run_killed_midway_leaves_the_next_run_exact(spark, tmp_path, monkeypatch) -> None:
+def crash_on(monkeypatch, name: str, table: str, after_writing: bool) -> None:
+    """Make the writer ``name`` (write_rows, merge_rows, _save, or the writer's MERGE of clients) fail for
+    ``table``'s path, before or after its commit."""
+    owner = silver.SilverBatchWriter if name == "_write_clients" else silver
+    real = getattr(owner, name)
+
+    def crashing(*args, **kwargs):
+        path = {"_save": lambda: args[1], "_write_clients": lambda: "clients"}.get(name, lambda: args[0])()
+        if Path(str(path)).name != table:
+            return real(*args, **kwargs)
+        if after_writing:
+            real(*args, **kwargs)
+        raise RuntimeError("simulated crash")
+    monkeypatch.setattr(owner, name, crashing)
+
+
+@pytest.mark.parametrize("name, table, after_writing", [
+    ("write_rows", "pays", False),     # a small table not written: the others are, and are skipped next time
+    ("merge_rows", "clients", True),   # clients written, then the crash: the re-run counts from before it
+    ("_write_clients", "clients", True),  # the same on Spark's path
+    ("_save", "ventes_jour", True),  # Spark's path: a small table written, then the crash
+])
+def test_a_batch_killed_midway_leaves_the_next_run_exact(spark, tmp_path, monkeypatch, name, table,
+                                                          after_writing) -> None:
+    if name in ("_save", "_write_clients"):
+        monkeypatch.setattr(silver, "DRIVER_BATCH_ROWS", 0)
     paths = Paths.from_config(make_config(tmp_path / "data"))
     rng = random.Random(11)
     append_bronze(spark, paths, random_sales(rng, 0, 30))
     run_silver(spark, RULES, paths)
     append_bronze(spark, paths, random_sales(rng, 30, 30))
-
-    real_save = silver._save
-
-    def crash_before_pays(df, path, *args, **kwargs):
-        if path == paths.silver("pays"):
-            raise RuntimeError("simulated crash")
-        real_save(df, path, *args, **kwargs)
-
-    monkeypatch.setattr(silver, "_save", crash_before_pays)
-    with pytest.raises(Exception, match="simulated crash"):
-        run_silver(spark, RULES, paths)
-    monkeypatch.setattr(silver, "_save", real_save)
-    run_silver(spark, RULES, paths)  # replays the batch: pairs and clients skipped, the rest written
+    with monkeypatch.context() as patched:
+        crash_on(patched, name, table, after_writing)
+        with pytest.raises(Exception, match="simulated crash"):
+            run_silver(spark, RULES, paths)
+    assert run_silver(spark, RULES, paths) == 30  # the same batch again
     assert_silver_equals_full_recompute(spark, paths)
 
 

@@ -8,8 +8,9 @@ from decimal import Decimal
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.silver.transforms import (CLIENTS_COLUMNS, ClientRules, clients_from_bronze, pays_from_bronze,
-                              segments_from_bronze, touched_pairs, ventes_jour_from_bronze)
+from lakehouse.silver.transforms import (CLIENTS_COLUMNS, ClientRules, clients_from_bronze, combine_clients,
+                                         new_members, pays_from_bronze, segments_from_bronze,
+                                         ventes_jour_from_bronze)
 
 RULES = ClientRules(loyalty_threshold=2, premium_threshold=Decimal("500"), standard_threshold=Decimal("100"))
 BRONZE_SCHEMA = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, "
@@ -41,14 +42,18 @@ def test_clients_loyalty_tiers_latest_attributes(spark) -> None:
     assert actual_df.columns == CLIENTS_COLUMNS
     expected_df = spark.createDataFrame([
         ("C1", "Alice", "France", "B2C", 1, 1, Decimal("99.99"), Decimal("99.99"), Decimal("99.99"),
-         Decimal("99.99"), 1, ts(D1, 9), ts(D1, 9), "v1", False, "Economy", None),
+         Decimal("99.99"), 1, ts(D1, 9), ts(D1, 9), "v1", False, "Economy", None,
+         (["P1"], ["France"], ["B2C"], [D1])),
         ("C2", "Bob SARL", "Belgique", "B2B", 2, 3, Decimal("100.00"), Decimal("50.00"), Decimal("40.00"),
-         Decimal("60.00"), 2, ts(D1, 10), ts(D2, 8), "v3", True, "Standard", None),
+         Decimal("60.00"), 2, ts(D1, 10), ts(D2, 8), "v3", True, "Standard", None,
+         (["P1", "P2"], ["Belgique", "France"], ["B2B", "B2C"], [D1, D2])),
         ("C3", "Chloé", "Belgique", "B2B", 1, 3, Decimal("499.99"), Decimal("499.99"), Decimal("499.99"),
-         Decimal("499.99"), 1, ts(D1, 11), ts(D1, 11), "v4", False, "Standard", None),
+         Decimal("499.99"), 1, ts(D1, 11), ts(D1, 11), "v4", False, "Standard", None,
+         (["P3"], ["Belgique"], ["B2B"], [D1])),
         # Same event time twice: the latest is the larger vente_id.
         ("C4", "Dan SA", "Suisse", "B2B", 2, 2, Decimal("500.00"), Decimal("250.00"), Decimal("250.00"),
-         Decimal("250.00"), 1, ts(D2, 9), ts(D2, 9), "v6", True, "Premium", None),
+         Decimal("250.00"), 1, ts(D2, 9), ts(D2, 9), "v6", True, "Premium", None,
+         (["P3"], ["Suisse"], ["B2B"], [D2])),
     ], actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
 
@@ -69,8 +74,8 @@ def test_pays_segments_days(spark) -> None:
     ], pays.schema))
     segments = segments_from_bronze(df)
     assertDataFrameEqual(segments, spark.createDataFrame([
-        ("B2C", 2, Decimal("159.99"), Decimal("80.00"), 2, 1),
-        ("B2B", 4, Decimal("1039.99"), Decimal("260.00"), 3, 2),       # 259.9975 → 260.00
+        ("B2C", 2, Decimal("159.99"), Decimal("80.00"), 2, 1, ["France"]),
+        ("B2B", 4, Decimal("1039.99"), Decimal("260.00"), 3, 2, ["Belgique", "Suisse"]),  # 259.9975 → 260.00
     ], segments.schema))
     days = ventes_jour_from_bronze(df)
     assertDataFrameEqual(days, spark.createDataFrame([
@@ -86,14 +91,19 @@ def test_money_sums_are_exact(spark) -> None:
     assert clients.total_depense == Decimal("100.00") and clients.segment_depense == "Standard"
 
 
-def test_touched_pairs_are_every_stored_pair_of_the_touched_keys_and_the_new_ones(spark) -> None:
-    schema = "dim STRING, key STRING, member STRING"
-    stored = spark.createDataFrame([("pays_clients", "France", "C1"), ("pays_clients", "France", "C2"),
-                                    ("pays_clients", "Suisse", "C3"), ("jour_clients", "2024-12-12", "C1")], schema)
-    batch = spark.createDataFrame([("pays_clients", "France", "C2"), ("pays_clients", "France", "C4"),
-                                   ("jour_clients", "2024-12-13", "C1")], schema)
-    expected = [("pays_clients", "France", "C1", True), ("pays_clients", "France", "C2", True),
-                ("pays_clients", "France", "C4", False), ("jour_clients", "2024-12-13", "C1", False)]
-    assertDataFrameEqual(touched_pairs(stored, batch), spark.createDataFrame(expected, schema + ", stored BOOLEAN"))
-    # No pairs table yet: every pair of the batch is new.
-    assert {r.stored for r in touched_pairs(None, batch).collect()} == {False}
+def test_new_members_are_the_values_a_touched_client_did_not_have(spark) -> None:
+    df = bronze(spark)
+    before = clients_from_bronze(df.filter("vente_id IN ('v1', 'v2', 'v4')"), RULES)
+    new = df.filter("vente_id IN ('v3', 'v5', 'v6')").unionByName(spark.createDataFrame(
+        [("v7", "C1", "P9", ts(D2, 7), D2, 1, Decimal("1.00"), "Alice", "France", None)], BRONZE_SCHEMA))
+    after = combine_clients(before, new, RULES, F.lit(None).cast("timestamp"))
+    # C2 gains Belgique and B2B and D2; C4 is new; C1 gains D2 and a null segment (kept out of the sets).
+    assertDataFrameEqual(new_members(before, after, "pays"),
+                         spark.createDataFrame([("Belgique", 1), ("Suisse", 1)], "value STRING, n BIGINT"))
+    assertDataFrameEqual(new_members(before, after, "segments"),
+                         spark.createDataFrame([("B2B", 2)], "value STRING, n BIGINT"))
+    assertDataFrameEqual(new_members(before, after, "jours"),
+                         spark.createDataFrame([(D2, 3)], "value DATE, n BIGINT"))
+    # Before the first batch every value of every touched client is new.
+    assertDataFrameEqual(new_members(None, after, "segments"),
+                         spark.createDataFrame([("B2B", 2), ("B2C", 2)], "value STRING, n BIGINT"))

@@ -4,10 +4,11 @@ Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--sk
 
 - Retention deletes Bronze days (``jour``) older than ``[analytics] bronze_retention_days``: a
   partition-aligned delete, which Delta commits from metadata alone. Silver keeps what it counted.
-- OPTIMIZE bin-packs the small files of the tables that grow by appends (Bronze per ``jour``,
-  quarantine, duplicates, metrics, Silver's pairs); Delta commits it as a rearrangement (no data change), which
-  appends and the streams reading these tables do not conflict with. Silver's four tables are skipped:
-  every Silver run rewrites them whole (a few files), and compacting them would conflict with that.
+- OPTIMIZE bin-packs the small files of the tables that grow by appends or merges (Bronze per ``jour``,
+  quarantine, duplicates, metrics, Silver's clients); Delta commits it as a rearrangement (no data change),
+  which appends and the streams reading these tables do not conflict with (a Silver batch that meets it
+  computes its clients again). Silver's small tables (pays, segments, ventes_jour) are skipped: every
+  Silver batch rewrites each of them whole, in one file.
 - VACUUM removes files no version within ``[analytics] vacuum_retention`` needs. A job's own upkeep skips
   it on a table created less than that long ago: every file of such a table is younger than the history
   kept, so VACUUM could delete nothing, and on object storage it lists every file of the table.
@@ -64,7 +65,7 @@ def bronze_tables(paths: Paths) -> list[LakePath]:
 
 def silver_tables(paths: Paths) -> list[LakePath]:
     """The tables the Silver job writes."""
-    return [paths.silver_pairs, *[paths.silver(t) for t in SILVER_TABLES]]
+    return [paths.silver(t) for t in SILVER_TABLES]
 
 
 def tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
@@ -111,8 +112,9 @@ def younger_than_history(spark: SparkSession, path: LakePath, retain_hours: floa
 
 
 def compacted_tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
-    """The existing tables that grow by appends (Silver's four are rewritten whole by each run)."""
-    rewritten = {paths.silver(t) for t in SILVER_TABLES}
+    """The existing tables that grow by appends or merges (Silver's small tables are rewritten whole, in one
+    file, by each batch)."""
+    rewritten = {paths.silver(t) for t in SILVER_TABLES if t != "clients"}
     return [p for p in tables(paths, only) if p not in rewritten]
 
 

@@ -377,7 +377,10 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                     min=0),
         "standard_threshold": Option(float, "100", "lifetime spend (EUR) from which a client is Standard",
                                      min=0),
-        "silver_interval": Option(Duration, "30 seconds", "period of the Silver job in make demo and of "
+        "silver_trigger": Option(Duration, "1 second", "how often 'streaming_silver.py --continuous' (make demo) "
+                                 "looks for new Bronze sales; a batch longer than this is followed at once "
+                                 "by the next", min=0.1, max=3600),
+        "silver_interval": Option(Duration, "30 seconds", "period of "
                                   "'streaming_silver.py --interval' given without a value", min=1, max=86400),
         "bronze_retention_days": Option(int, "90", "Bronze partitions older than this are deleted", min=1),
         "vacuum_retention": Option(Duration, "7 days", "Delta history kept by VACUUM", min=0),

@@ -86,6 +86,11 @@ class Paths:
         return self.status_dir / "bronze.json"
 
     @property
+    def silver_status(self) -> Path:
+        """The Silver job's status and heartbeat (``lakehouse.silver.freshness``)."""
+        return self.status_dir / "silver.json"
+
+    @property
     def silver_dashboard(self) -> Path:
         return self.status_dir / "silver_dashboard.txt"
 

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
-
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
+from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, share
 from lakehouse.silver.tables import SILVER_TABLES, TIERS
 
@@ -28,25 +26,41 @@ def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[st
 
 
 @dataclass
+class ClientCounts:
+    """Counts over the whole clients table."""
+
+    clients: int
+    loyal: int
+    tiers: dict[str, int]
+
+    @classmethod
+    def of(cls, clients: list[dict]) -> "ClientCounts":
+        return cls(len(clients), sum(1 for c in clients if c["est_client_fidele"]),
+                   {t: sum(1 for c in clients if c["segment_depense"] == t) for t in TIERS})
+
+
+@dataclass
 class SilverSnapshot:
-    """What the dashboard shows, read from the Silver tables."""
+    """What the dashboard shows, read from the Silver tables: the top clients and the counts of all."""
 
     clients: list[dict]
     pays: list[dict]
     segments: list[dict]
     ventes_jour: list[dict]
+    counts: ClientCounts
 
 
-def read_snapshot(spark: SparkSession, paths: Paths) -> SilverSnapshot:
-    """Collect the (small) Silver tables."""
-    def rows(table: str, order: list) -> list[dict]:
-        df = spark.read.format("delta").load(str(paths.silver(table)))
-        return [r.asDict() for r in df.orderBy(*order).collect()]
+def read_snapshot(paths: Paths) -> SilverSnapshot:
+    """The Silver tables through delta-rs, as the web page reads them (no Spark job: the Silver job refreshes
+    this dashboard between its batches)."""
+    silver = wt.read_silver(paths)
+    figures = wt.headline(silver)
     return SilverSnapshot(
-        clients=rows("clients", [F.desc("total_depense"), "client_id"]),
-        pays=rows("pays", [F.desc("chiffre_affaires"), "pays"]),
-        segments=rows("segments", ["segment"]),
-        ventes_jour=rows("ventes_jour", ["jour"]),
+        clients=wt.top_clients(silver, TOP_CLIENTS),
+        pays=wt.ordered(silver.pays, [("chiffre_affaires", "descending"), ("pays", "ascending")]),
+        segments=wt.ordered(silver.segments, [("segment", "ascending")]),
+        ventes_jour=wt.ordered(silver.ventes_jour, [("jour", "ascending")]),
+        counts=ClientCounts(figures.clients, figures.loyal, figures.tiers),
     )
 
 
@@ -54,8 +68,7 @@ def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
     """The dashboard as text."""
     total_ca = sum((p["chiffre_affaires"] for p in snap.pays), Decimal("0.00"))
     nb_ventes = sum(p["nb_ventes"] for p in snap.pays)
-    nb_clients = len(snap.clients)
-    loyal = sum(1 for c in snap.clients if c["est_client_fidele"])
+    nb_clients, loyal = snap.counts.clients, snap.counts.loyal
     out = [f"=== Sales lakehouse — Silver at {now:%Y-%m-%d %H:%M:%S} ===",
            f"Sales {nb_ventes:,}   Revenue {euros(total_ca)}   Clients {nb_clients:,}   "
            f"Average basket {euros((total_ca / nb_ventes).quantize(Decimal('0.01')) if nb_ventes else None)}",
@@ -74,15 +87,15 @@ def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
                  [[s["segment"], f"{s['nb_ventes']:,}", euros(s["chiffre_affaires"]),
                    share(s["chiffre_affaires"], total_ca), f"{s['nb_clients']:,}", f"{s['nb_pays']:,}"]
                   for s in snap.segments], right={1, 2, 3, 4, 5})
-    tiers = {t: sum(1 for c in snap.clients if c["segment_depense"] == t) for t in TIERS}
+    tiers = snap.counts.tiers
     out += ["", f"Loyal clients: {loyal:,} of {nb_clients:,} ({share(loyal, nb_clients)})",
             "Clients per spending tier: " + "   ".join(f"{t} {n:,} ({share(n, nb_clients)})"
                                                      for t, n in tiers.items())]
     return "\n".join(out)
 
 
-def dashboard_text(spark: SparkSession, paths: Paths, now: datetime) -> str:
+def dashboard_text(paths: Paths, now: datetime) -> str:
     """Read Silver and format it; a clear line when Silver does not exist yet."""
     if not all(delta_table_exists(paths.silver(t)) for t in SILVER_TABLES):
         return f"Silver tables not found under {paths.silver_dir}: run streaming_silver.py first."
-    return format_dashboard(read_snapshot(spark, paths), now)
+    return format_dashboard(read_snapshot(paths), now)

@@ -1,0 +1,267 @@
+"""Benchmark: how fresh Silver is where people look — from a sale's send to the moment Silver counts it.
+
+Bronze (spark_streaming_delta.py) and Silver (streaming_silver.py --continuous) run as `make demo` runs them,
+each in its own process, with the producer at --rate events/s. After --warmup-seconds (left out: the JVMs
+compile their hot paths), the benchmark sends a marked sale every --mark-every seconds — a sale of a client
+of its own — and reads Silver through delta-rs, as the web page reads it (lakehouse.serve.web_tables), every
+--poll seconds; a mark's freshness is the time from its send to the first read that counts it.
+
+It prints the marks' p50/p95/p99, Silver's per-batch step times (its log), Bronze's produce→commit p50 over
+the same minutes (its metrics table), and the memory of Silver's driver and JVM (first and last fifth of
+the run), so that Silver's share of the delay is visible. --json writes the figures to a file.
+
+Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--json out.json]
+Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Goals on the 2-core machine: at 1,000 events/s p50 ≤ 5 s and p99 ≤ 10 s; at 3 events/s p50 ≤ 4 s; Silver's
+memory flat over a 30-minute run (--seconds 1800).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR))
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
+
+from bench.bench_config import write_bench_config  # noqa: E402
+from lakehouse.ingest.simulator import SalesSimulator, encode  # noqa: E402
+from lakehouse.platform.config import load_config  # noqa: E402
+from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
+from lakehouse.platform.paths import Paths  # noqa: E402
+from lakehouse.platform.topics import ensure_topic  # noqa: E402
+from lakehouse.serve.web_tables import TableProblem, read_silver  # noqa: E402
+
+BATCH_LINE = re.compile(r"Silver batch (\d+): (\d+) Bronze rows merged in ([\d.]+) s \((.*)\)")
+STEP = re.compile(r"([a-z ]+) ([\d.]+) s")
+BRONZE_P50 = re.compile(r"produce-to-commit p50 (\d+) ms")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class Marks:
+    """Marked sales: sent by the benchmark, looked for in Silver's clients table."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, run: str):
+        self.producer, self.topic, self.run = producer, topic, run
+        self.sim = SalesSimulator(seed=5, clients=50)
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def send(self, n: int) -> None:
+        event = self.sim.sale()
+        client = f"MARK-{self.run}-{n:05d}"
+        event.update(vente_id=f"mark-{self.run}-{n}", client_id=client,
+                     timestamp=datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        self.producer.send(self.topic, key=client.encode(), value=encode(event))
+        self.producer.flush()
+        with self.lock:
+            self.sent[client] = time.time()
+
+    def poll(self, paths: Paths) -> None:
+        with self.lock:
+            pending = [c for c in self.sent if c not in self.seen]
+        if not pending:
+            return
+        try:
+            clients = read_silver(paths).clients
+        except TableProblem:
+            return
+        now = time.time()
+        present = set(clients.filter(pc.is_in(clients["client_id"], value_set=pa.array(pending)))["client_id"].to_pylist())
+        with self.lock:
+            for client in present:
+                self.seen.setdefault(client, now)
+
+    def delays(self) -> list[float]:
+        return [self.seen[c] - self.sent[c] for c in self.sent if c in self.seen]
+
+
+def silver_batches(log_file: Path, since: float) -> list[dict]:
+    """Silver's batches logged after ``since`` (epoch seconds): rows, seconds and per-step seconds."""
+    batches = []
+    for line in log_file.read_text(encoding="utf-8", errors="replace").splitlines():
+        found = BATCH_LINE.search(line)
+        if not found:
+            continue
+        when = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+        if when < since:
+            continue
+        batches.append({"rows": int(found[2]), "seconds": float(found[3]),
+                        "steps": {m[1].strip(): float(m[2]) for m in STEP.finditer(found[4])}})
+    return batches
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Silver's freshness: a sale's send to Silver counting it.")
+    parser.add_argument("--rate", type=float, default=1000.0, help="producer events per second (default 1000)")
+    parser.add_argument("--seconds", type=int, default=120, help="measured seconds (default 120)")
+    parser.add_argument("--warmup-seconds", type=int, default=30, help="left out of the figures (default 30)")
+    parser.add_argument("--mark-every", type=float, default=1.0, help="seconds between marks (default 1)")
+    parser.add_argument("--poll", type=float, default=0.2, help="seconds between two reads of Silver (default 0.2)")
+    parser.add_argument("--trigger", default=None, help="[analytics] silver_trigger (default: config.ini's)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="bench_freshness_"))
+    run = uuid.uuid4().hex[:8]
+    config = write_bench_config(work / "bench.ini", f"bench_freshness_{run}", work / "data")
+    if args.trigger:
+        with open(config, "a", encoding="utf-8") as f:
+            f.write(f"[analytics]\nsilver_trigger = {args.trigger}\n")
+    cfg = load_config(config)
+    paths = Paths.from_config(cfg)
+    security = KafkaSecurity.from_config(cfg)
+    ensure_topic(cfg.kafka.bootstrap_servers, cfg.kafka.topic, cfg.kafka.partitions, security=security)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    py = sys.executable
+
+    def start(name: str, command: list[str]) -> subprocess.Popen:
+        # A session of its own, as make demo starts each part: a SIGTERM to it reaches its JVM too.
+        return subprocess.Popen([py, *command, "--config", str(config)], cwd=PROJECT_DIR,
+                                stdout=open(work / f"{name}.log", "w"), stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+    started = time.time()
+    parts = {"bronze": start("bronze", ["spark_streaming_delta.py"]),
+             "silver": start("silver", ["streaming_silver.py", "--continuous", "--no-dashboard"])}
+    total = args.warmup_seconds + args.seconds
+    parts["producer"] = start("producer", ["producer_ventes.py", "--rate", f"{args.rate:g}",
+                                           "--duration", f"{total + 30} s"])
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, acks="all", linger_ms=0,
+                             **kafka_python_kwargs(security))
+    marks = Marks(producer, cfg.kafka.topic, run)
+    memory: list[tuple[float, int, int]] = []
+    try:
+        # Warm-up: Silver has counted a first sale (its stream runs), then --warmup-seconds more.
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            if any(p.poll() is not None for p in parts.values()):
+                raise RuntimeError(f"a part stopped during the warm-up: see the logs in {work}")
+            try:
+                if read_silver(paths).clients.num_rows:
+                    break
+            except TableProblem:
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"Silver counted nothing within 300 s: see {work / 'silver.log'}")
+        ready = time.time()
+        print(f"Silver's first figures {ready - started:.1f} s after the jobs started; warm-up "
+              f"{args.warmup_seconds} s", flush=True)
+        time.sleep(args.warmup_seconds)
+        measured_from = time.time()
+        n, next_mark, next_poll, next_memory = 0, time.time(), time.time(), time.time()
+        while time.time() < measured_from + args.seconds:
+            now = time.time()
+            if now >= next_mark:
+                marks.send(n)
+                n, next_mark = n + 1, next_mark + args.mark_every
+            if now >= next_poll:
+                marks.poll(paths)
+                next_poll = time.time() + args.poll
+            if now >= next_memory:
+                driver = parts["silver"].pid
+                jvm = sum(rss_kb(c) or 0 for c in children(driver))
+                memory.append((now - measured_from, rss_kb(driver) or 0, jvm))
+                next_memory = now + 10
+            time.sleep(0.02)
+        # The last marks: up to 60 s more to be counted.
+        end = time.time() + 60
+        while len(marks.seen) < len(marks.sent) and time.time() < end:
+            marks.poll(paths)
+            time.sleep(args.poll)
+    finally:
+        producer.close()
+        for name in ("producer", "bronze", "silver"):
+            os.killpg(parts[name].pid, signal.SIGTERM) if parts[name].poll() is None else None
+        for p in parts.values():
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+    delays = marks.delays()
+    batches = silver_batches(work / "silver.log", measured_from)
+    bronze_p50s = [int(m[1]) / 1000 for line in (work / "bronze.log").read_text(errors="replace").splitlines()
+                   if (m := BRONZE_P50.search(line)) and
+                   datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() >= measured_from]
+    figures: dict[str, object] = {
+        "rate": args.rate, "seconds": args.seconds, "trigger": str(cfg.analytics.silver_trigger),
+        "first_figures_s": round(ready - started, 1),
+        "marks_sent": len(marks.sent), "marks_counted": len(delays),
+        "p50_s": percentile(delays, 0.5) if delays else None, "p95_s": percentile(delays, 0.95) if delays else None,
+        "p99_s": percentile(delays, 0.99) if delays else None,
+        "silver_batches": len(batches),
+        "silver_batch_median_s": statistics.median(b["seconds"] for b in batches) if batches else None,
+        "silver_rows_median": statistics.median(b["rows"] for b in batches) if batches else None,
+        "silver_steps_median_s": {k: statistics.median(b["steps"].get(k, 0) for b in batches)
+                                  for k in (batches[0]["steps"] if batches else {})},
+        "bronze_produce_to_commit_p50_s": statistics.median(bronze_p50s) if bronze_p50s else None,
+    }
+    if memory:
+        fifth = max(1, len(memory) // 5)
+        first, last = memory[:fifth], memory[-fifth:]
+        figures["silver_driver_rss_mb"] = [round(statistics.median(m[1] for m in part) / 1024) for part in (first, last)]
+        figures["silver_jvm_rss_mb"] = [round(statistics.median(m[2] for m in part) / 1024) for part in (first, last)]
+    print(f"{args.rate:g} events/s, {args.seconds} s measured, Silver trigger {figures['trigger']}:")
+    if delays:
+        print(f"  send → counted in Silver (delta-rs), {len(delays)} of {len(marks.sent)} marks: "
+              f"p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, p99 {figures['p99_s']:.2f} s")
+    else:
+        print(f"  no mark was counted in Silver: see {work / 'silver.log'}")
+    if batches:
+        steps = ", ".join(f"{k} {v:.2f} s" for k, v in figures["silver_steps_median_s"].items())
+        print(f"  Silver: {len(batches)} batches, median {figures['silver_rows_median']:,.0f} rows in "
+              f"{figures['silver_batch_median_s']:.2f} s ({steps})")
+    if bronze_p50s:
+        print(f"  Bronze produce→commit p50 (median of its batches' figures): "
+              f"{figures['bronze_produce_to_commit_p50_s']:.2f} s")
+    if memory:
+        print(f"  Silver memory, first and last fifth of the run: driver {figures['silver_driver_rss_mb']} MB, "
+              f"JVM {figures['silver_jvm_rss_mb']} MB")
+    print(f"  first Silver figures {figures['first_figures_s']} s after the jobs started; logs in {work}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
