@@ -26,6 +26,7 @@ from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.ops.upkeep import OwnUpkeep, silver_tables
+from lakehouse.platform.job_lock import lock_or_exit
 from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import SilverInputError, run_silver
@@ -70,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
-    args.interval = interval_seconds(args.interval, cfg)
     paths = Paths.from_config(cfg)
+    with lock_or_exit("The Silver job", paths, paths.silver_checkpoint, log):  # before Spark starts
+        return run(args, cfg, paths)
+
+
+def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
+    """Run Silver once or every interval (the lock is held); the exit code."""
+    args.interval = interval_seconds(args.interval, cfg)
     rules = ClientRules.from_config(cfg)
     spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
     if spark is None:

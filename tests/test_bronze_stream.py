@@ -15,9 +15,10 @@ from pathlib import Path
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.delta import checkpoint_entries
+from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
 from lakehouse.platform.paths import Paths
 from lakehouse.ingest.simulator import EXPECTED_REASON
 from tests.conftest import make_config, produce, write_config
@@ -55,7 +56,20 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
                "quantite": 1, "montant": 10, "client_nom": "Nouveau", "produit_nom": "X", "categorie": "Y",
                "pays": "France", "segment": "B2C", "code_promo": "NOEL24"}
     produce(kafka_bootstrap, topic, [("C9", json.dumps(evolved).encode())])
-    drain(spark, cfg)
+    # A second instance started on the same configuration while the stream runs: refused at once, in one
+    # line (issue #32: it used to skip a batch, add metrics rows twice and die ~37 s later in Java stack).
+    query = start_bronze_stream(spark, cfg, Paths.from_config(cfg))
+    try:
+        other_instance = subprocess.run(
+            [sys.executable, "spark_streaming_delta.py", "--config", str(write_config(tmp_path / "same.ini", cfg))],
+            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+        assert query.isActive
+        query.processAllAvailable()
+    finally:
+        stop_after_current_batch(query)
+    assert other_instance.returncode == EXIT_ALREADY_RUNNING
+    refusal = other_instance.stderr.strip().splitlines()
+    assert len(refusal) == 1 and f"(pid {os.getpid()} on host" in refusal[0]
 
     bronze, quarantine, metrics = tables(spark, Paths.from_config(cfg))
     in_topic = first["generated"] + second["generated"] + 1
@@ -73,6 +87,7 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
     assert actual_reasons == expected_reasons
     assert bronze.select("vente_id").distinct().count() == bronze.count()
     assert metrics.agg(F.sum("input_rows")).first()[0] == in_topic
+    assert metrics.groupBy("query_id", "batch_id").count().filter("count > 1").count() == 0
     row = bronze.filter("vente_id = 'evo-1'").first()
     assert json.loads(row.raw_json)["code_promo"] == "NOEL24" and row.segment == "B2C"
     # Lineage: every Kafka record is accounted for exactly once across the two tables + duplicates.
