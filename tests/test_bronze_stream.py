@@ -10,6 +10,7 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from pyspark.sql import functions as F
@@ -142,3 +143,48 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
     assert metrics.groupBy("query_id", "batch_id").count().filter("count > 1").count() == 0
     assert metrics.agg(F.sum("input_rows")).first()[0] == 2000
     assert metrics.count() == _committed_batches(paths)
+
+
+def _classic_run(kafka_bootstrap: str, topic: str, out: Path, count: int) -> list[dict]:
+    """The classic producer's replica, as its users run it, on a machine whose clock shows Paris time."""
+    result = subprocess.run([sys.executable, "tests/classic_producer.py", "--bootstrap-servers", kafka_bootstrap,
+                             "--topic", topic, "--count", str(count), "--interval", "0.05", "--out", str(out)],
+                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TZ": "Europe/Paris"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_classic_producer_lands_field_by_field_and_its_restart_is_kept_in_quarantine(
+        spark, kafka_bootstrap, topic, tmp_path) -> None:
+    # Issue #32: its naive local timestamps (datetime.now().isoformat()) were all quarantined as bad_timestamp.
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
+                      streaming__naive_timezone="Europe/Paris")
+    paths = Paths.from_config(cfg)
+    runs = []
+    for run in range(2):  # the producer restarts (its ids start again at 1), and so does the stream
+        runs.append(_classic_run(kafka_bootstrap, topic, tmp_path / f"run{run}.jsonl", 8))
+        query = start_bronze_stream(spark, cfg, paths)
+        try:
+            query.processAllAvailable()
+        finally:
+            stop_after_current_batch(query)
+    bronze, quarantine, _ = tables(spark, paths)
+
+    from zoneinfo import ZoneInfo
+    expected = [(str(s["vente_id"]), str(s["client_id"]), str(s["produit_id"]),
+                 datetime.fromisoformat(s["timestamp"]).replace(tzinfo=ZoneInfo("Europe/Paris")).astimezone(timezone.utc),
+                 True, s["quantite"], Decimal(str(s["montant"])), s["client_nom"], s["produit_nom"], s["categorie"],
+                 s["pays"], {"Particulier": "B2C", "Entreprise": "B2B"}[s["segment"]], None, json.dumps(s))
+                for s in runs[0]]
+    actual = [(r.vente_id, r.client_id, r.produit_id, r.event_ts.replace(tzinfo=timezone.utc), r.timestamp_naif,
+               r.quantite, r.montant, r.client_nom, r.produit_nom, r.categorie, r.pays, r.segment, r.kafka_key,
+               r.raw_json)
+              for r in bronze.withColumn("event_ts", F.to_utc_timestamp("event_ts", spark.conf.get(
+                  "spark.sql.session.timeZone"))).orderBy(F.col("vente_id").cast("int")).collect()]
+    assert actual == expected
+    # The second run re-used ids 1-8 with other sales within the watermark delay: kept aside, not lost.
+    kept_at = {r.vente_id: (r.kafka_partition, r.kafka_offset) for r in bronze.collect()}
+    conflicts = sorted(((r.reason, (r.kept_partition, r.kept_offset), json.loads(r.raw_text))
+                        for r in quarantine.collect()), key=lambda c: c[2]["vente_id"])
+    assert conflicts == [("conflicting_id", kept_at[str(s["vente_id"])], s) for s in runs[1]]

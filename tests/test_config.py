@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, parse_duration
+from lakehouse.platform.config import (PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, local_zone_name,
+                                      parse_duration)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -232,3 +233,16 @@ def test_the_producer_does_not_load_spark() -> None:
     imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "lakehouse.ingest.producer" in imported and "kafka" in imported
     assert [m for m in imported if m.split(".")[0] in ("pyspark", "py4j", "delta")] == []
+
+
+def test_naive_timezone_is_resolved_once_from_this_machine_or_given() -> None:
+    # Issue #32: "local" becomes this machine's zone name when the configuration is loaded.
+    assert load_config(env={"TZ": "Europe/Paris"}).streaming.naive_timezone == "Europe/Paris"
+    assert load_config(env={"TZ": ":America/New_York"}).streaming.naive_timezone == "America/New_York"
+    assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "reject"}).streaming.naive_timezone == "reject"
+    assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Asia/Tokyo"}).streaming.naive_timezone == "Asia/Tokyo"
+    found = load_config(env={"TZ": "Not/AZone"}).streaming.naive_timezone  # then /etc/timezone, /etc/localtime
+    assert found == (local_zone_name({}) or "UTC")
+    with pytest.raises(ConfigError, match=r"\[streaming\] naive_timezone = 'Mars/Olympus' is invalid: expected "
+                                          "local, reject, or a time zone id"):
+        load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Mars/Olympus"})
