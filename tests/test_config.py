@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import configparser
 import subprocess
 import sys
@@ -246,3 +247,36 @@ def test_naive_timezone_is_resolved_once_from_this_machine_or_given() -> None:
     with pytest.raises(ConfigError, match=r"\[streaming\] naive_timezone = 'Mars/Olympus' is invalid: expected "
                                           "local, reject, or a time zone id"):
         load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Mars/Olympus"})
+
+
+# --- config files in other encodings (issue #32) ----------------------------------------------------------
+
+LATIN1_COMMENT = "[kafka]\n# Sujet des ventes (été)\ntopic = ventes_latin\n"
+
+
+def test_a_bom_is_accepted_and_other_encodings_are_one_clear_error(tmp_path) -> None:
+    bom = tmp_path / "bom.ini"
+    bom.write_bytes(b"\xef\xbb\xbf" + LATIN1_COMMENT.encode("utf-8"))
+    assert load_config(bom, env={}).kafka.topic == "ventes_latin"
+    latin1 = tmp_path / "latin1.ini"
+    latin1.write_bytes(LATIN1_COMMENT.encode("latin-1"))
+    with pytest.raises(ConfigError) as bad:
+        load_config(latin1, env={})
+    assert str(bad.value) == (f"{latin1}: is not UTF-8 text: byte 0xe9 on line 2 (Latin-1 or Windows-1252?); "
+                              "save it as UTF-8")
+    for encoding in ("utf-16", "utf-16-be"):
+        utf16 = tmp_path / f"{encoding}.ini"
+        text = ("\ufeff" if encoding.endswith("be") else "") + LATIN1_COMMENT  # "utf-16" writes its own BOM
+        utf16.write_bytes(text.encode(encoding))
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(utf16))}: is saved as UTF-16; save it as UTF-8"):
+            load_config(utf16, env={})
+
+
+def test_the_entry_point_says_it_in_one_line_with_exit_code_2(tmp_path) -> None:
+    latin1 = tmp_path / "latin1.ini"
+    latin1.write_bytes(LATIN1_COMMENT.encode("latin-1"))
+    done = subprocess.run([sys.executable, "producer_ventes.py", "--config", str(latin1), "--max", "--count", "1"],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"Configuration error: {latin1}: is not UTF-8 text: byte 0xe9 on line 2 "
+                                        "(Latin-1 or Windows-1252?); save it as UTF-8"]

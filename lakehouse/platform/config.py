@@ -519,6 +519,23 @@ def _env_only_error(section: str, key: str, where: str) -> ConfigError:
                        f"{env_var_name(section, key)} instead")
 
 
+def read_config_text(path: Path) -> str:
+    """The configuration file's text: UTF-8, with or without a byte order mark; ``ConfigError`` in one line
+    naming the file and the problem for anything else (a Latin-1 byte, UTF-16, an unreadable file)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from e
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: is saved as UTF-16; save it as UTF-8 (most editors: 'Save with encoding')")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: is not UTF-8 text: byte 0x{data[e.start]:02x} on line {line} (Latin-1 or "
+                          "Windows-1252?); save it as UTF-8") from e
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -542,7 +559,7 @@ def load_config(
         source = config_path.resolve()
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
         try:
-            parser.read(config_path, encoding="utf-8")
+            parser.read_string(read_config_text(config_path), source=str(config_path))
         except configparser.Error as e:
             raise ConfigError(f"{config_path}: cannot be parsed: {e}") from e
         for section in parser.sections():
