@@ -468,6 +468,25 @@ def hostile_corpus(reference: datetime) -> list[Case]:
             ('"a\\u200b"', [], "zero_width_space"), ('"a\\u2028"', [], "escaped_u2028"), ('"\\ufeff"', [], "bom_char"),
             ('"a\\r\\n"', ["bad_text:client_nom"], "escaped_crlf"), ('"\\u0000"', ["bad_text:client_nom"], "only_nul")]:
         field("text", "client_nom", raw, expected, label)
+
+    # --- bidirectional controls are refused; other format characters (Cf) are kept (issue #32) -----------
+    bidi = {"alm_061c": "\u061c", "lrm_200e": "\u200e", "rlm_200f": "\u200f", "lre_202a": "\u202a",
+            "rle_202b": "\u202b", "pdf_202c": "\u202c", "lro_202d": "\u202d", "rlo_202e": "\u202e",
+            "lri_2066": "\u2066", "rli_2067": "\u2067", "fsi_2068": "\u2068", "pdi_2069": "\u2069"}
+    for label, ch in bidi.items():
+        field("bidi", "client_nom", json.dumps(f"Alice{ch}ecilA", ensure_ascii=False), ["bad_text:client_nom"],
+              f"raw_{label}")
+        field("bidi", "client_nom", json.dumps(f"Alice{ch}ecilA"), ["bad_text:client_nom"], f"escaped_{label}")
+    field("bidi", "vente_id", json.dumps("v-\u202e1"), ["bad_text:vente_id"], "rlo_in_id")
+    field("bidi", "pays", json.dumps("\u2067France\u2069", ensure_ascii=False), ["bad_text:pays"], "isolate_pair")
+    add("bidi/two_fields", sale(client_nom=json.dumps("a\u202e"), ville=json.dumps("b\u200f")),
+        ["bad_text:client_nom", "bad_text:ville"])
+    # Just outside the refused ranges: kept, and shown as <U+XXXX> by the readers.
+    for label, ch in {"zwsp_200b": "\u200b", "zwnj_200c": "\u200c", "zwj_200d": "\u200d",
+                      "word_joiner_2060": "\u2060", "bom_feff": "\ufeff", "soft_hyphen_00ad": "\u00ad",
+                      "before_lre_2029": "\u2029", "after_rlo_202f": "\u202f", "before_lri_2065": "\u2065",
+                      "after_pdi_206a": "\u206a", "arabic_061b": "\u061b"}.items():
+        field("format_chars", "client_nom", json.dumps(f"Ali{ch}ce", ensure_ascii=False), [], label)
     field("text", "canal", '"fax"', [], "unknown_canal_is_free_text")
     field("text", "devise", '"USD"', [], "other_currency")
 

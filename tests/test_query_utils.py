@@ -244,3 +244,41 @@ def test_menu_leaves_at_end_of_input(spark, lake_paths) -> None:
     Menu(Lakehouse(spark, lake_paths), Console(io.StringIO("4\n"), out)).run()
     answers = out.getvalue().split("Choice: ")
     assert len(answers) == 3 and "Revenue by country" in answers[1] and answers[2] == "\n"
+
+
+# --- text from the data (issue #32) ------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "[click](javascript:alert(1))",
+                 "**bold** _it_", "# H1 $x$", "a | b\r\nc", "Alice\u202eecilA", "Ali\u200bce"]
+ESC_RECORD = b"\x1b]0;TITLE\x07\x1b[2J\x1b[31m"
+
+
+def test_names_and_raw_records_from_the_data_stay_text_in_the_report_and_the_menu(spark, tmp_path) -> None:
+    paths = Paths.from_config(make_config(tmp_path / "data"))
+    spark.createDataFrame([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C", "Lampe",
+                            False) for i, name in enumerate(HOSTILE_NAMES)], BRONZE) \
+        .write.format("delta").partitionBy("jour").save(str(paths.bronze))
+    at = dt.datetime(2026, 11, 26, 10, 0)
+    spark.createDataFrame([("not_json", ["not_json"], ESC_RECORD, ESC_RECORD.decode(), 0, 1, at)], QUARANTINE) \
+        .write.format("delta").save(str(paths.quarantine))
+    spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    run_silver(spark, RULES, paths)
+    lake = Lakehouse(spark, paths)
+
+    report = build_report(lake, dt.datetime(2026, 11, 26, 12, 0), top=20)
+    text = report.text()
+    assert "\x1b" not in text and "\u202e" not in text and "\u200b" not in text and "\r" not in text
+    assert "\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31m" in text and "Alice<U+202E>ecilA" in text
+    markdown = write_report_files(report, tmp_path / "out").read_text(encoding="utf-8")
+    for raw in ("<img", "<script", "](javascript", "**bold**", "_it_", "# H1", "$x$", "\x1b", "\u202e", "\r"):
+        assert not re.search(r"(?<!\\)" + re.escape(raw), markdown), raw  # none left unescaped
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in markdown and "a \\| b\\\\r\\\\nc" in markdown
+    top = [line for line in markdown.split("\n") if line.startswith("| H5 |")]  # the one with a pipe and CR LF
+    columns = report.section("Top clients (20)").columns
+    assert len(top) == 1 and len(re.split(r"(?<!\\)\|", top[0])) == len(columns) + 2  # each value in its cell
+
+    out = io.StringIO()
+    Menu(lake, Console(io.StringIO("7\n2\n20\n"), out)).run()
+    shown = out.getvalue()
+    assert "\x1b" not in shown and "\u202e" not in shown and "\r" not in shown
+    assert "\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31m" in shown and "Ali<U+200B>ce" in shown

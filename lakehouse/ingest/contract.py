@@ -121,7 +121,12 @@ STARTS_ARRAY = "^" + WS + r"*\["
 JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 SCALAR = "^" + WS + "*(?:" + STRING_MARK + "|" + JSON_NUMBER + "|true|false|null)" + WS + "*" + END
 # Field values.
-CONTROL_CHAR = "[\x00-\x1f\x7f-\x9f]"
+# Control characters, and the bidirectional controls (Unicode category Cf) that reorder how a line is
+# displayed: a name holding U+202E shows reversed and moves what follows it on a terminal line. Other format
+# characters (zero-width U+200B-U+200D, U+2060, U+FEFF, the soft hyphen) are kept and shown visibly by the
+# readers (lakehouse.serve.safe_text).
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+CONTROL_CHAR = "[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]"
 LOCAL_DATE_TIME = "^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
 TIMESTAMP = LOCAL_DATE_TIME + "(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)" + END
 # The same without an offset (what Python's datetime.now().isoformat() writes): accepted only with

@@ -42,6 +42,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
+from lakehouse.serve.safe_text import for_terminal
 from lakehouse.serve.web_server import port_problem, url
 
 log = logging.getLogger("lakehouse.ops.demo")
@@ -105,7 +106,8 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def tail(path: Path, lines: int = 15) -> str:
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        return "\n".join(for_terminal(line) for line in
+                         path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
@@ -155,7 +157,8 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
              *([web_note] if web_note else []),
              f"Logs: {logs_dir}/{{{','.join(p.name for p in parts)}}}.log",
              ""]
-    lines.append(silver_text.rstrip() if silver_text else
+    # The dashboard file holds names from the data: shown through safe_text, whoever wrote it.
+    lines.append("\n".join(for_terminal(line) for line in silver_text.rstrip().split("\n")) if silver_text else
                  f"Silver: waiting for its first run (Spark starts, then a run every {silver_interval:g} s)...")
     return "\n".join(lines)
 
