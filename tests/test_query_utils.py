@@ -211,6 +211,15 @@ MENU_SESSION = [
     ("11\nSELECT java_method('java.lang.System', 'exit', 3)\n", [r"allowed: java_method\(\) calls Java methods\."]),
     ("11\nSELECT * FROM text.`/etc/passwd`\n", [r"Error: \[TABLE_OR_VIEW_NOT_FOUND\] The table or view `text`"]),
     ("11\nSELECT * FROM range(1000)\n", [r"\n\s*99\n\(first 100 rows shown: \[query\] sql_max_rows\)"]),
+    # Values too large (issue #32): one clear line each, what and the limit; no Spark ERROR line, no Java name.
+    ("11\nSELECT repeat(client_nom, 2e9) FROM clients\n",
+     [r"SQL> The statement builds a value too large for Spark \(integer overflow\): an array or a string holds at "
+      r"most 2,147,483,632 elements or bytes\. Build smaller ones \(sequence, repeat\.\.\.\)\.\n\n=== Sales"]),
+    ("11\nSELECT explode(sequence(1, 100000000))\n",
+     [r"SQL> The statement builds values too large for the memory of this session \(at most [\d,]+ MB, \[spark\] "
+      r"driver_memory\): it ran out of memory\. Build smaller arrays or strings \(sequence, repeat, explode\.\.\.\), "
+      r"or filter before building them\.\n\n=== Sales"]),
+    ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),  # the session still answers
     ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 11, or q to quit\."]),
     ("2\nmany\n", [r"Not a number from 1 to 1000: 'many'\."]),
 ]
@@ -227,6 +236,7 @@ def test_menu_through_stdin(lake_paths, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     # Errors are told in one line on stdout: no JVM stack trace, no Python traceback on the terminal.
     assert "\tat org.apache" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert not re.search(r"^\d\d/\d\d/\d\d \S+ ERROR |^java\.", done.stderr, re.M), done.stderr[-3000:]
     assert [p.name for p in victim.iterdir()] == ["keep.txt"]
     # Each answer comes between two menus: split the output on the prompt.
     answers = done.stdout.split("Choice: ")[1:]
