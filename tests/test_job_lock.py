@@ -26,17 +26,24 @@ import sys, time
 from pathlib import Path
 from lakehouse.platform.job_lock import acquire
 from lakehouse.platform.paths import Paths
-paths = Paths(data_dir=Path(sys.argv[1]), cache_dir=Path(sys.argv[1]))
-acquire("A test holder", paths, Path(sys.argv[2]))
+if sys.argv[1] == "--config":  # the folder named by the configuration (an s3a:// lake: its URI)
+    from lakehouse.platform.config import load_config
+    paths = Paths.from_config(load_config(sys.argv[2]))
+    folder = getattr(paths, sys.argv[3])
+else:
+    paths = Paths(data_dir=Path(sys.argv[1]), cache_dir=Path(sys.argv[1]))
+    folder = Path(sys.argv[2])
+acquire("A test holder", paths, folder)
 print("held", flush=True)
 time.sleep(600)
 """
 
 
-def hold(data_dir: Path, folder: Path) -> subprocess.Popen:
-    """Another process holding the lock of ``folder`` (it says so once it holds it)."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(data_dir), str(folder)], cwd=PROJECT_DIR,
-                            stdout=subprocess.PIPE, text=True)
+def hold(*args: object, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Another process holding the lock of a folder: ``data_dir, folder``, or ``"--config", file,
+    Paths attribute``. It says so once it holds it."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, *map(str, args)], cwd=PROJECT_DIR,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -106,3 +113,22 @@ def test_a_second_start_is_refused_at_once_in_one_line(tmp_path: Path, entry_poi
     assert " - ERROR - " in lines[0] and f"already runs on {cfg.data_dir / 'checkpoints'}" in lines[0]
     assert f"(pid {holder.pid} on host {socket.gethostname()}" in lines[0]
     assert elapsed < 30  # refused before Spark or the broker check: no JVM, no timeout
+
+
+def test_upkeep_of_an_object_storage_lake_refuses_while_its_stream_runs_here(tmp_path: Path) -> None:
+    # --pipeline-stopped is the user's word; on this machine the Bronze stream's lock says otherwise.
+    cfg = make_config(tmp_path / "data", env=S3_ENV, paths__lake="s3a://ventes/lake")
+    config = write_config(tmp_path / "config.ini", cfg, paths={"lake": "s3a://ventes/lake"})
+    paths = Paths.from_config(cfg)
+    holder = hold("--config", config, "bronze_checkpoint", env=S3_ENV)
+    try:
+        result = subprocess.run([sys.executable, "-m", "lakehouse.ops.upkeep", "--pipeline-stopped", "--config",
+                                 str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+                                env={**os.environ, **S3_ENV})
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert result.returncode == EXIT_ALREADY_RUNNING, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "The Bronze stream already runs on s3a://ventes/lake/checkpoints/bronze_ventes (pid " \
+        f"{holder.pid} on host" in lines[0] and str(cfg.data_dir / "locks") in lines[0]

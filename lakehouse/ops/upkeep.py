@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -253,7 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                   "tables every [analytics] upkeep_interval, because a second writing process could lose a "
                   "commit. Run this only while both are stopped, with --pipeline-stopped.", paths.lake_dir)
         return 2
-    with lock_or_exit("Upkeep", paths, upkeep_folder(paths), log):
+    with ExitStack() as locks:
+        locks.enter_context(lock_or_exit("Upkeep", paths, upkeep_folder(paths), log))
+        if on_object_storage(cfg):
+            # --pipeline-stopped is checked where it can be: the two jobs must not run on this machine, and
+            # cannot start here while upkeep writes their tables (another machine is not seen: README).
+            locks.enter_context(lock_or_exit("The Bronze stream", paths, paths.bronze_checkpoint, log))
+            locks.enter_context(lock_or_exit("The Silver job", paths, paths.silver_checkpoint, log))
         return run(args, cfg, paths)
 
 
