@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.ops.demo import reset_data
 from lakehouse.platform import job_lock
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING, JobAlreadyRunning, lock_file_for, upkeep_folder
@@ -132,3 +133,17 @@ def test_upkeep_of_an_object_storage_lake_refuses_while_its_stream_runs_here(tmp
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "The Bronze stream already runs on s3a://ventes/lake/checkpoints/bronze_ventes (pid " \
         f"{holder.pid} on host" in lines[0] and str(cfg.data_dir / "locks") in lines[0]
+
+
+def test_a_fresh_demo_deletes_nothing_while_a_job_runs_on_the_data(tmp_path: Path) -> None:
+    paths = Paths.from_config(make_config(tmp_path / "data"))
+    paths.bronze_checkpoint.mkdir(parents=True)
+    paths.bronze.mkdir(parents=True)
+    holder = hold(paths.data_dir, paths.silver_checkpoint)
+    try:
+        with pytest.raises(JobAlreadyRunning, match=rf"^The Silver job already runs on .* \(pid {holder.pid} on"):
+            reset_data(paths, "127.0.0.1:1", "ventes_stream", 3)  # refused before the topic is touched
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert paths.bronze_checkpoint.is_dir() and paths.bronze.is_dir()

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import TextIO
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
                                     kafka_security_overrides, security_flag_args, setup_logging)
 from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
+from lakehouse.platform.job_lock import JobAlreadyRunning, job_lock, upkeep_folder
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, running_pid
 from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
@@ -167,9 +169,14 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
 
 def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
                security: KafkaSecurity | None = None, replication_factor: int = 1) -> None:
-    """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
-    for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
-        remove_tree(path)
+    """--fresh: delete the tables, checkpoints and status files, and empty the topic; ``JobAlreadyRunning``,
+    before anything is deleted, while a job runs on this data (its checkpoint would go under it)."""
+    with ExitStack() as locks:
+        for job, folder in (("The Bronze stream", paths.bronze_checkpoint), ("The Silver job", paths.silver_checkpoint),
+                            ("Upkeep", upkeep_folder(paths))):
+            locks.enter_context(job_lock(job, paths, folder))
+        for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
+            remove_tree(path)
     reset_topic(servers, topic, partitions, security=security or KafkaSecurity(),
                 replication_factor=replication_factor)
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
@@ -286,7 +293,7 @@ class Demo:
     def run(self) -> int:
         try:
             broker_note = self.setup()
-        except (BrokerError, TopicError) as e:
+        except (BrokerError, TopicError, JobAlreadyRunning) as e:
             log.error("%s", e)
             if self.owns_broker:
                 stop_broker(self.broker)
