@@ -49,10 +49,14 @@ def format_value(column: str, value: object) -> str:
     return str(value)  # shown through safe_text by the caller (line breaks included)
 
 
+class Figure(str):
+    """Text this module wrote itself from numbers (``1,234.50 €``, ``2 (50.0 %)``), not from the data."""
+
+
 def _is_data_text(value: object) -> bool:
     """Whether a cell's value is text that may come from the data (names, raw records, reasons): shown only
-    through ``safe_text``. Numbers, times and yes/no are formatted here and carry nothing else."""
-    return isinstance(value, (str, bytes, bytearray, dict, list, tuple))
+    through ``safe_text``. Numbers, times, yes/no and ``Figure`` are formatted here and carry nothing else."""
+    return isinstance(value, (str, bytes, bytearray, dict, list, tuple)) and not isinstance(value, Figure)
 
 
 def _is_number(value: object) -> bool:
@@ -140,12 +144,12 @@ def overview(clients: list[dict], pays: list[dict]) -> Section:
     n = len(clients)
     loyal = sum(1 for c in clients if c["est_client_fidele"])
     rows: list[list[object]] = [
-        ["Sales", sales], ["Revenue", euros(revenue)],
-        ["Average basket", euros((revenue / sales).quantize(Decimal("0.01")) if sales else None)],
-        ["Clients", n], ["Loyal clients", f"{loyal:,} ({share(loyal, n)})"]]
+        ["Sales", sales], ["Revenue", Figure(euros(revenue))],
+        ["Average basket", Figure(euros((revenue / sales).quantize(Decimal("0.01")) if sales else None))],
+        ["Clients", n], ["Loyal clients", Figure(f"{loyal:,} ({share(loyal, n)})")]]
     for tier in TIERS:
         k = sum(1 for c in clients if c["segment_depense"] == tier)
-        rows.append([f"{tier} clients", f"{k:,} ({share(k, n)})"])
+        rows.append([f"{tier} clients", Figure(f"{k:,} ({share(k, n)})")])
     return Section(OVERVIEW, ["figure", "value"], rows)
 
 
