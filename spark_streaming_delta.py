@@ -20,7 +20,9 @@ from lakehouse.bronze.stream import (BronzeStateError, start_bronze_stream, stop
                                      stream_failure_message)
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, add_verbose_flag, config_or_exit,
                                     kafka_security_overrides, setup_logging, stop_on_signals)
+from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.job_lock import lock_or_exit
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables
 from lakehouse.platform.lake import on_object_storage
@@ -54,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
                                 **kafka_security_overrides(args)})
     setup_logging(cfg.monitoring.log_level)
     paths = Paths.from_config(cfg)
+    # One stream per checkpoint, refused before the broker check and Spark: a second one would skip the
+    # batch the first committed and die on Spark's log conflict.
+    with lock_or_exit("The Bronze stream", paths, paths.bronze_checkpoint, log):
+        return run(args, cfg, paths)
+
+
+def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
+    """Check the broker, start Spark and the stream, wait until it stops; the exit code."""
     servers = cfg.kafka.bootstrap_servers
     security = KafkaSecurity.from_config(cfg)
     problem = broker_problem(servers, cfg.kafka.connect_timeout.seconds, security)

@@ -23,6 +23,7 @@ from lakehouse.ops.upkeep import OwnUpkeep, silver_tables
 from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
                                     stop_on_signals)
 from lakehouse.platform.config import Config
+from lakehouse.platform.job_lock import lock_or_exit
 from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
@@ -67,8 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cfg = config_or_exit(args)
     setup_logging(cfg.monitoring.log_level)
-    args.interval = interval_seconds(args.interval, cfg)
     paths = Paths.from_config(cfg)
+    with lock_or_exit("The Silver job", paths, paths.silver_checkpoint, log):  # before Spark starts
+        return run(args, cfg, paths)
+
+
+def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
+    """Run Silver once, every interval or continuously (the lock is held); the exit code."""
+    args.interval = interval_seconds(args.interval, cfg)
     mode = "continuous" if args.continuous else "once" if args.interval is None else "interval"
     spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
     if spark is None:

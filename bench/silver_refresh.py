@@ -63,6 +63,7 @@ def bronze_rows(spark: SparkSession, start: int, count: int, args: argparse.Name
           .withColumn("segment", F.when(F.pmod(client, F.lit(5)) == 0, "B2B").otherwise("B2C"))
           .withColumn("canal", F.lit("web")).withColumn("devise", F.lit("EUR"))
           .withColumn("contract_version", F.lit(1)).withColumn("is_late", F.lit(False))
+          .withColumn("timestamp_naif", F.lit(False))
           .withColumn("kafka_key", F.col("client_id")).withColumn("kafka_key_bytes", F.encode("client_id", "UTF-8"))
           .withColumn("kafka_topic", F.lit("ventes")).withColumn("kafka_partition", F.lit(0))
           .withColumn("kafka_offset", F.col("id")).withColumn("kafka_timestamp", F.col("event_ts"))

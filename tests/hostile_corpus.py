@@ -468,6 +468,25 @@ def hostile_corpus(reference: datetime) -> list[Case]:
             ('"a\\u200b"', [], "zero_width_space"), ('"a\\u2028"', [], "escaped_u2028"), ('"\\ufeff"', [], "bom_char"),
             ('"a\\r\\n"', ["bad_text:client_nom"], "escaped_crlf"), ('"\\u0000"', ["bad_text:client_nom"], "only_nul")]:
         field("text", "client_nom", raw, expected, label)
+
+    # --- bidirectional controls are refused; other format characters (Cf) are kept (issue #32) -----------
+    bidi = {"alm_061c": "\u061c", "lrm_200e": "\u200e", "rlm_200f": "\u200f", "lre_202a": "\u202a",
+            "rle_202b": "\u202b", "pdf_202c": "\u202c", "lro_202d": "\u202d", "rlo_202e": "\u202e",
+            "lri_2066": "\u2066", "rli_2067": "\u2067", "fsi_2068": "\u2068", "pdi_2069": "\u2069"}
+    for label, ch in bidi.items():
+        field("bidi", "client_nom", json.dumps(f"Alice{ch}ecilA", ensure_ascii=False), ["bad_text:client_nom"],
+              f"raw_{label}")
+        field("bidi", "client_nom", json.dumps(f"Alice{ch}ecilA"), ["bad_text:client_nom"], f"escaped_{label}")
+    field("bidi", "vente_id", json.dumps("v-\u202e1"), ["bad_text:vente_id"], "rlo_in_id")
+    field("bidi", "pays", json.dumps("\u2067France\u2069", ensure_ascii=False), ["bad_text:pays"], "isolate_pair")
+    add("bidi/two_fields", sale(client_nom=json.dumps("a\u202e"), ville=json.dumps("b\u200f")),
+        ["bad_text:client_nom", "bad_text:ville"])
+    # Just outside the refused ranges: kept, and shown as <U+XXXX> by the readers.
+    for label, ch in {"zwsp_200b": "\u200b", "zwnj_200c": "\u200c", "zwj_200d": "\u200d",
+                      "word_joiner_2060": "\u2060", "bom_feff": "\ufeff", "soft_hyphen_00ad": "\u00ad",
+                      "before_lre_2029": "\u2029", "after_rlo_202f": "\u202f", "before_lri_2065": "\u2065",
+                      "after_pdi_206a": "\u206a", "arabic_061b": "\u061b"}.items():
+        field("format_chars", "client_nom", json.dumps(f"Ali{ch}ce", ensure_ascii=False), [], label)
     field("text", "canal", '"fax"', [], "unknown_canal_is_free_text")
     field("text", "devise", '"USD"', [], "other_currency")
 
@@ -618,4 +637,53 @@ def hostile_corpus(reference: datetime) -> list[Case]:
 
     names = [c.name for c in cases]
     assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    return cases
+
+
+# --- timestamps without offset, read in [streaming] naive_timezone ---------------------------------------
+NAIVE_ZONE = "Europe/Paris"
+# A long age limit, so that dates around past changes of the clocks are judged on their instant alone.
+NAIVE_LIMITS = ContractLimits(naive_zone=NAIVE_ZONE, max_event_age_us=100 * 365 * 86400 * 1_000_000)
+
+
+def naive_corpus(reference: datetime) -> list[Case]:
+    """Sales whose timestamp has no offset (Python's ``datetime.now().isoformat()``), with the verdict
+    intended under ``NAIVE_LIMITS``: read as Paris wall-clock time, then judged like any sale."""
+    from zoneinfo import ZoneInfo
+
+    assert reference.tzinfo is not None and reference.microsecond == 0
+    paris = ZoneInfo(NAIVE_ZONE)
+    base = SalesSimulator(1, 5).sale(reference - timedelta(minutes=1))
+    skew = timedelta(microseconds=NAIVE_LIMITS.max_future_skew_us)
+    age = timedelta(microseconds=NAIVE_LIMITS.max_event_age_us)
+
+    def wall(t: datetime, digits: int = 6) -> str:
+        local = t.astimezone(paris)
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + ("." + f"{local.microsecond:06d}"[:digits] if digits else "")
+
+    e = reference - timedelta(minutes=1) + timedelta(microseconds=123456)
+    texts = [
+        ("now_6_digits", wall(e), []), ("now_3_digits", wall(e, 3), []), ("now_no_fraction", wall(e, 0), []),
+        ("now_with_offset_still_fine", iso(e, 60), []),
+        ("at_future_limit", wall(reference + skew), []),
+        ("future_limit_plus_1s", wall(reference + skew + timedelta(seconds=1)), ["future_event"]),
+        # The UTC wall-clock time read in Paris is one or two hours earlier: still plausible.
+        ("utc_wall_clock", e.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f"), []),
+        ("stale", wall(reference - age - timedelta(days=2)), ["stale_event"]),
+        # Spring forward: 02:30 does not exist (read as 01:30 UTC); fall back: 02:30 is shown twice (the first).
+        ("dst_gap", "2025-03-30T02:30:00", []), ("dst_gap_start", "2025-03-30T02:00:00", []),
+        ("dst_overlap", "2025-10-26T02:30:00", []), ("dst_overlap_end", "2025-10-26T02:59:59.999999", []),
+        ("dst_after_overlap", "2025-10-26T03:00:00", []),
+        ("year_0001", "0001-01-01T00:00:00", ["stale_event"]), ("year_9999", "9999-12-31T23:59:59", ["future_event"]),
+        ("no_seconds", wall(e)[:16], ["bad_timestamp"]), ("fraction_7_digits", wall(e, 0) + ".1234567", ["bad_timestamp"]),
+        ("space_separator", wall(e).replace("T", " "), ["bad_timestamp"]),
+        ("lowercase_t", wall(e).replace("T", "t"), ["bad_timestamp"]), ("feb_30", "2025-02-30T10:00:00", ["bad_timestamp"]),
+        ("hour_24", "2025-01-01T24:00:00", ["bad_timestamp"]), ("trailing_space", wall(e) + " ", ["bad_timestamp"]),
+        ("empty_fraction", wall(e, 0) + ".", ["bad_timestamp"]), ("year_0000", "0000-01-01T00:00:00", ["bad_timestamp"]),
+        ("date_only", wall(e)[:10], ["bad_timestamp"]), ("zone_name", wall(e) + "[Europe/Paris]", ["bad_timestamp"]),
+    ]
+    cases = []
+    for label, text, expected in texts:
+        sale = dict(base, timestamp=text)
+        cases.append(Case(f"naive/{label}", json.dumps(sale, ensure_ascii=False).encode(), expected))
     return cases

@@ -3,6 +3,7 @@ plus a margin; back, it loses nothing."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -14,7 +15,9 @@ from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.kafka_local import BrokerSettings, start, stop
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.topics import ensure_topic
+from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
+from lakehouse.platform.spark import jvm_log_file
+from lakehouse.platform.topics import ensure_topic, reset_topic
 from tests.conftest import make_config, write_config
 from tests.test_bronze_stream import run_producer
 
@@ -85,3 +88,40 @@ def test_job_refuses_to_start_without_a_broker(tmp_path) -> None:
                             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Kafka broker at localhost:19099 is not reachable: start it" in result.stderr
+
+
+# What a Java stack trace or a Spark log line looks like on the terminal.
+JAVA_NOISE = re.compile(r"^\s+at [\w$.]+\(|^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ERROR |^(java|org\.apache|scala)\.[\w.$]+(Exception|Error)",
+                        re.M)
+
+
+def test_a_second_start_and_a_deleted_topic_each_end_in_one_clear_line(kafka_bootstrap, topic, tmp_path) -> None:
+    # Issue #32: both used to print dozens to hundreds of lines of Java stack before the clear line.
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic)
+    config = write_config(tmp_path / "job.ini", cfg, streaming={"trigger_interval": "200 ms"})
+    paths = Paths.from_config(cfg)
+    run_producer("--config", str(config), "--count", "50", "--seed", "13")
+    job = [sys.executable, "spark_streaming_delta.py", "--config", str(config)]
+    proc = subprocess.Popen(job, cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while bronze_count(paths) < 50 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert proc.poll() is None and bronze_count(paths) == 50
+        second = subprocess.run(job, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+        reset_topic(kafka_bootstrap, topic, partitions=3)  # deleted and created again under the running job
+        _, stderr = proc.communicate(timeout=240)
+    finally:
+        proc.kill()
+    assert second.returncode == EXIT_ALREADY_RUNNING, second.stderr
+    refusal = second.stderr.strip().splitlines()
+    assert len(refusal) == 1 and f"The Bronze stream already runs on {paths.bronze_checkpoint} (pid {proc.pid} on host" \
+        in refusal[0]
+    assert proc.returncode == 1, stderr[-3000:]
+    assert not JAVA_NOISE.search(stderr), stderr[-5000:]
+    last = stderr.strip().splitlines()[-1]
+    assert " - ERROR - spark_streaming_delta - Kafka no longer holds records that the checkpoint" in last, stderr[-3000:]
+    assert len([line for line in stderr.splitlines() if " - ERROR - " in line]) == 1
+    # Spark's own account, stack included, is in the job's Spark log.
+    spark_log = jvm_log_file(paths, "bronze_ventes").read_text(encoding="utf-8")
+    assert "\tat org.apache.spark" in spark_log and "ERROR" in spark_log

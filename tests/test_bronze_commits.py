@@ -215,3 +215,28 @@ def test_a_batch_is_judged_with_the_time_spark_gave_it(spark, lake) -> None:
     w.sink.close()
     assert [r.reason for r in load(spark, paths.quarantine).collect()] == ["future_event"]
     assert not (paths.bronze / "_delta_log").exists()
+
+
+def test_a_second_writer_on_the_same_checkpoint_adds_no_metrics_row_twice(spark, lake) -> None:
+    # Issue #32: a second instance started on the same configuration found in the commits' tags the
+    # figures of batches the running one had not flushed yet (a 10 s interval) and appended them; the
+    # running one appended them too. Both now insert only the (query id, batch id) the table lacks.
+    _, paths, _ = lake
+    feed = Feed(spark)
+    today = DAY0 + dt.timedelta(days=30)
+    running = writer(spark, lake)
+    for batch_id in (0, 1, 2):
+        running(feed.batch(sales_at(f"r{batch_id}-", today + dt.timedelta(minutes=batch_id), 2)), batch_id)
+    second = writer(spark, lake)
+    second(feed.batch(sales_at("s", today + dt.timedelta(minutes=5), 2)), 3)  # recovers 0-2 from the tags
+    second.sink.close()
+    running.sink.close()
+    # Rows written again (a retry after a commit that did reach the table) add nothing either.
+    again = MetricsSink(spark, paths.bronze_metrics, 3600)
+    for row in load(spark, paths.bronze_metrics).collect():
+        again.add(row.asDict())
+    assert again.flush() == 4
+    metrics = load(spark, paths.bronze_metrics)
+    assert sorted((r.batch_id, r["count"]) for r in metrics.groupBy("batch_id").count().collect()) == \
+        [(0, 1), (1, 1), (2, 1), (3, 1)]
+    assert metrics.agg(F.sum("input_rows")).first()[0] == 8

@@ -10,14 +10,16 @@ import sys
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.delta import checkpoint_entries
+from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
 from lakehouse.platform.paths import Paths
 from lakehouse.ingest.simulator import EXPECTED_REASON
 from tests.conftest import make_config, produce, write_config
@@ -55,7 +57,20 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
                "quantite": 1, "montant": 10, "client_nom": "Nouveau", "produit_nom": "X", "categorie": "Y",
                "pays": "France", "segment": "B2C", "code_promo": "NOEL24"}
     produce(kafka_bootstrap, topic, [("C9", json.dumps(evolved).encode())])
-    drain(spark, cfg)
+    # A second instance started on the same configuration while the stream runs: refused at once, in one
+    # line (issue #32: it used to skip a batch, add metrics rows twice and die ~37 s later in Java stack).
+    query = start_bronze_stream(spark, cfg, Paths.from_config(cfg))
+    try:
+        other_instance = subprocess.run(
+            [sys.executable, "spark_streaming_delta.py", "--config", str(write_config(tmp_path / "same.ini", cfg))],
+            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+        assert query.isActive
+        query.processAllAvailable()
+    finally:
+        stop_after_current_batch(query)
+    assert other_instance.returncode == EXIT_ALREADY_RUNNING
+    refusal = other_instance.stderr.strip().splitlines()
+    assert len(refusal) == 1 and f"(pid {os.getpid()} on host" in refusal[0]
 
     bronze, quarantine, metrics = tables(spark, Paths.from_config(cfg))
     in_topic = first["generated"] + second["generated"] + 1
@@ -73,6 +88,7 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
     assert actual_reasons == expected_reasons
     assert bronze.select("vente_id").distinct().count() == bronze.count()
     assert metrics.agg(F.sum("input_rows")).first()[0] == in_topic
+    assert metrics.groupBy("query_id", "batch_id").count().filter("count > 1").count() == 0
     row = bronze.filter("vente_id = 'evo-1'").first()
     assert json.loads(row.raw_json)["code_promo"] == "NOEL24" and row.segment == "B2C"
     # Lineage: every Kafka record is accounted for exactly once across the two tables + duplicates.
@@ -127,3 +143,48 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
     assert metrics.groupBy("query_id", "batch_id").count().filter("count > 1").count() == 0
     assert metrics.agg(F.sum("input_rows")).first()[0] == 2000
     assert metrics.count() == _committed_batches(paths)
+
+
+def _classic_run(kafka_bootstrap: str, topic: str, out: Path, count: int) -> list[dict]:
+    """The classic producer's replica, as its users run it, on a machine whose clock shows Paris time."""
+    result = subprocess.run([sys.executable, "tests/classic_producer.py", "--bootstrap-servers", kafka_bootstrap,
+                             "--topic", topic, "--count", str(count), "--interval", "0.05", "--out", str(out)],
+                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TZ": "Europe/Paris"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_classic_producer_lands_field_by_field_and_its_restart_is_kept_in_quarantine(
+        spark, kafka_bootstrap, topic, tmp_path) -> None:
+    # Issue #32: its naive local timestamps (datetime.now().isoformat()) were all quarantined as bad_timestamp.
+    cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
+                      streaming__naive_timezone="Europe/Paris")
+    paths = Paths.from_config(cfg)
+    runs = []
+    for run in range(2):  # the producer restarts (its ids start again at 1), and so does the stream
+        runs.append(_classic_run(kafka_bootstrap, topic, tmp_path / f"run{run}.jsonl", 8))
+        query = start_bronze_stream(spark, cfg, paths)
+        try:
+            query.processAllAvailable()
+        finally:
+            stop_after_current_batch(query)
+    bronze, quarantine, _ = tables(spark, paths)
+
+    from zoneinfo import ZoneInfo
+    expected = [(str(s["vente_id"]), str(s["client_id"]), str(s["produit_id"]),
+                 datetime.fromisoformat(s["timestamp"]).replace(tzinfo=ZoneInfo("Europe/Paris")).astimezone(timezone.utc),
+                 True, s["quantite"], Decimal(str(s["montant"])), s["client_nom"], s["produit_nom"], s["categorie"],
+                 s["pays"], {"Particulier": "B2C", "Entreprise": "B2B"}[s["segment"]], None, json.dumps(s))
+                for s in runs[0]]
+    actual = [(r.vente_id, r.client_id, r.produit_id, r.event_ts.replace(tzinfo=timezone.utc), r.timestamp_naif,
+               r.quantite, r.montant, r.client_nom, r.produit_nom, r.categorie, r.pays, r.segment, r.kafka_key,
+               r.raw_json)
+              for r in bronze.withColumn("event_ts", F.to_utc_timestamp("event_ts", spark.conf.get(
+                  "spark.sql.session.timeZone"))).orderBy(F.col("vente_id").cast("int")).collect()]
+    assert actual == expected
+    # The second run re-used ids 1-8 with other sales within the watermark delay: kept aside, not lost.
+    kept_at = {r.vente_id: (r.kafka_partition, r.kafka_offset) for r in bronze.collect()}
+    conflicts = sorted(((r.reason, (r.kept_partition, r.kept_offset), json.loads(r.raw_text))
+                        for r in quarantine.collect()), key=lambda c: c[2]["vente_id"])
+    assert conflicts == [("conflicting_id", kept_at[str(s["vente_id"])], s) for s in runs[1]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import configparser
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, parse_duration
+from lakehouse.platform.config import (PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, local_zone_name,
+                                      parse_duration)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -232,3 +234,49 @@ def test_the_producer_does_not_load_spark() -> None:
     imported = [line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")]
     assert "lakehouse.ingest.producer" in imported and "kafka" in imported
     assert [m for m in imported if m.split(".")[0] in ("pyspark", "py4j", "delta")] == []
+
+
+def test_naive_timezone_is_resolved_once_from_this_machine_or_given() -> None:
+    # Issue #32: "local" becomes this machine's zone name when the configuration is loaded.
+    assert load_config(env={"TZ": "Europe/Paris"}).streaming.naive_timezone == "Europe/Paris"
+    assert load_config(env={"TZ": ":America/New_York"}).streaming.naive_timezone == "America/New_York"
+    assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "reject"}).streaming.naive_timezone == "reject"
+    assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Asia/Tokyo"}).streaming.naive_timezone == "Asia/Tokyo"
+    found = load_config(env={"TZ": "Not/AZone"}).streaming.naive_timezone  # then /etc/timezone, /etc/localtime
+    assert found == (local_zone_name({}) or "UTC")
+    with pytest.raises(ConfigError, match=r"\[streaming\] naive_timezone = 'Mars/Olympus' is invalid: expected "
+                                          "local, reject, or a time zone id"):
+        load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Mars/Olympus"})
+
+
+# --- config files in other encodings (issue #32) ----------------------------------------------------------
+
+LATIN1_COMMENT = "[kafka]\n# Sujet des ventes (été)\ntopic = ventes_latin\n"
+
+
+def test_a_bom_is_accepted_and_other_encodings_are_one_clear_error(tmp_path) -> None:
+    bom = tmp_path / "bom.ini"
+    bom.write_bytes(b"\xef\xbb\xbf" + LATIN1_COMMENT.encode("utf-8"))
+    assert load_config(bom, env={}).kafka.topic == "ventes_latin"
+    latin1 = tmp_path / "latin1.ini"
+    latin1.write_bytes(LATIN1_COMMENT.encode("latin-1"))
+    with pytest.raises(ConfigError) as bad:
+        load_config(latin1, env={})
+    assert str(bad.value) == (f"{latin1}: is not UTF-8 text: byte 0xe9 on line 2 (Latin-1 or Windows-1252?); "
+                              "save it as UTF-8")
+    for encoding in ("utf-16", "utf-16-be"):
+        utf16 = tmp_path / f"{encoding}.ini"
+        text = ("\ufeff" if encoding.endswith("be") else "") + LATIN1_COMMENT  # "utf-16" writes its own BOM
+        utf16.write_bytes(text.encode(encoding))
+        with pytest.raises(ConfigError, match=rf"^{re.escape(str(utf16))}: is saved as UTF-16; save it as UTF-8"):
+            load_config(utf16, env={})
+
+
+def test_the_entry_point_says_it_in_one_line_with_exit_code_2(tmp_path) -> None:
+    latin1 = tmp_path / "latin1.ini"
+    latin1.write_bytes(LATIN1_COMMENT.encode("latin-1"))
+    done = subprocess.run([sys.executable, "producer_ventes.py", "--config", str(latin1), "--max", "--count", "1"],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [f"Configuration error: {latin1}: is not UTF-8 text: byte 0xe9 on line 2 "
+                                        "(Latin-1 or Windows-1252?); save it as UTF-8"]

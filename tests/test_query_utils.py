@@ -211,6 +211,15 @@ MENU_SESSION = [
     ("11\nSELECT java_method('java.lang.System', 'exit', 3)\n", [r"allowed: java_method\(\) calls Java methods\."]),
     ("11\nSELECT * FROM text.`/etc/passwd`\n", [r"Error: \[TABLE_OR_VIEW_NOT_FOUND\] The table or view `text`"]),
     ("11\nSELECT * FROM range(1000)\n", [r"\n\s*99\n\(first 100 rows shown: \[query\] sql_max_rows\)"]),
+    # Values too large (issue #32): one clear line each, what and the limit; no Spark ERROR line, no Java name.
+    ("11\nSELECT repeat(client_nom, 2e9) FROM clients\n",
+     [r"SQL> The statement builds a value too large for Spark \(integer overflow\): an array or a string holds at "
+      r"most 2,147,483,632 elements or bytes\. Build smaller ones \(sequence, repeat\.\.\.\)\.\n\n=== Sales"]),
+    ("11\nSELECT explode(sequence(1, 100000000))\n",
+     [r"SQL> The statement builds values too large for the memory of this session \(at most [\d,]+ MB, \[spark\] "
+      r"driver_memory\): it ran out of memory\. Build smaller arrays or strings \(sequence, repeat, explode\.\.\.\), "
+      r"or filter before building them\.\n\n=== Sales"]),
+    ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),  # the session still answers
     ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 11, or q to quit\."]),
     ("2\nmany\n", [r"Not a number from 1 to 1000: 'many'\."]),
 ]
@@ -227,6 +236,7 @@ def test_menu_through_stdin(lake_paths, tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     # Errors are told in one line on stdout: no JVM stack trace, no Python traceback on the terminal.
     assert "\tat org.apache" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert not re.search(r"^\d\d/\d\d/\d\d \S+ ERROR |^java\.", done.stderr, re.M), done.stderr[-3000:]
     assert [p.name for p in victim.iterdir()] == ["keep.txt"]
     # Each answer comes between two menus: split the output on the prompt.
     answers = done.stdout.split("Choice: ")[1:]
@@ -244,3 +254,41 @@ def test_menu_leaves_at_end_of_input(spark, lake_paths) -> None:
     Menu(Lakehouse(spark, lake_paths), Console(io.StringIO("4\n"), out)).run()
     answers = out.getvalue().split("Choice: ")
     assert len(answers) == 3 and "Revenue by country" in answers[1] and answers[2] == "\n"
+
+
+# --- text from the data (issue #32) ------------------------------------------------------------------------
+
+HOSTILE_NAMES = ["<img src=x onerror=alert(1)>", "<script>alert(1)</script>", "[click](javascript:alert(1))",
+                 "**bold** _it_", "# H1 $x$", "a | b\r\nc", "Alice\u202eecilA", "Ali\u200bce"]
+ESC_RECORD = b"\x1b]0;TITLE\x07\x1b[2J\x1b[31m"
+
+
+def test_names_and_raw_records_from_the_data_stay_text_in_the_report_and_the_menu(spark, tmp_path) -> None:
+    paths = Paths.from_config(make_config(tmp_path / "data"))
+    spark.createDataFrame([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C", "Lampe",
+                            False) for i, name in enumerate(HOSTILE_NAMES)], BRONZE) \
+        .write.format("delta").partitionBy("jour").save(str(paths.bronze))
+    at = dt.datetime(2026, 11, 26, 10, 0)
+    spark.createDataFrame([("not_json", ["not_json"], ESC_RECORD, ESC_RECORD.decode(), 0, 1, at)], QUARANTINE) \
+        .write.format("delta").save(str(paths.quarantine))
+    spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    run_silver(spark, RULES, paths)
+    lake = Lakehouse(spark, paths)
+
+    report = build_report(lake, dt.datetime(2026, 11, 26, 12, 0), top=20)
+    text = report.text()
+    assert "\x1b" not in text and "\u202e" not in text and "\u200b" not in text and "\r" not in text
+    assert "\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31m" in text and "Alice<U+202E>ecilA" in text
+    markdown = write_report_files(report, tmp_path / "out").read_text(encoding="utf-8")
+    for raw in ("<img", "<script", "](javascript", "**bold**", "_it_", "# H1", "$x$", "\x1b", "\u202e", "\r"):
+        assert not re.search(r"(?<!\\)" + re.escape(raw), markdown), raw  # none left unescaped
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in markdown and "a \\| b\\\\r\\\\nc" in markdown
+    top = [line for line in markdown.split("\n") if line.startswith("| H5 |")]  # the one with a pipe and CR LF
+    columns = report.section("Top clients (20)").columns
+    assert len(top) == 1 and len(re.split(r"(?<!\\)\|", top[0])) == len(columns) + 2  # each value in its cell
+
+    out = io.StringIO()
+    Menu(lake, Console(io.StringIO("7\n2\n20\n"), out)).run()
+    shown = out.getvalue()
+    assert "\x1b" not in shown and "\u202e" not in shown and "\r" not in shown
+    assert "\\x1b]0;TITLE\\x07\\x1b[2J\\x1b[31m" in shown and "Ali<U+200B>ce" in shown

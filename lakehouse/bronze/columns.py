@@ -18,7 +18,7 @@ SALE_CONTENT = ["vente_id", "client_id", "produit_id", "event_ts", "quantite", "
 BRONZE_COLUMNS = [
     "vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant", "prix_unitaire",
     "client_nom", "produit_nom", "categorie", "pays", "ville", "segment", "canal", "devise",
-    "contract_version", "is_late", "raw_json", *LINEAGE, *BATCH,
+    "contract_version", "is_late", "timestamp_naif", "raw_json", *LINEAGE, *BATCH,
 ]
 QUARANTINE_COLUMNS = ["reason", "reasons", "raw_value", "raw_text", *LINEAGE, *KEPT, *BATCH]
 DUPLICATES_COLUMNS = ["vente_id", "raw_value", *LINEAGE, *KEPT, *BATCH]

@@ -17,8 +17,9 @@ from pyspark.sql import functions as F
 from lakehouse.bronze.columns import LINEAGE, MONEY
 from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, ESCAPE_MARK, ESCAPED_BACKSLASH,
                                        ESCAPED_QUOTE, FIELDS, FLAT_OBJECT, LONG_NUMBER, MAX_ID_CHARS, MAX_TEXT_CHARS,
-                                       NESTED_OBJECT, SCALAR, SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK,
-                                       STRING_TOKEN, TIMESTAMP, ContractLimits, Field, java_pattern)
+                                       NAIVE_TIMESTAMP, NESTED_OBJECT, SCALAR, SEGMENT_ALIASES, STARTS_ARRAY,
+                                       STARTS_OBJECT, STRING_MARK, STRING_TOKEN, TIMESTAMP, ContractLimits, Field,
+                                       java_pattern)
 from lakehouse.platform.codegen import per_batch_long
 
 _INT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
@@ -91,9 +92,16 @@ class _FieldValues:
         raise ValueError(f"unknown field kind {kind!r}")
 
 
-def event_time(text: Column) -> Column:
-    """A contract timestamp as TIMESTAMP (null when the text is not one)."""
-    return F.when(text.rlike(java_pattern(TIMESTAMP)), F.try_to_timestamp(text))
+def event_time(text: Column, naive_zone: str | None = None) -> Column:
+    """A contract timestamp as TIMESTAMP (null when the text is not one). With ``naive_zone``, a date-time
+    without offset is that zone's wall-clock time, as ``contract.timestamp_micros``: read as if it were UTC,
+    then moved by the zone's offset at that time (``to_utc_timestamp``, whatever the session's zone)."""
+    aware = F.when(text.rlike(java_pattern(TIMESTAMP)), F.try_to_timestamp(text))
+    if naive_zone is None:
+        return aware
+    as_if_utc = F.try_to_timestamp(F.concat(text, F.lit("Z")))
+    return F.coalesce(aware, F.when(text.rlike(java_pattern(NAIVE_TIMESTAMP)),
+                                    F.to_utc_timestamp(as_if_utc, F.lit(naive_zone))))
 
 
 def _value_reason(f: Field, x: _FieldValues, limits: ContractLimits, event_us: Column) -> Column:
@@ -169,7 +177,7 @@ def check_contract(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
     df = df.select("*", *[x.variant(v) for x in fields.values()])
     df = df.select(*[c for c in df.columns if not c.endswith("_variant")],
                    *[c for x in fields.values() for c in x.derived()])
-    df = df.select("*", event_time(fields["timestamp"].value).alias("_event_ts"))
+    df = df.select("*", event_time(fields["timestamp"].value, limits.naive_zone).alias("_event_ts"))
     event_us = F.unix_micros("_event_ts")
     field_checks = []
     for f in FIELDS:
@@ -189,6 +197,8 @@ def check_contract(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
         F.size(F.array_compact(F.array(*field_checks[:_TIMESTAMP_SLOT]))).alias("_time_at"),
         text["vente_id"].alias("vente_id"), text["client_id"].alias("client_id"),
         text["produit_id"].alias("produit_id"), F.col("_event_ts").alias("event_ts"),
+        # Whether the event time was written without offset (and read in [streaming] naive_timezone).
+        text["timestamp"].rlike(java_pattern(NAIVE_TIMESTAMP)).alias("timestamp_naif"),
         F.to_date("_event_ts").alias("jour"),
         fields["quantite"].value.try_cast("int").alias("quantite"),
         fields["montant"].value.alias("montant"), fields["prix_unitaire"].value.alias("prix_unitaire"),

@@ -6,6 +6,12 @@ stops (an interval of 0 writes each batch's row with the batch, as one more comm
 figure: the next start finds the batches missing from the table in the commits' tags and appends them
 first. (A batch with no record at all, only Kafka transaction markers, has no commit to carry its row:
 that row is the one thing a crash before the next append can lose.)
+
+The append is idempotent: a MERGE that inserts only the (query id, batch id) the table does not hold. So
+a batch's row is in the table once whatever happens: a restart recovering rows the stopped run had
+flushed after all, or two processes that both write them (a second instance started by mistake, on a
+lake where the job lock cannot see it). Two such MERGEs at once conflict in Delta: the loser keeps its
+rows and tries again at the next interval, when they are no longer new.
 """
 
 from __future__ import annotations
@@ -14,12 +20,26 @@ import logging
 import threading
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.bronze.columns import METRICS_SCHEMA
-from lakehouse.platform.delta import append_delta
+from lakehouse.platform.delta import append_delta, delta_table_exists
 
 log = logging.getLogger(__name__)
+
+
+def insert_new_metrics(rows_df: DataFrame, path: Path) -> None:
+    """Add to the metrics table the rows whose (query id, batch id) it does not hold yet (creating it on
+    first use)."""
+    from delta.tables import DeltaTable
+
+    rows_df = rows_df.dropDuplicates(["query_id", "batch_id"])
+    if not delta_table_exists(path):
+        append_delta(rows_df, path)
+        return
+    (DeltaTable.forPath(rows_df.sparkSession, str(path)).alias("t")
+     .merge(rows_df.alias("s"), "t.query_id = s.query_id AND t.batch_id = s.batch_id")
+     .whenNotMatchedInsertAll().withSchemaEvolution().execute())
 
 
 class MetricsSink:
@@ -53,7 +73,7 @@ class MetricsSink:
                 rows = list(self._rows)
             if not rows:
                 return 0
-            append_delta(self.spark.createDataFrame(rows, METRICS_SCHEMA), self.path)
+            insert_new_metrics(self.spark.createDataFrame(rows, METRICS_SCHEMA), self.path)
             with self._lock:
                 del self._rows[:len(rows)]
             return len(rows)

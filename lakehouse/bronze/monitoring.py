@@ -71,8 +71,8 @@ class BronzeProgressLogger(StreamingQueryListener):
 
     def onQueryTerminated(self, event) -> None:  # noqa: N802
         self.terminated.set()
-        if event.exception:
-            log.error("Bronze stream failed: %s", event.exception.splitlines()[0])
+        if event.exception:  # the entry point says why in one line; Spark's words are in the log file
+            log.debug("Bronze stream failed: %s", event.exception.splitlines()[0])
 
 
 # Listeners registered by start_bronze_stream, so that an entry point can remove them before it exits.

@@ -16,6 +16,7 @@ from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.monitoring import BronzeProgressLogger, register_progress_logger
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
+from lakehouse.platform import job_lock
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
 from lakehouse.platform.kafka_security import KafkaSecurity, explain_java_error, spark_source_options
@@ -67,8 +68,8 @@ class BronzeQuery:
     """The running Bronze query (a ``StreamingQuery``), which writes the batches' last figures to the
     metrics table once it has stopped, whether by ``stop()`` or by ending (``awaitTermination``)."""
 
-    def __init__(self, query: StreamingQuery, sink: MetricsSink):
-        self._query, self._sink = query, sink
+    def __init__(self, query: StreamingQuery, sink: MetricsSink, lock_file: Path | None = None):
+        self._query, self._sink, self._lock_file = query, sink, lock_file
 
     def __getattr__(self, name: str):
         return getattr(self._query, name)
@@ -79,6 +80,10 @@ class BronzeQuery:
         except Exception as e:  # noqa: BLE001 - the stream's own outcome matters more; the next start recovers
             log.warning("Bronze metrics of the last batches not written (%s); the next start writes them",
                         str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        finally:
+            if self._lock_file is not None:
+                job_lock.release(self._lock_file)
+                self._lock_file = None
 
     def awaitTermination(self, timeout: float | None = None):  # noqa: N802 (Spark's API name)
         try:
@@ -124,8 +129,20 @@ def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> N
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
                         checkpoint: Path | None = None) -> BronzeQuery:
     """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
-    the tables do not match)."""
+    the tables do not match, ``JobAlreadyRunning`` if another process streams into this checkpoint). The
+    query holds the checkpoint's lock until it has stopped."""
     checkpoint = checkpoint or paths.bronze_checkpoint
+    # The entry point took it before Spark started (this shares it); other callers take it here.
+    lock_file = job_lock.acquire("The Bronze stream", paths, checkpoint)
+    try:
+        return _start(spark, cfg, paths, available_now, checkpoint, lock_file)
+    except BaseException:
+        job_lock.release(lock_file)
+        raise
+
+
+def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, checkpoint: Path,
+           lock_file: Path) -> BronzeQuery:
     check_bronze_state(spark, paths, checkpoint)
     # Tables this session creates (Bronze, quarantine, duplicates, metrics) get a log checkpoint every 100 commits
     # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
@@ -153,7 +170,7 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
               else stream.trigger(processingTime=cfg.streaming.trigger_interval.spark()))
     log.info("Streaming %s → %s (quarantine %s, checkpoint %s)", cfg.kafka.topic, paths.bronze,
              paths.quarantine, checkpoint)
-    return BronzeQuery(stream.start(), sink)
+    return BronzeQuery(stream.start(), sink, lock_file)
 
 
 def stream_failure_message(error: str, servers: str, checkpoint: Path, broker_up: bool,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 CONTRACT_VERSION = 1
 
@@ -85,13 +86,16 @@ class ContractLimits:
     max_quantite: int = 100_000
     max_future_skew_us: int = 5 * 60 * 1_000_000
     max_event_age_us: int = 365 * 86400 * 1_000_000
+    # The IANA zone a timestamp without offset is read in, or None to refuse it (bad_timestamp).
+    naive_zone: str | None = None
 
     @classmethod
     def from_config(cls, cfg: Any) -> "ContractLimits":
         s = cfg.streaming
         return cls(max_event_bytes=s.max_event_bytes, max_quantite=s.max_quantite,
                    max_future_skew_us=int(s.max_future_skew.seconds * 1_000_000),
-                   max_event_age_us=int(s.max_event_age.seconds * 1_000_000))
+                   max_event_age_us=int(s.max_event_age.seconds * 1_000_000),
+                   naive_zone=None if s.naive_timezone == NAIVE_REJECT else s.naive_timezone)
 
 
 # --- the patterns both engines use -------------------------------------------------------------------
@@ -117,9 +121,18 @@ STARTS_ARRAY = "^" + WS + r"*\["
 JSON_NUMBER = r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
 SCALAR = "^" + WS + "*(?:" + STRING_MARK + "|" + JSON_NUMBER + "|true|false|null)" + WS + "*" + END
 # Field values.
-CONTROL_CHAR = "[\x00-\x1f\x7f-\x9f]"
-TIMESTAMP = ("^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
-             "(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)" + END)
+# Control characters, and the bidirectional controls (Unicode category Cf) that reorder how a line is
+# displayed: a name holding U+202E shows reversed and moves what follows it on a terminal line. Other format
+# characters (zero-width U+200B-U+200D, U+2060, U+FEFF, the soft hyphen) are kept and shown visibly by the
+# readers (lakehouse.serve.safe_text).
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+CONTROL_CHAR = "[\x00-\x1f\x7f-\x9f" + BIDI_CONTROLS + "]"
+LOCAL_DATE_TIME = "^(?!0000)[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,6})?"
+TIMESTAMP = LOCAL_DATE_TIME + "(?:Z|[+-](?:0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)" + END
+# The same without an offset (what Python's datetime.now().isoformat() writes): accepted only with
+# [streaming] naive_timezone, read in that zone.
+NAIVE_TIMESTAMP = LOCAL_DATE_TIME + END
+NAIVE_REJECT = "reject"
 
 
 def python_pattern(pattern: str) -> re.Pattern:
@@ -130,9 +143,10 @@ def java_pattern(pattern: str) -> str:
     return pattern.replace(END, r"\z")
 
 
-_LONG_NUMBER, _FLAT, _NESTED, _CLOSED, _STARTS_OBJECT, _STARTS_ARRAY, _SCALAR, _STRING, _CONTROL, _TIMESTAMP = (
-    python_pattern(p) for p in (LONG_NUMBER, FLAT_OBJECT, NESTED_OBJECT, CLOSED_OBJECT, STARTS_OBJECT,
-                                STARTS_ARRAY, SCALAR, STRING_TOKEN, CONTROL_CHAR, TIMESTAMP))
+(_LONG_NUMBER, _FLAT, _NESTED, _CLOSED, _STARTS_OBJECT, _STARTS_ARRAY, _SCALAR, _STRING, _CONTROL, _TIMESTAMP,
+ _NAIVE_TIMESTAMP) = (python_pattern(p) for p in (LONG_NUMBER, FLAT_OBJECT, NESTED_OBJECT, CLOSED_OBJECT,
+                                                  STARTS_OBJECT, STARTS_ARRAY, SCALAR, STRING_TOKEN, CONTROL_CHAR,
+                                                  TIMESTAMP, NAIVE_TIMESTAMP))
 
 
 def blank(text: str) -> str:
@@ -252,9 +266,20 @@ def _record_reason(value: bytes | None, max_bytes: int) -> tuple[str | None, dic
     return "not_object", None
 
 
-def timestamp_micros(text: str) -> int | None:
+def is_naive_timestamp(text: str) -> bool:
+    """Whether ``text`` is a contract date-time without its offset (read in ``naive_zone`` when allowed)."""
+    return bool(_NAIVE_TIMESTAMP.search(text))
+
+
+def timestamp_micros(text: str, naive_zone: str | None = None) -> int | None:
     """Microseconds since the epoch of a contract timestamp, None when it is not one (any year 1-9999,
-    computed without leaving the calendar even when the offset moves it past year 1 or 9999)."""
+    computed without leaving the calendar even when the offset moves it past year 1 or 9999).
+
+    With ``naive_zone`` (an IANA zone), a date-time without offset is read as that zone's wall-clock time;
+    a time the clocks skip (spring forward) or show twice (fall back) takes the offset in force just before
+    the change, as Java's ``LocalDateTime.atZone`` does for Spark."""
+    if naive_zone is not None and _NAIVE_TIMESTAMP.search(text):
+        return _naive_micros(text, naive_zone)
     if not _TIMESTAMP.search(text):
         return None
     try:
@@ -275,6 +300,18 @@ def timestamp_micros(text: str) -> int | None:
 
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+def _naive_micros(text: str, zone: str) -> int | None:
+    try:
+        wall = datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                        int(text[17:19]), int(text[20:].ljust(6, "0")) if len(text) > 19 else 0)
+    except ValueError:
+        return None
+    offset = ZoneInfo(zone).utcoffset(wall)  # fold=0: the offset in force before a change of the clocks
+    days = wall.date().toordinal() - _EPOCH_ORDINAL
+    seconds = wall.hour * 3600 + wall.minute * 60 + wall.second
+    return (days * 86400 + seconds) * 1_000_000 + wall.microsecond - (offset.days * 86400 + offset.seconds) * 1_000_000
 
 
 def _kind_ok(kind: str, value: Any) -> bool:
@@ -311,7 +348,7 @@ def _value_reason(f: Field, value: Any, limits: ContractLimits, reference_us: in
         if value not in SEGMENT_ALIASES:
             return "unknown_segment"
     elif f.kind == "timestamp":
-        event_us = timestamp_micros(value)
+        event_us = timestamp_micros(value, limits.naive_zone)
         if event_us is None:
             return "bad_timestamp"
         if event_us > reference_us + limits.max_future_skew_us:

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import TextIO
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
                                     kafka_security_overrides, security_flag_args, setup_logging)
 from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
+from lakehouse.platform.job_lock import JobAlreadyRunning, job_lock, upkeep_folder
 from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, running_pid
 from lakehouse.platform.kafka_local import start as start_broker
 from lakehouse.platform.kafka_local import stop as stop_broker
@@ -42,6 +44,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
+from lakehouse.serve.safe_text import for_terminal
 from lakehouse.serve.web_server import port_problem, url
 
 log = logging.getLogger("lakehouse.ops.demo")
@@ -105,7 +108,8 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def tail(path: Path, lines: int = 15) -> str:
     try:
-        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
+        return "\n".join(for_terminal(line) for line in
+                         path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
@@ -155,7 +159,8 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
              *([web_note] if web_note else []),
              f"Logs: {logs_dir}/{{{','.join(p.name for p in parts)}}}.log",
              ""]
-    lines.append(silver_text.rstrip() if silver_text else
+    # The dashboard file holds names from the data: shown through safe_text, whoever wrote it.
+    lines.append("\n".join(for_terminal(line) for line in silver_text.rstrip().split("\n")) if silver_text else
                  f"Silver: waiting for its first run (Spark starts, then a run every {silver_interval:g} s)...")
     return "\n".join(lines)
 
@@ -164,9 +169,14 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
 
 def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
                security: KafkaSecurity | None = None, replication_factor: int = 1) -> None:
-    """--fresh: delete the tables, checkpoints and status files, and empty the topic."""
-    for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
-        remove_tree(path)
+    """--fresh: delete the tables, checkpoints and status files, and empty the topic; ``JobAlreadyRunning``,
+    before anything is deleted, while a job runs on this data (its checkpoint would go under it)."""
+    with ExitStack() as locks:
+        for job, folder in (("The Bronze stream", paths.bronze_checkpoint), ("The Silver job", paths.silver_checkpoint),
+                            ("Upkeep", upkeep_folder(paths))):
+            locks.enter_context(job_lock(job, paths, folder))
+        for path in (paths.delta_dir, paths.checkpoints_dir, paths.status_dir):
+            remove_tree(path)
     reset_topic(servers, topic, partitions, security=security or KafkaSecurity(),
                 replication_factor=replication_factor)
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
@@ -283,7 +293,7 @@ class Demo:
     def run(self) -> int:
         try:
             broker_note = self.setup()
-        except (BrokerError, TopicError) as e:
+        except (BrokerError, TopicError, JobAlreadyRunning) as e:
             log.error("%s", e)
             if self.owns_broker:
                 stop_broker(self.broker)

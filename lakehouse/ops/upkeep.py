@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection
+from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -43,6 +44,7 @@ from pyspark.sql import functions as F
 from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.job_lock import lock_or_exit, upkeep_folder
 from lakehouse.platform.lake import LakePath, on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES
@@ -254,6 +256,18 @@ def main(argv: list[str] | None = None) -> int:
                   "tables every [analytics] upkeep_interval, because a second writing process could lose a "
                   "commit. Run this only while both are stopped, with --pipeline-stopped.", paths.lake_dir)
         return 2
+    with ExitStack() as locks:
+        locks.enter_context(lock_or_exit("Upkeep", paths, upkeep_folder(paths), log))
+        if on_object_storage(cfg):
+            # --pipeline-stopped is checked where it can be: the two jobs must not run on this machine, and
+            # cannot start here while upkeep writes their tables (another machine is not seen: README).
+            locks.enter_context(lock_or_exit("The Bronze stream", paths, paths.bronze_checkpoint, log))
+            locks.enter_context(lock_or_exit("The Silver job", paths, paths.silver_checkpoint, log))
+        return run(args, cfg, paths)
+
+
+def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
+    """Start Spark and run the steps (the lock is held); the exit code."""
     if not tables(paths):
         log.error("No Delta table under %s yet: run spark_streaming_delta.py first", paths.delta_dir)
         return 1

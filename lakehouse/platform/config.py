@@ -231,6 +231,39 @@ def _check_timezone(value: str) -> None:
         raise ValueError("expected a time zone id such as UTC or Europe/Paris, or an offset such as "
                          "+01:00") from e
 
+def _check_naive_timezone(value: str) -> None:
+    if value in ("local", "reject"):
+        return
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError("expected local, reject, or a time zone id such as Europe/Paris or UTC") from e
+
+
+def local_zone_name(env: Mapping[str, str] | None = None) -> str | None:
+    """This machine's IANA time zone name ($TZ, /etc/timezone, or where /etc/localtime links), or None
+    when none of them names a zone Python knows."""
+    env = os.environ if env is None else env
+    candidates = [env.get("TZ", "").lstrip(":")]
+    try:
+        candidates.append(Path("/etc/timezone").read_text(encoding="utf-8").strip())
+    except OSError:
+        pass
+    try:
+        target = os.readlink("/etc/localtime")
+        candidates.append(target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else "")
+    except OSError:
+        pass
+    for name in candidates:
+        if name and not name.startswith("/"):
+            try:
+                zoneinfo.ZoneInfo(name)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                continue
+            return name
+    return None
+
+
 SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "kafka": {
         "bootstrap_servers": Option(str, "localhost:9092", "host:port[,host:port...] of the Kafka brokers",
@@ -352,6 +385,10 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                   "Kafka timestamp; further is quarantined (future_event)", min=0, max=7 * 86400),
         "max_event_age": Option(Duration, "365 days", "how far a sale's event time may be behind its Kafka "
                                 "timestamp; further is quarantined (stale_event)", min=60, max=100 * 365 * 86400),
+        "naive_timezone": Option(str, "local", "how a sale's timestamp without offset (2024-12-12T10:15:25) is "
+                                 "read: local (this machine's time zone, found when the configuration is "
+                                 "loaded; UTC if it cannot be found), a time zone id such as Europe/Paris, or "
+                                 "reject (quarantined as bad_timestamp)", check=_check_naive_timezone),
         "broker_timeout": Option(Duration, "30 seconds", "how long the stream waits for an unreachable "
                                  "Kafka broker before it stops with an error", min=1, max=3600),
     },
@@ -485,6 +522,23 @@ def _env_only_error(section: str, key: str, where: str) -> ConfigError:
                        f"{env_var_name(section, key)} instead")
 
 
+def read_config_text(path: Path) -> str:
+    """The configuration file's text: UTF-8, with or without a byte order mark; ``ConfigError`` in one line
+    naming the file and the problem for anything else (a Latin-1 byte, UTF-16, an unreadable file)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from e
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path}: is saved as UTF-16; save it as UTF-8 (most editors: 'Save with encoding')")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: is not UTF-8 text: byte 0x{data[e.start]:02x} on line {line} (Latin-1 or "
+                          "Windows-1252?); save it as UTF-8") from e
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -508,7 +562,7 @@ def load_config(
         source = config_path.resolve()
         parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=("#", ";"))
         try:
-            parser.read(config_path, encoding="utf-8")
+            parser.read_string(read_config_text(config_path), source=str(config_path))
         except configparser.Error as e:
             raise ConfigError(f"{config_path}: cannot be parsed: {e}") from e
         for section in parser.sections():
@@ -543,10 +597,10 @@ def load_config(
             raise _env_only_error(section, key, "command line")
         raw[section][key] = (str(value), "command line")
 
-    sections = {
-        s: Section(s, {k: _check(s, k, text, origin) for k, (text, origin) in keys.items()})
-        for s, keys in raw.items()
-    }
+    values = {s: {k: _check(s, k, text, origin) for k, (text, origin) in keys.items()} for s, keys in raw.items()}
+    if values["streaming"]["naive_timezone"] == "local":  # resolved once, here: every reader sees one zone
+        values["streaming"]["naive_timezone"] = local_zone_name(env) or "UTC"
+    sections = {s: Section(s, keys) for s, keys in values.items()}
     for key in ("data_dir", "cache_dir"):
         text, origin = raw["paths"][key]
         folder = _resolve_path(text, source.parent if source is not None else PROJECT_DIR)

@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from pathlib import Path
 
 from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
@@ -145,6 +146,7 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). With spark-submit, pass: "
             f"{' '.join(spark_submit_options(cfg))}") from e
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
+    route_jvm_logs(spark, jvm_log_file(paths, app_name))
     quiet_query_context_loggers(cfg.monitoring.log_level)
     check_jars(spark, cfg)
     if on_cluster:
@@ -190,6 +192,42 @@ class ExecutorWatchdog(threading.Thread):
                     jvm.kill()
                 self.exit(EXIT_NO_EXECUTOR)
                 return
+
+
+JVM_LOG_APPENDER = "lakehouse-spark-log"
+
+
+def jvm_log_file(paths: Paths, app_name: str) -> Path:
+    """Where a job's Spark log lines go (``data/logs/spark-<app>.log``)."""
+    return paths.logs_dir / f"spark-{app_name}.log"
+
+
+def route_jvm_logs(spark: SparkSession, log_file: Path) -> None:
+    """Spark's own log lines (log4j2, at ``[spark] log_level``) go to ``log_file`` instead of the terminal.
+
+    The user reads the job's one clear line when something stops it; Spark's ERROR lines and their Java
+    stack traces (a failed streaming query: dozens to hundreds of lines; a task that failed in the SQL
+    console) are for the log file, which keeps every line. Every console appender is taken off every
+    logger; the file appender goes on the root logger."""
+    jvm = spark.sparkContext._jvm
+    core = jvm.org.apache.logging.log4j.core
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
+    config = context.getConfiguration()
+    if config.getAppender(JVM_LOG_APPENDER) is not None:  # a session built again in this process
+        config.removeAppender(JVM_LOG_APPENDER)
+    layout = (core.layout.PatternLayout.newBuilder().withPattern("%d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex")
+              .withConfiguration(config).build())
+    appender = (core.appender.FileAppender.newBuilder().setName(JVM_LOG_APPENDER)
+                .withFileName(str(log_file)).withAppend(True).setLayout(layout).setConfiguration(config).build())
+    appender.start()
+    config.addAppender(appender)
+    for logger in [config.getRootLogger(), *config.getLoggers().values()]:
+        for name, found in list(logger.getAppenders().items()):
+            if found.getClass().getSimpleName() == "ConsoleAppender":
+                logger.removeAppender(name)
+    config.getRootLogger().addAppender(appender, None, None)
+    context.updateLoggers()
 
 
 def quiet_query_context_loggers(level: str) -> None:

@@ -10,6 +10,7 @@ from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.safe_text import for_terminal
 from lakehouse.silver.tables import SILVER_TABLES, TIERS
 
 TOP_CLIENTS = 10
@@ -74,17 +75,17 @@ def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
            f"Average basket {euros((total_ca / nb_ventes).quantize(Decimal('0.01')) if nb_ventes else None)}",
            "", f"Top {TOP_CLIENTS} clients by revenue"]
     out += table(["#", "Client", "Country", "Segment", "Purchases", "Revenue", "Tier", "Loyal"],
-                 [[str(i), c["client_nom"], c["pays"], c["segment"], f"{c['nb_achats']:,}",
-                   euros(c["total_depense"]), c["segment_depense"], "yes" if c["est_client_fidele"] else "no"]
+                 [[str(i), for_terminal(c["client_nom"]), for_terminal(c["pays"]), for_terminal(c["segment"]),
+                   f"{c['nb_achats']:,}", euros(c["total_depense"]), c["segment_depense"], "yes" if c["est_client_fidele"] else "no"]
                   for i, c in enumerate(snap.clients[:TOP_CLIENTS], 1)], right={0, 4, 5})
     out += ["", "Revenue by country"]
     out += table(["Country", "Sales", "Revenue", "Share", "Clients"],
-                 [[p["pays"], f"{p['nb_ventes']:,}", euros(p["chiffre_affaires"]),
+                 [[for_terminal(p["pays"]), f"{p['nb_ventes']:,}", euros(p["chiffre_affaires"]),
                    share(p["chiffre_affaires"], total_ca), f"{p['nb_clients']:,}"] for p in snap.pays],
                  right={1, 2, 3, 4})
     out += ["", "B2B vs B2C"]
     out += table(["Segment", "Sales", "Revenue", "Share", "Clients", "Countries"],
-                 [[s["segment"], f"{s['nb_ventes']:,}", euros(s["chiffre_affaires"]),
+                 [[for_terminal(s["segment"]), f"{s['nb_ventes']:,}", euros(s["chiffre_affaires"]),
                    share(s["chiffre_affaires"], total_ca), f"{s['nb_clients']:,}", f"{s['nb_pays']:,}"]
                   for s in snap.segments], right={1, 2, 3, 4, 5})
     tiers = snap.counts.tiers

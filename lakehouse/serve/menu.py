@@ -14,6 +14,7 @@ from lakehouse.serve.queries import (CLIENT_COLUMNS, TABLES, Lakehouse, MissingT
                                      last_batches, quarantine_samples, quarantine_summary, recent_sales, segments,
                                      top_clients)
 from lakehouse.serve.report import Section
+from lakehouse.serve.safe_text import for_terminal
 
 ROWS_SHOWN = 20
 
@@ -30,7 +31,9 @@ class Console:
     stdout: TextIO
 
     def say(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
+        """Print ``text``; its lines never carry a control sequence (data text is made visible first, in the
+        tables; this is the last guard, for messages that quote the data)."""
+        self.stdout.write("\n".join(for_terminal(line) for line in text.split("\n")) + "\n")
         self.stdout.flush()
 
     def ask(self, prompt: str) -> str:

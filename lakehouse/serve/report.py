@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 
 from lakehouse.serve.dashboard import table
 from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.safe_text import for_markdown, for_terminal, visible
 from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, duplicates_samples,
                                      duplicates_summary, last_batches, quarantine_samples, quarantine_summary,
                                      segments, top_clients)
@@ -45,7 +46,17 @@ def format_value(column: str, value: object) -> str:
         return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
-    return str(value).replace("\n", " ")
+    return str(value)  # shown through safe_text by the caller (line breaks included)
+
+
+class Figure(str):
+    """Text this module wrote itself from numbers (``1,234.50 €``, ``2 (50.0 %)``), not from the data."""
+
+
+def _is_data_text(value: object) -> bool:
+    """Whether a cell's value is text that may come from the data (names, raw records, reasons): shown only
+    through ``safe_text``. Numbers, times, yes/no and ``Figure`` are formatted here and carry nothing else."""
+    return isinstance(value, (str, bytes, bytearray, dict, list, tuple)) and not isinstance(value, Figure)
 
 
 def _is_number(value: object) -> bool:
@@ -67,8 +78,10 @@ class Section:
         rows = df.limit(limit).collect() if limit is not None else df.collect()
         return cls(title, df.columns, [list(r) for r in rows], **kwargs)
 
-    def cells(self) -> list[list[str]]:
-        return [[format_value(c, v) for c, v in zip(self.columns, row)] for row in self.rows]
+    def cells(self, escape=for_terminal) -> list[list[str]]:
+        """Each row's cells as text, data text passed through ``escape`` (terminal by default)."""
+        return [[escape(format_value(c, v)) if _is_data_text(v) else format_value(c, v)
+                 for c, v in zip(self.columns, row)] for row in self.rows]
 
     def right_aligned(self) -> set[int]:
         return {i for i in range(len(self.columns)) if any(_is_number(r[i]) for r in self.rows)}
@@ -84,10 +97,11 @@ class Section:
         out = [f"## {self.title}", ""]
         if self.rows:
             right = self.right_aligned()
-            escape = lambda s: s.replace("|", "\\|")  # noqa: E731
-            out += ["| " + " | ".join(self.columns) + " |",
+            out += ["| " + " | ".join(for_markdown(c) for c in self.columns) + " |",
                     "|" + "|".join("---:" if i in right else "---" for i in range(len(self.columns))) + "|"]
-            out += ["| " + " | ".join(escape(c) for c in row) + " |" for row in self.cells()]
+            # Every cell of data text is literal Markdown text, its line breaks and pipes included; the
+            # cells formatted here (numbers, times) carry no special character but "." and "-".
+            out += ["| " + " | ".join(row) + " |" for row in self.cells(for_markdown)]
         else:
             out.append(self.empty)
         if self.note:
@@ -130,12 +144,12 @@ def overview(clients: list[dict], pays: list[dict]) -> Section:
     n = len(clients)
     loyal = sum(1 for c in clients if c["est_client_fidele"])
     rows: list[list[object]] = [
-        ["Sales", sales], ["Revenue", euros(revenue)],
-        ["Average basket", euros((revenue / sales).quantize(Decimal("0.01")) if sales else None)],
-        ["Clients", n], ["Loyal clients", f"{loyal:,} ({share(loyal, n)})"]]
+        ["Sales", sales], ["Revenue", Figure(euros(revenue))],
+        ["Average basket", Figure(euros((revenue / sales).quantize(Decimal("0.01")) if sales else None))],
+        ["Clients", n], ["Loyal clients", Figure(f"{loyal:,} ({share(loyal, n)})")]]
     for tier in TIERS:
         k = sum(1 for c in clients if c["segment_depense"] == tier)
-        rows.append([f"{tier} clients", f"{k:,} ({share(k, n)})"])
+        rows.append([f"{tier} clients", Figure(f"{k:,} ({share(k, n)})")])
     return Section(OVERVIEW, ["figure", "value"], rows)
 
 
@@ -232,7 +246,7 @@ def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
     for title, filename in CHARTS.items():
         s = report.section(title)
         # Names are any text: an unescaped "$" pair would be parsed as maths (and fail on, say, "$\\x$").
-        labels = [format_value(s.columns[0], r[0]).replace("$", r"\$") for r in s.rows]
+        labels = [visible(format_value(s.columns[0], r[0])).replace("$", r"\$") for r in s.rows]
         values = [float(r[s.columns.index("chiffre_affaires")]) for r in s.rows]
         path = out_dir / filename
         revenue_chart(title, labels, values).savefig(path, format="png")

@@ -202,6 +202,42 @@ def _read_only_sql(spark: SparkSession, sql: str, views: set[str]) -> DataFrame:
     return spark.sql(sql)  # DESCRIBE, SHOW, EXPLAIN: they describe, and run now
 
 
+_TOO_LONG = ("integer overflow", "exceeds the array size limit", "Cannot grow BufferHolder",
+             "COLLECTION_SIZE_LIMIT_EXCEEDED", "Requested array size exceeds VM limit")
+
+
+def _java_chain(error: BaseException) -> list[tuple[str, str]]:
+    """(class name, message) of the JVM exception behind ``error`` and of each of its causes."""
+    java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
+    chain = []
+    while java is not None and len(chain) < 20:
+        try:
+            chain.append((str(java.getClass().getName()), str(java.getMessage() or "")))
+            java = java.getCause()
+        except Exception:  # noqa: BLE001 - a JVM object py4j cannot read: what was read is enough
+            break
+    return chain or [(type(error).__name__, str(error))]
+
+
+def too_large_message(spark: SparkSession, error: BaseException) -> str | None:
+    """One line saying what was too large and the limit, when a statement failed because a value it builds
+    (``sequence``, ``repeat``, ``explode``...) outgrew Spark's limits or the JVM's memory; None otherwise."""
+    chain = _java_chain(error)
+    if any("OutOfMemoryError" in name or "Java heap space" in message or "Boxed" in message
+           for name, message in chain):
+        heap_mb = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() // (1024 * 1024)
+        return (f"The statement builds values too large for the memory of this session (at most {heap_mb:,} "
+                "MB, [spark] driver_memory): it ran out of memory. Build smaller arrays or strings "
+                "(sequence, repeat, explode...), or filter before building them.")
+    for _name, message in chain:
+        found = next((m for m in _TOO_LONG if m in message), None)
+        if found is not None:
+            # 2,147,483,632: Spark's ByteArrayMethods.MAX_ROUNDED_ARRAY_LENGTH.
+            return (f"The statement builds a value too large for Spark ({found}): an array or a string holds at "
+                    "most 2,147,483,632 elements or bytes. Build smaller ones (sequence, repeat...).")
+    return None
+
+
 @dataclass(frozen=True)
 class SqlResult:
     columns: list[str]
@@ -233,6 +269,9 @@ def fetch(spark: SparkSession, df: DataFrame, max_rows: int, timeout_s: float) -
         if cancelled.is_set():
             raise QueryInputError(f"The statement ran longer than {timeout_s:g} s and was cancelled "
                                   "([query] sql_timeout).") from e
+        too_large = too_large_message(spark, e)
+        if too_large is not None:
+            raise QueryInputError(too_large) from e
         raise
     finally:
         timer.cancel()

@@ -24,6 +24,7 @@ from deltalake import DeltaTable
 
 from lakehouse.platform.lake import LakePath, ObjectPath
 from lakehouse.platform.paths import Paths
+from lakehouse.serve.safe_text import for_web
 from lakehouse.silver.tables import SILVER_TABLES, TIERS, tagged_batch
 
 log = logging.getLogger(__name__)
@@ -233,14 +234,20 @@ def headline(silver: Silver) -> Headline:
                     tiers={t: int(by_tier.get(t, 0)) for t in TIERS})
 
 
+def shown(rows: list[dict]) -> list[dict]:
+    """Rows for the page: text from the data through ``safe_text.for_web`` (format characters visible)."""
+    return [{k: for_web(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+
+
 def top_clients(silver: Silver, n: int = TOP_CLIENTS) -> list[dict]:
-    """The ``n`` clients with the largest total_depense (ties by client_id)."""
-    return silver.clients.sort_by([("total_depense", "descending"), ("client_id", "ascending")]) \
-        .slice(0, n).to_pylist()
+    """The ``n`` clients with the largest total_depense (ties by client_id), as the page shows them."""
+    return shown(silver.clients.sort_by([("total_depense", "descending"), ("client_id", "ascending")])
+                 .slice(0, n).to_pylist())
 
 
 def ordered(table: pa.Table, order: list[tuple[str, str]]) -> list[dict]:
-    return table.sort_by(order).to_pylist()
+    """The rows in ``order``, as the page shows them."""
+    return shown(table.sort_by(order).to_pylist())
 
 
 # --- the stream ---------------------------------------------------------------------------------------
@@ -346,7 +353,7 @@ SALE_COLUMNS = ["ingestion_ts", "event_ts", "vente_id", "client_nom", "pays", "s
 
 
 def latest_sales(paths: Paths, n: int = LATEST_SALES) -> list[dict]:
-    """The sales Bronze received last (from its newest files only)."""
-    return newest_rows(paths.bronze, SALE_COLUMNS,
-                       [("ingestion_ts", "descending"), ("kafka_partition", "ascending"),
-                        ("kafka_offset", "descending")], n).to_pylist()
+    """The sales Bronze received last (from its newest files only), as the page shows them."""
+    return shown(newest_rows(paths.bronze, SALE_COLUMNS,
+                             [("ingestion_ts", "descending"), ("kafka_partition", "ascending"),
+                              ("kafka_offset", "descending")], n).to_pylist())
