@@ -209,7 +209,8 @@ def test_every_setting_is_read_by_some_code() -> None:
     assert not dead, f"settings no code reads: {dead}"
 
 
-def test_silver_interval_is_the_demo_and_streaming_silver_default(tmp_path: Path) -> None:
+def test_the_demo_runs_silver_continuously_and_silver_interval_is_streaming_silver_default(tmp_path: Path
+                                                                                          ) -> None:
     import io
 
     import streaming_silver
@@ -219,8 +220,10 @@ def test_silver_interval_is_the_demo_and_streaming_silver_default(tmp_path: Path
     cfg = load_config(write(tmp_path, "[analytics]\nsilver_interval = 45 s\n"), env={})
     run = demo.Demo(cfg, demo.parse_args([]), io.StringIO())
     commands = demo.part_commands(None, 3.0, run.silver_interval, Paths.from_config(cfg))
-    assert commands["silver"][commands["silver"].index("--interval") + 1] == "45"
-    assert demo.Demo(cfg, demo.parse_args(["--silver-interval", "10"]), io.StringIO()).silver_interval == 10
+    assert "--continuous" in commands["silver"] and "--interval" not in commands["silver"]
+    periodic = demo.Demo(cfg, demo.parse_args(["--silver-interval", "10"]), io.StringIO())
+    commands = demo.part_commands(None, 3.0, periodic.silver_interval, Paths.from_config(cfg))
+    assert commands["silver"][commands["silver"].index("--interval") + 1] == "10"
     resolved = [streaming_silver.interval_seconds(streaming_silver.parse_args(a).interval, cfg)
                 for a in ([], ["--interval"], ["--interval", "10"])]
     assert resolved == [None, 45, 10]

@@ -120,7 +120,6 @@ def test_upkeep_of_an_object_storage_lake_refuses_while_its_stream_runs_here(tmp
     # --pipeline-stopped is the user's word; on this machine the Bronze stream's lock says otherwise.
     cfg = make_config(tmp_path / "data", env=S3_ENV, paths__lake="s3a://ventes/lake")
     config = write_config(tmp_path / "config.ini", cfg, paths={"lake": "s3a://ventes/lake"})
-    paths = Paths.from_config(cfg)
     holder = hold("--config", config, "bronze_checkpoint", env=S3_ENV)
     try:
         result = subprocess.run([sys.executable, "-m", "lakehouse.ops.upkeep", "--pipeline-stopped", "--config",

@@ -1,4 +1,4 @@
-"""The whole pipeline from one command: broker, producer, Bronze stream, periodic Silver, live view,
+"""The whole pipeline from one command: broker, producer, Bronze stream, continuous Silver, live view,
 and the web dashboard.
 
 Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--refresh SECONDS] [--fresh]
@@ -8,7 +8,7 @@ Usage: python -m lakehouse.ops.demo [--rate N] [--silver-interval SECONDS] [--re
 Each part runs as its own process, in a session of its own (Ctrl-C in the terminal reaches only this
 one), with its output in its own log under data/logs/. Ctrl-C or SIGTERM stops them in order: the
 producer (it flushes what it sent), the Bronze stream after its current batch, Silver after its current
-run, the web dashboard, then the broker if this command started it. Started again, the parts resume
+batch, the web dashboard, then the broker if this command started it. Started again, the parts resume
 from their checkpoints on the same data; --fresh deletes the tables, the checkpoints and the topic's
 records first. The web dashboard is an extra: when its port is taken, or it stops, the pipeline goes on
 without it (the view says so).
@@ -149,7 +149,7 @@ def format_health(status: dict | None, rate: float | None) -> str:
 
 
 def render(parts: list[Part], broker_note: str, health: str, silver_text: str | None, logs_dir: Path,
-           started: float, silver_interval: float, web_note: str | None = None) -> str:
+           started: float, silver_interval: float | None, web_note: str | None = None) -> str:
     """The whole screen."""
     elapsed = timedelta(seconds=int(time.monotonic() - started))
     states = " · ".join(f"{p.name} {'running' if p.running else 'stopped'}" for p in parts)
@@ -161,7 +161,9 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
              ""]
     # The dashboard file holds names from the data: shown through safe_text, whoever wrote it.
     lines.append("\n".join(for_terminal(line) for line in silver_text.rstrip().split("\n")) if silver_text else
-                 f"Silver: waiting for its first run (Spark starts, then a run every {silver_interval:g} s)...")
+                 "Silver: waiting for its first batch (Spark starts, then " +
+                 ("a batch every few seconds" if silver_interval is None else f"a run every {silver_interval:g} s")
+                 + ")...")
     return "\n".join(lines)
 
 
@@ -182,10 +184,11 @@ def reset_data(paths: Paths, servers: str, topic: str, partitions: int,
     log.info("Fresh start: tables, checkpoints and topic %s emptied", topic)
 
 
-def part_commands(cfg_file: str | None, rate: float, silver_interval: float, paths: Paths,
+def part_commands(cfg_file: str | None, rate: float, silver_interval: float | None, paths: Paths,
                   security_args: list[str] | None = None) -> dict[str, list[str]]:
     """The parts' command lines; the Kafka clients get the security flags the demo was given (the
-    password reaches them through the environment they inherit, never through these lines)."""
+    password reaches them through the environment they inherit, never through these lines). Silver runs
+    continuously, or every ``silver_interval`` seconds when given."""
     config = ["--config", cfg_file] if cfg_file else []
     kafka = [*config, *(security_args or [])]
     py = sys.executable
@@ -193,7 +196,9 @@ def part_commands(cfg_file: str | None, rate: float, silver_interval: float, pat
         "producer": [py, "producer_ventes.py", "--rate", f"{rate:g}", "--summary-json",
                      str(paths.producer_summary), *kafka],
         "bronze": [py, "spark_streaming_delta.py", *kafka],
-        "silver": [py, "streaming_silver.py", "--interval", f"{silver_interval:g}", "--no-dashboard", *config],
+        "silver": [py, "streaming_silver.py",
+                   *(["--continuous"] if silver_interval is None else ["--interval", f"{silver_interval:g}"]),
+                   "--no-dashboard", *config],
         "dashboard": [py, "streamlit_dashboard.py", *config],
     }
 
@@ -215,7 +220,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=DEFAULT_RATE,
                         help=f"sales per second sent by the producer (default {DEFAULT_RATE:g})")
     parser.add_argument("--silver-interval", type=_seconds, default=None, metavar="SECONDS",
-                        help="seconds between two Silver runs (default [analytics] silver_interval)")
+                        help="run Silver every SECONDS seconds instead of continuously (default: one continuous "
+                             "Silver stream, a batch every [analytics] silver_trigger)")
     parser.add_argument("--refresh", type=float, default=None, metavar="SECONDS",
                         help="seconds between two refreshes of the view (default [monitoring] dashboard_refresh)")
     parser.add_argument("--fresh", action="store_true",
@@ -247,7 +253,7 @@ class Demo:
         self.owns_broker = False
         self.parts: list[Part] = []
         self.stop = threading.Event()
-        self.silver_interval = args.silver_interval or cfg.analytics.silver_interval.seconds
+        self.silver_interval = args.silver_interval  # None: Silver runs continuously
 
     def setup(self) -> str:
         """Broker and topic; returns how the broker was found, for the view."""
