@@ -3,6 +3,7 @@ with nothing lost, a second run resumes without reprocessing; --fresh empties ta
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
@@ -26,6 +27,7 @@ from lakehouse.platform.kafka_local import BrokerError, running_pid
 from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
+from lakehouse.silver.freshness import SilverStatusWriter, read_freshness
 from tests.conftest import free_port, make_config, produce, wait_for, write_config
 
 
@@ -84,6 +86,9 @@ def test_demo_runs_stops_cleanly_and_resumes(spark, kafka_bootstrap, topic, tmp_
     out = log.read_text()
     assert re.search(r"Stream: [\d.]+ events/s in · [\d,]+ sales into Bronze this run", out)
     assert re.search(r"Sales [1-9][\d,]*   Revenue [\d,]+\.\d\d €", out)
+    # Above Silver's figures, how old they are, read from Silver's status file at each refresh.
+    assert re.search(r"\nSilver interval: newest sale counted \d+ (s|min) ago, last batch committed \d+ s ago\n"
+                     "=== Sales lakehouse — Silver at ", out)
     for part in ("producer", "bronze", "silver", "dashboard"):
         assert (paths.logs_dir / f"{part}.log").stat().st_size > 0
 
@@ -152,7 +157,8 @@ def test_the_web_dashboard_is_an_extra_that_the_pipeline_survives(tmp_path) -> N
     note = demo.check_web(note)
     assert note.startswith("Web dashboard: stopped (exit 3") and demo.check_web(note) == note
     assert not demo.parts[0].essential
-    screen = render(demo.parts, "local", "Stream: ...", None, tmp_path, time.monotonic(), 30, note)
+    screen = render(demo.parts, "local", "Stream: ...", "Silver interval: ...", None, tmp_path, time.monotonic(), 30,
+                    note)
     assert "dashboard stopped" in screen and note in screen
 
 
@@ -170,6 +176,44 @@ def test_health_line() -> None:
     assert format_health(status, 3.04) == ("Stream: 3.0 events/s in · 1,234 sales into Bronze this run · "
                                            "last batch latency 1.5 s · quarantined 2 · duplicates 1 · Kafka lag 0")
     assert format_health(None, None).startswith("Stream: starting")
+
+
+def status_file(path: Path, now: dt.datetime, heartbeat_s: float, stopped: bool = False, error: str | None = None,
+                newest_sale_s: float = 0.0, last_batch_s: float = 0.0) -> Path:
+    """Silver's status file as its job writes it, its moments so many seconds before ``now``."""
+    writer = SilverStatusWriter(path, "continuous", 2.0)
+    moments = {"heartbeat_at": heartbeat_s, "newest_sale": newest_sale_s, "last_batch_at": last_batch_s}
+    writer.state.update({k: (now - dt.timedelta(seconds=v)).isoformat() for k, v in moments.items()})
+    writer.state.update(stopped_at=writer.state["heartbeat_at"] if stopped else None, error=error)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(writer.state), encoding="utf-8")
+    return path
+
+
+def test_the_view_says_how_old_silver_is_and_plainly_when_it_stopped(tmp_path) -> None:
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.timezone.utc)
+    parts = [Part(name, ["true"], tmp_path / f"{name}.log") for name in ("bronze", "producer", "silver")]
+    dashboard = "=== Sales lakehouse — Silver at 2026-03-02 11:55:00 ===\nSales 6   Revenue 1,080.10 €\n"
+    head = ["Sales lakehouse — live demo, running 0:00:00 (Ctrl-C stops everything cleanly)",
+            "Parts: broker local · bronze stopped · producer stopped · silver stopped",
+            "Stream: ...",
+            f"Logs: {tmp_path}/{{bronze,producer,silver}}.log",
+            ""]
+    # Stopped five minutes ago: said above the last figures it left, which are not current.
+    stopped = read_freshness(status_file(tmp_path / "silver.json", now, 300, True, None, 330, 300), now)
+    screen = render(parts, "local", "Stream: ...", stopped.summary(now), dashboard, tmp_path, time.monotonic(), None)
+    assert screen.split("\n") == [
+        *head,
+        "SILVER IS NOT RUNNING (last seen 5 min ago): figures are not current; newest sale counted 6 min ago, "
+        "last batch committed 5 min ago",
+        "=== Sales lakehouse — Silver at 2026-03-02 11:55:00 ===", "Sales 6   Revenue 1,080.10 €"]
+    # Running; its last batch failed with a message that would clear the screen: shown, not obeyed.
+    running = read_freshness(status_file(tmp_path / "silver.json", now, 2, False, "boom\x1b[2J", 4, 3), now)
+    screen = render(parts, "local", "Stream: ...", running.summary(now), None, tmp_path, time.monotonic(), None)
+    assert screen.split("\n") == [
+        *head,
+        "Silver continuous: newest sale counted 4 s ago, last batch committed 3 s ago; last batch failed: boom\\x1b[2J",
+        "Silver: waiting for its first batch (Spark starts, then a batch every few seconds)..."]
 
 
 @pytest.mark.integration  # starts a process and waits past the old repeat

@@ -26,7 +26,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
@@ -46,6 +46,7 @@ from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
 from lakehouse.serve.safe_text import for_terminal
 from lakehouse.serve.web_server import port_problem, url
+from lakehouse.silver.freshness import read_freshness
 
 log = logging.getLogger("lakehouse.ops.demo")
 
@@ -148,9 +149,10 @@ def format_health(status: dict | None, rate: float | None) -> str:
             f"duplicates {status.get('duplicate_rows_total', 0):,} · Kafka lag {'—' if lag is None else lag}")
 
 
-def render(parts: list[Part], broker_note: str, health: str, silver_text: str | None, logs_dir: Path,
-           started: float, silver_interval: float | None, web_note: str | None = None) -> str:
-    """The whole screen."""
+def render(parts: list[Part], broker_note: str, health: str, silver_freshness: str, silver_text: str | None,
+           logs_dir: Path, started: float, silver_interval: float | None, web_note: str | None = None) -> str:
+    """The whole screen. ``silver_freshness`` is Silver's status line, read at this refresh: the dashboard
+    text under it is only as recent as Silver's last batch (a stopped Silver leaves its last one behind)."""
     elapsed = timedelta(seconds=int(time.monotonic() - started))
     states = " · ".join(f"{p.name} {'running' if p.running else 'stopped'}" for p in parts)
     lines = [f"Sales lakehouse — live demo, running {elapsed} (Ctrl-C stops everything cleanly)",
@@ -158,7 +160,8 @@ def render(parts: list[Part], broker_note: str, health: str, silver_text: str | 
              health,
              *([web_note] if web_note else []),
              f"Logs: {logs_dir}/{{{','.join(p.name for p in parts)}}}.log",
-             ""]
+             "",
+             for_terminal(silver_freshness)]  # it may quote the job's last error
     # The dashboard file holds names from the data: shown through safe_text, whoever wrote it.
     lines.append("\n".join(for_terminal(line) for line in silver_text.rstrip().split("\n")) if silver_text else
                  "Silver: waiting for its first batch (Spark starts, then " +
@@ -338,7 +341,9 @@ class Demo:
                 status = health.update(read_json(self.paths.bronze_status))
                 silver = self.paths.silver_dashboard.read_text(encoding="utf-8") \
                     if self.paths.silver_dashboard.exists() else None
-                screen = render(self.parts, broker_note, format_health(status, health.rate), silver,
+                now = datetime.now(timezone.utc)
+                freshness = read_freshness(self.paths.silver_status, now).summary(now)
+                screen = render(self.parts, broker_note, format_health(status, health.rate), freshness, silver,
                                 self.paths.logs_dir, started, self.silver_interval, web_note)
                 if tty:
                     self.out.write("\033[H\033[2J" + screen + "\n")
