@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import re
 import subprocess
 import sys
@@ -21,7 +22,9 @@ from lakehouse.platform.paths import Paths
 from lakehouse.serve.menu import Console, Menu
 from lakehouse.serve.queries import (Lakehouse, QueryInputError, filter_client, missing_tables, parse_as_of,
                                      quarantine_summary)
-from lakehouse.serve.report import DAILY, MAX_DAY_LABELS, build_report, revenue_chart, write_report_files
+from lakehouse.serve.report import (DAILY, MAX_DAY_LABELS, Report, build_report, revenue_chart, silver_freshness,
+                                    write_report_files)
+from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
 from tests.test_silver_transforms import RULES, D1, D2, ts
@@ -104,7 +107,9 @@ def test_missing_tables_name_the_command() -> None:
 
 def test_report_figures(spark, lake_paths) -> None:
     text = build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0)).text()
-    assert text.startswith("Sales lakehouse report — 2026-11-26 12:00:00")
+    # Silver built here without its job: no status file, so nothing is claimed about its freshness.
+    assert text.startswith("Sales lakehouse report — 2026-11-26 12:00:00\n"
+                           "Silver freshness unknown: no status from the Silver job (streaming_silver.py) yet\n\n")
     for pattern in [r"Sales\s+6\n", r"Revenue\s+1,199\.98 €", r"Average basket\s+200\.00 €", r"Clients\s+4\n",
                     r"Loyal clients\s+2 \(50\.0 %\)", r"Premium clients\s+1 \(25\.0 %\)",
                     r"Standard clients\s+2 \(50\.0 %\)", r"Economy clients\s+1 \(25\.0 %\)",
@@ -116,6 +121,59 @@ def test_report_figures(spark, lake_paths) -> None:
                     r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+0\s+901",
                     r"ventes\s+1\s+\S+ \S+\s+WRITE\s+6\n", r"clients\s+\d+\s+\S+ \S+\s+WRITE\s+4\n"]:
         assert re.search(pattern, text), pattern
+
+
+def silver_status(path: Path, at: dt.datetime, heartbeat_s: float, newest_sale_s: float, last_batch_s: float,
+                  stopped: bool = False, error: str | None = None) -> Path:
+    """Silver's status file as its job writes it, its moments so many seconds before ``at``."""
+    writer = SilverStatusWriter(path, "continuous", 2.0)
+    moments = {"heartbeat_at": heartbeat_s, "newest_sale": newest_sale_s, "last_batch_at": last_batch_s}
+    writer.state.update({k: (at - dt.timedelta(seconds=v)).isoformat() for k, v in moments.items()})
+    writer.state.update(stopped_at=writer.state["heartbeat_at"] if stopped else None, error=error)
+    path.write_text(json.dumps(writer.state), encoding="utf-8")
+    return path
+
+
+def test_the_report_says_how_old_silver_is_under_its_title(tmp_path) -> None:
+    generated = dt.datetime(2026, 11, 26, 12, 0)  # naive, this machine's local time, as query_utils passes it
+    at = generated.astimezone(dt.timezone.utc)
+    status = tmp_path / "silver.json"
+
+    def head(freshness) -> tuple[str, str]:
+        report = Report(generated, silver=freshness)
+        return report.text(), report.markdown({})
+
+    silver_status(status, at, 1, 3, 2)
+    assert head(silver_freshness(status, generated)) == (
+        "Sales lakehouse report — 2026-11-26 12:00:00\n"
+        "Silver continuous: newest sale counted 3 s ago, last batch committed 2 s ago\n",
+        "# Sales lakehouse report — 2026-11-26 12:00:00\n\n"
+        "Silver continuous: newest sale counted 3 s ago, last batch committed 2 s ago\n")
+    # A stopped Silver is said first and, in Markdown, in bold.
+    silver_status(status, at, 420, 600, 430, stopped=True)
+    stopped = "SILVER IS NOT RUNNING (last seen 7 min ago): figures are not current; newest sale counted 10 min " \
+              "ago, last batch committed 7 min ago"
+    assert head(silver_freshness(status, generated)) == (
+        f"Sales lakehouse report — 2026-11-26 12:00:00\n{stopped}\n",
+        f"# Sales lakehouse report — 2026-11-26 12:00:00\n\n**{stopped}**\n")
+    # Its heartbeat too old: stopped, even though it never said so (killed).
+    silver_status(status, at, 3600, 3700, 3650)
+    assert head(silver_freshness(status, generated))[0].split("\n")[1] == (
+        "SILVER IS NOT RUNNING (last seen 60 min ago): figures are not current; newest sale counted 62 min ago, "
+        "last batch committed 61 min ago")
+    # The job's last error may quote the data: text in both outputs; the line's own words are not escaped.
+    silver_status(status, at, 1, 3, 2, error="bad value *Zoé* [x](javascript:y)\x1b[2J")
+    text, markdown = head(silver_freshness(status, generated))
+    assert text.split("\n")[1] == ("Silver continuous: newest sale counted 3 s ago, last batch committed 2 s ago; "
+                                   "last batch failed: bad value *Zoé* [x](javascript:y)\\x1b[2J")
+    assert markdown.split("\n")[2] == (
+        "Silver continuous: newest sale counted 3 s ago, last batch committed 2 s ago; last batch failed: "
+        "bad value \\*Zoé\\* \\[x\\]\\(javascript:y\\)\\\\x1b\\[2J")
+    status.unlink()
+    unknown = "Silver freshness unknown: no status from the Silver job (streaming_silver.py) yet"
+    assert head(silver_freshness(status, generated)) == (
+        f"Sales lakehouse report — 2026-11-26 12:00:00\n{unknown}\n",
+        f"# Sales lakehouse report — 2026-11-26 12:00:00\n\n**{unknown}**\n")
 
 
 def test_report_files_are_markdown_and_valid_pngs(spark, lake_paths, tmp_path) -> None:
@@ -172,11 +230,20 @@ def test_batch_report_and_charts_from_the_script(spark, lake_paths, tmp_path, ca
     import query_utils
 
     config = write_config(tmp_path / "config.ini", make_config(lake_paths.data_dir))
+    lake_paths.status_dir.mkdir(parents=True, exist_ok=True)
+    silver_status(lake_paths.silver_status, dt.datetime.now(dt.timezone.utc), 600, 660, 600, stopped=True)
     try:
         assert query_utils.main(["--batch", "--out", str(tmp_path / "report"), "--config", str(config)]) == 0
     finally:
         spark.sparkContext.setLogLevel("WARN")  # main() quiets Spark for its terminal
+        lake_paths.silver_status.unlink()  # the module's other tests build Silver without its job
     out = capsys.readouterr().out
+    # The status file Silver's job left when it stopped, ten minutes before the report.
+    stopped = r"SILVER IS NOT RUNNING \(last seen 10 min ago\): figures are not current; newest sale counted 11 min " \
+              r"ago, last batch committed 10 min ago"
+    assert re.match(r"Sales lakehouse report — [\d-]+ [\d:]+\n" + stopped + "\n\n", out)
+    assert re.match(r"# Sales lakehouse report — [\d-]+ [\d:]+\n\n\*\*" + stopped + r"\*\*\n\n## Overview",
+                    (tmp_path / "report" / "report.md").read_text(encoding="utf-8"))
     assert re.search(r"Revenue\s+1,199\.98 €", out)
     assert f"Report written to {tmp_path / 'report' / 'report.md'}" in out
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [

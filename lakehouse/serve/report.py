@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Callable
@@ -17,6 +17,7 @@ from lakehouse.serve.safe_text import for_markdown, for_terminal, visible
 from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, duplicates_samples,
                                      duplicates_summary, last_batches, quarantine_samples, quarantine_summary,
                                      segments, top_clients)
+from lakehouse.silver.freshness import SilverFreshness, read_freshness
 from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
@@ -109,20 +110,43 @@ class Section:
         return "\n".join(out)
 
 
+def silver_freshness(status: Path, generated_at: datetime) -> SilverFreshness:
+    """Silver's freshness from its status file (``Paths.silver_status``) as of ``generated_at`` (naive: this
+    machine's local time, as the report's header shows it)."""
+    return read_freshness(status, _aware(generated_at))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc)  # a naive moment is taken as local time
+
+
+def freshness_line(freshness: SilverFreshness, generated_at: datetime, escape: Callable[[str], str]) -> str:
+    """Silver's freshness in one line (``SilverFreshness.summary``) as of ``generated_at``; the job's last
+    error, which may quote the data, passed through ``escape``."""
+    line = replace(freshness, error=None).summary(_aware(generated_at))
+    return f"{line}; last batch failed: {escape(freshness.error)}" if freshness.current and freshness.error else line
+
+
 @dataclass
 class Report:
     generated_at: datetime
     sections: list[Section] = field(default_factory=list)
+    silver: SilverFreshness | None = None  # said under the title: how old the figures are
 
     def section(self, title: str) -> Section:
         return next(s for s in self.sections if s.title == title)
 
     def text(self) -> str:
         head = f"Sales lakehouse report — {self.generated_at:%Y-%m-%d %H:%M:%S}"
+        if self.silver is not None:
+            head += "\n" + freshness_line(self.silver, self.generated_at, for_terminal)
         return "\n\n".join([head, *[s.text() for s in self.sections]]) + "\n"
 
     def markdown(self, charts: dict[str, Path]) -> str:
         out = [f"# Sales lakehouse report — {self.generated_at:%Y-%m-%d %H:%M:%S}"]
+        if self.silver is not None:
+            line = freshness_line(self.silver, self.generated_at, for_markdown)
+            out.append(line if self.silver.current else f"**{line}**")  # not current: the reader must not miss it
         for s in self.sections:
             out.append(s.markdown())
             if s.title in charts:
@@ -154,9 +178,12 @@ def overview(clients: list[dict], pays: list[dict]) -> Section:
 
 
 def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
-    """Every section of the batch report. Raises MissingTableError if a required table is missing."""
+    """Every section of the batch report, under Silver's freshness (``now`` naive, local time). Raises
+    MissingTableError if a required table is missing."""
+    # Read before the tables: the figures are then at least as recent as the line says.
+    freshness = silver_freshness(lake.paths.silver_status, now)
     clients_df, pays_df = lake.table("clients"), lake.table("pays")
-    report = Report(now)
+    report = Report(now, silver=freshness)
     report.sections.append(overview([r.asDict() for r in clients_df.collect()],
                                     [r.asDict() for r in pays_df.collect()]))
     report.sections += [
