@@ -34,6 +34,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_page, web_server
 from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, share
+from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import SilverBatchWriter
 from lakehouse.silver.tables import TIERS, silver_tag, tagged_batch
 from lakehouse.silver.transforms import ClientRules
@@ -257,15 +258,15 @@ def test_before_any_data_the_page_says_what_to_run(tmp_path, monkeypatch) -> Non
     assert not at.metric
 
 
-def broken_copy(lake: Lake, tmp_path: Path) -> tuple[Path, Paths]:
-    """A copy of the lake to break, and its configuration file."""
+def lake_copy(lake: Lake, tmp_path: Path) -> tuple[Path, Paths]:
+    """A copy of the lake (to break, or to give a Silver status), and its configuration file."""
     shutil.copytree(lake.paths.data_dir / "delta", tmp_path / "data" / "delta")
     cfg = make_config(tmp_path / "data")
     return write_config(tmp_path / "config.ini", cfg), Paths.from_config(cfg)
 
 
 def test_a_missing_or_unreadable_table_is_named_with_its_path(lake, tmp_path, monkeypatch) -> None:
-    config, paths = broken_copy(lake, tmp_path)
+    config, paths = lake_copy(lake, tmp_path)
     shutil.rmtree(paths.silver("segments"))
     at = app(config, monkeypatch)
     assert any(str(paths.silver("segments")) in e.value for e in [*at.error, *at.info])
@@ -279,6 +280,53 @@ def test_a_missing_or_unreadable_table_is_named_with_its_path(lake, tmp_path, mo
     errors = " ".join(e.value for e in at.error)
     assert str(paths.bronze_metrics) in errors and str(paths.quarantine) in errors
     assert "Traceback" not in errors
+
+
+def silver_status(paths: Paths, heartbeat_s: float, newest_sale_s: float, last_batch_s: float,
+                  stopped: bool = False, error: str | None = None) -> None:
+    """Silver's status file as its job writes it, its moments so many seconds ago."""
+    now = dt.datetime.now(dt.timezone.utc)
+    writer = SilverStatusWriter(paths.silver_status, "continuous", 2.0)
+    moments = {"heartbeat_at": heartbeat_s, "newest_sale": newest_sale_s, "last_batch_at": last_batch_s}
+    writer.state.update({k: (now - dt.timedelta(seconds=v)).isoformat() for k, v in moments.items()})
+    writer.state.update(stopped_at=writer.state["heartbeat_at"] if stopped else None, error=error)
+    paths.status_dir.mkdir(parents=True, exist_ok=True)
+    paths.silver_status.write_text(json.dumps(writer.state), encoding="utf-8")
+
+
+def test_the_page_says_how_old_silver_is_and_plainly_when_it_stopped(lake, tmp_path, monkeypatch) -> None:
+    config, paths = lake_copy(lake, tmp_path)
+    # Ages in minutes: the same line whether the page takes one second or twenty.
+    at = app(config, monkeypatch)  # no status file: Silver built without its job here
+    assert [i.value for i in at.info] == \
+        ["Silver freshness unknown: no status from the Silver job (streaming_silver.py) yet"]
+    silver_status(paths, 1, 600, 540)
+    at = app(config, monkeypatch)
+    assert not at.error and not at.warning
+    captions = [c.value for c in at.caption]
+    line = captions.index("Silver continuous: newest sale counted 10 min ago, last batch committed 9 min ago")
+    assert captions[line + 1].startswith("Silver, latest run, written ")  # right above the headline
+    assert metrics(at)["Sales"] == "6"
+    # Stopped: said plainly above figures that are not current (which stay, as the tables hold them).
+    silver_status(paths, 300, 660, 300, stopped=True)
+    at = app(config, monkeypatch)
+    assert [e.value for e in at.error] == ["SILVER IS NOT RUNNING (last seen 5 min ago): figures are not current; "
+                                           "newest sale counted 11 min ago, last batch committed 5 min ago"]
+    assert not any("newest sale" in c.value for c in at.caption) and metrics(at)["Sales"] == "6"
+    # Killed (no word from it since): its old heartbeat says it.
+    silver_status(paths, 180, 240, 200)
+    at = app(config, monkeypatch)
+    assert [e.value for e in at.error] == ["SILVER IS NOT RUNNING (last seen 3 min ago): figures are not current; "
+                                           "newest sale counted 4 min ago, last batch committed 3 min ago"]
+    # An earlier run claims nothing about now, even while Silver is stopped.
+    at.selectbox(key="silver_run").select(0).run()
+    assert not at.exception and not at.error and not any("newest sale" in c.value for c in at.caption)
+    # Running, its last batch failed: the job's message (it may quote the data) as plain text.
+    silver_status(paths, 1, 600, 540, error="merge failed for *Zoé* \u202e[x](javascript:y)")
+    at = app(config, monkeypatch)
+    assert not at.error
+    assert [w.value for w in at.warning] == ["Silver's last batch failed; the job's message:"]
+    assert [t.value for t in at.text] == ["merge failed for *Zoé* <U+202E>[x](javascript:y)"]
 
 
 def test_a_bad_setting_is_one_line_on_the_page(tmp_path, monkeypatch) -> None:
@@ -322,14 +370,25 @@ def test_the_served_page_in_chromium_shows_silver_and_follows_it(lake, tmp_path)
         wait_until(browser, page_drawn)
         browser.save_screenshot(str(artifacts / "web_dashboard.png"))
         assert (artifacts / "web_dashboard.png").stat().st_size > 10_000
-        # New sales reach Silver while the page is open: it follows by itself (refresh: 1 s), no reload.
-        lake.send([sale("V7", 3, dt.datetime.now(dt.timezone.utc), "5.00")])
+        # New sales reach Silver while the page is open: it follows by itself (refresh: 1 s), no reload, and
+        # says how old Silver is from the status file the Silver job writes.
+        status = SilverStatusWriter(lake.paths.silver_status, "continuous", 1.0)
+        sold_at = dt.datetime.now(dt.timezone.utc)
+        lake.send([sale("V7", 3, sold_at, "5.00")])
         lake.silver()
+        status.batch(lake.batch - 1, 1, sold_at, 0.5, {})
         now = expected_headline(lake)
         assert now["Sales"] == "7"
         started = time.monotonic()
-        while now.items() > shown_metrics(browser).items():
+        while now.items() > shown_metrics(browser).items() or \
+                "Silver continuous: newest sale counted" not in browser.page_source:
             assert time.monotonic() - started < 30, shown_metrics(browser)
+            time.sleep(0.2)
+        # Silver stops: the page says so plainly at its next refresh.
+        status.stopped()
+        started = time.monotonic()
+        while "SILVER IS NOT RUNNING" not in browser.page_source:
+            assert time.monotonic() - started < 30, "the page did not say that Silver stopped"
             time.sleep(0.2)
         assert "Traceback" not in browser.page_source
     print(f"headline shown {seconds:.2f} s after the request")

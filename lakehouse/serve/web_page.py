@@ -1,13 +1,14 @@
 """The web dashboard's page (Streamlit), over ``web_tables`` (delta-rs, no JVM).
 
-Silver's figures as the Silver tables hold them (latest, or as of an earlier run picked in the sidebar),
-the stream's health from its metrics table, the quarantine and the latest sales. Every section says what
+Silver's figures as the Silver tables hold them (latest, with how old they are from Silver's status file,
+or as of an earlier run picked in the sidebar), the stream's health from its metrics table, the quarantine and the latest sales. Every section says what
 is missing or unreadable, by path, instead of failing; details go to <data_dir>/logs/dashboard.log.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -19,6 +20,8 @@ from lakehouse.platform.config import Config, ConfigError, load_config
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.safe_text import for_web
+from lakehouse.silver.freshness import SilverFreshness, read_freshness
 from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
@@ -99,6 +102,22 @@ def pick_run(paths: Paths) -> wt.SilverRun | None:
     st.sidebar.caption(f"{len(runs)} Silver run(s) to go back to (the newest {wt.RUNS_LISTED} at most; VACUUM "
                        "removes the files of versions older than [analytics] vacuum_retention).")
     return None if choice == LIVE else by_batch[choice]
+
+
+def show_freshness(freshness: SilverFreshness, now: datetime) -> None:
+    """How old the live Silver is (newest sale counted, last batch committed): a caption while it runs, an
+    error when it has stopped (its figures are then not current), a note when it never said."""
+    line = replace(freshness, error=None).summary(now)
+    if freshness.state == "stopped":
+        st.error(line)
+    elif not freshness.current:
+        st.info(line)
+    else:
+        st.caption(line)
+    if freshness.current and freshness.error:
+        # The job's message may quote the data: plain text, never Markdown.
+        st.warning("Silver's last batch failed; the job's message:")
+        st.text(for_web(freshness.error))
 
 
 def show_headline(silver: wt.Silver, figures: wt.Headline, run: wt.SilverRun | None) -> None:
@@ -213,6 +232,10 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
     silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the two Silver sections
 
     def headline() -> None:
+        if run is None:  # the latest tables; an earlier run says when it was written, and nothing more
+            # Read before the tables: they are then at least as recent as the line says.
+            now = datetime.now(timezone.utc)
+            show_freshness(read_freshness(paths.silver_status, now), now)
         tables = wt.read_silver(paths, run)
         silver.append((tables, wt.headline(tables)))
         show_headline(*silver[0], run)
