@@ -1,8 +1,9 @@
 """The web dashboard's page (Streamlit), over ``web_tables`` (delta-rs, no JVM).
 
-Silver's figures as the Silver tables hold them (latest, with how old they are from Silver's status file,
-or as of an earlier run picked in the sidebar), the stream's health from its metrics table, the quarantine and the latest sales. Every section says what
-is missing or unreadable, by path, instead of failing; details go to <data_dir>/logs/dashboard.log.
+Silver's figures as the Silver tables hold them (latest, under how old they are by Silver's status file,
+or as of an earlier run picked in the sidebar), the stream's health from its metrics table, the quarantine
+and the latest sales. Every section says what is missing or unreadable, by path, instead of failing;
+details go to <data_dir>/logs/dashboard.log.
 """
 
 from __future__ import annotations
