@@ -58,6 +58,7 @@ BROKER_FIXTURES = {"kafka_bootstrap", "topic"}
 # Modules whose every test starts other processes (Spark jobs, brokers, spark-submit) or runs streaming
 # queries end to end.
 INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_secured", "test_silver_incremental",
+                       "test_silver_continuous",
                        "test_spark_jars", "test_spark_submit", "test_state_mismatch"}
 
 
@@ -67,7 +68,8 @@ INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_sec
 # fixtures are built once, and starting with these and leaving the many short files for the end lets the two
 # workers finish together.
 SLOWEST_FIRST = ["test_object_store", "test_spark_cluster", "test_bronze_stream", "test_demo", "test_spark_submit",
-                 "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_bronze_broker",
+                 "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_silver_continuous",
+                 "test_bronze_broker",
                  "test_hostile_stream", "test_sql_guard", "test_bronze_commits", "test_query_utils",
                  "test_web_dashboard", "test_bronze_transforms"]
 
