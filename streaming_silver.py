@@ -29,7 +29,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
 from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import SilverInputError
-from lakehouse.silver.runner import SilverJob, first_line
+from lakehouse.silver.runner import Heartbeat, SilverJob, first_line
 from lakehouse.silver.transforms import ClientRules
 
 log = logging.getLogger("streaming_silver")
@@ -77,21 +77,22 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
     """Run Silver once, every interval or continuously (the lock is held); the exit code."""
     args.interval = interval_seconds(args.interval, cfg)
     mode = "continuous" if args.continuous else "once" if args.interval is None else "interval"
-    spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
-    if spark is None:
-        return 1
-    stop = stop_on_signals(log, "stopping after the current batch")
-    repeating = mode != "once"
-    # On object storage this job is the one process writing Silver's tables: it keeps them between batches.
-    upkeep = (OwnUpkeep(spark, cfg, paths, silver_tables(paths), cfg.analytics.upkeep_interval.seconds)
-              if on_object_storage(cfg) and repeating else None)
     period = {"continuous": cfg.analytics.silver_trigger.seconds, "interval": args.interval}.get(mode)
+    # Readers see the job alive from its start: Spark itself takes tens of seconds to start.
     status = SilverStatusWriter(paths.silver_status, mode, period)
-    job = SilverJob(spark, ClientRules.from_config(cfg), paths, status, upkeep,
-                    cfg.monitoring.dashboard_refresh.seconds,
-                    None if args.no_dashboard else lambda text: print(text, flush=True))
-    status.heartbeat()
+    stop = stop_on_signals(log, "stopping after the current batch")
+    heartbeat = Heartbeat(status, stop)
+    heartbeat.start()
     try:
+        spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
+        if spark is None:
+            return 1
+        # On object storage this job is the one process writing Silver's tables: it keeps them between batches.
+        upkeep = (OwnUpkeep(spark, cfg, paths, silver_tables(paths), cfg.analytics.upkeep_interval.seconds)
+                  if on_object_storage(cfg) and mode != "once" else None)
+        job = SilverJob(spark, ClientRules.from_config(cfg), paths, status, upkeep,
+                        cfg.monitoring.dashboard_refresh.seconds,
+                        None if args.no_dashboard else lambda text: print(text, flush=True))
         if mode == "continuous":
             return job.run_continuous(period, args.full_refresh, stop)
         if mode == "interval":
@@ -108,6 +109,7 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
         log.info("Silver run: %d new Bronze rows merged", rows)
         return 0
     finally:
+        heartbeat.stop()
         status.stopped()
 
 

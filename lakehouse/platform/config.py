@@ -428,7 +428,7 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
     "monitoring": {
         "log_level": Option(str, "INFO", "log level of the project's scripts",
                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
-        "dashboard_refresh": Option(Duration, "5 seconds", "refresh period of the live dashboards (the "
+        "dashboard_refresh": Option(Duration, "2 seconds", "refresh period of the live dashboards (the "
                                     "demo's terminal view and the web page)", min=0.5, max=3600),
     },
     "dashboard": {

@@ -26,6 +26,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake import DeltaTable as DeltaRsTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.util import inheritable_thread_target
@@ -35,7 +36,8 @@ from lakehouse.platform.lake import ObjectPath, remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES, silver_tag, tagged_batch
 from lakehouse.silver.small_batch import client_rows_after, gained, totals_after
-from lakehouse.silver.transforms import TOTALS, ClientRules, combine_clients, combine_totals, new_members
+from lakehouse.silver.transforms import (TOTALS, ClientRules, clients_from_bronze, combine_clients, combine_totals,
+                                         new_members)
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +95,16 @@ def _is_write_conflict(error: Exception) -> bool:
 def open_delta_rs(path: Path, version: int | None = None) -> DeltaRsTable:
     """The table at ``path`` through delta-rs (no JVM): a small read or write costs milliseconds, where Spark
     plans several jobs for each."""
-    options = None
-    if isinstance(path, ObjectPath):
-        # Silver alone writes its tables, one write at a time (its lock, and its own upkeep between
-        # batches): delta-rs needs no lock service on object storage for that.
-        options = {**path.settings.delta_rs_options(), "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
-    return DeltaRsTable(str(path), version=version, storage_options=options)
+    return DeltaRsTable(str(path), version=version, storage_options=storage_options(path))
+
+
+def storage_options(path: Path) -> dict[str, str] | None:
+    """delta-rs's settings for a table on object storage (None on a local disk)."""
+    if not isinstance(path, ObjectPath):
+        return None
+    # Silver alone writes its tables, one write at a time (its lock, and its own upkeep between batches):
+    # delta-rs needs no lock service on object storage for that.
+    return {**path.settings.delta_rs_options(), "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
 
 
 def read_rows(path: Path, version: int | None = None, where: pc.Expression | None = None) -> list[dict]:
@@ -215,24 +221,36 @@ class SilverBatchWriter:
             started = time.monotonic()
 
         version = self._clients_version(batch_id)
-        if version is not None:
-            sales = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
-            done("read")
-            if len(sales) <= DRIVER_BATCH_ROWS:
-                self._merge_in_driver(version, sales, batch_id, done, steps)
-                return len(sales), max((s["event_ts"] for s in sales), default=None), steps
+        sales = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
+        done("read")
+        if len(sales) <= DRIVER_BATCH_ROWS:
+            self._create_missing_tables(new)
+            self._merge_in_driver(version, sales, batch_id, done, steps)
+            return len(sales), max((s["event_ts"] for s in sales), default=None), steps
         clients = None if version is None else self._read_clients(version)
         self._merge_in_spark(new, clients, batch_id, done, steps)
         summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
         return summary["rows"], summary["newest"], steps
+
+    def _create_missing_tables(self, new: DataFrame) -> None:
+        """Create, empty, the Silver tables that do not exist yet (before the first batch), with the schemas of
+        Spark's transforms (the full recompute's), through delta-rs."""
+        empty = new.limit(0)
+        for table in SILVER_TABLES:
+            path = self.paths.silver(table)
+            if not delta_table_exists(path):
+                df = clients_from_bronze(empty, self.rules) if table == "clients" else TOTALS[table][3](empty)
+                schema = to_arrow_schema(df.schema, timezone="UTC")
+                write_deltalake(str(path), schema.empty_table(), mode="append",
+                                storage_options=storage_options(path))
 
     def _merge_in_driver(self, version: int | None, sales: list[dict], batch_id: int,
                          done: Callable[[str], None], steps: dict[str, float]) -> None:
         """A small batch, without a Spark job: the touched rows read through delta-rs, computed in the driver
         (``small_batch``), written through delta-rs."""
         clients = self.paths.silver("clients")
-        before = {row["client_id"]: row for row in
-                  read_rows(clients, version, pc.field("client_id").cast(pa.string()).isin(list({s["client_id"] for s in sales})))}
+        touched = pc.field("client_id").cast(pa.string()).isin(list({s["client_id"] for s in sales}))
+        before = {} if version is None else {row["client_id"]: row for row in read_rows(clients, version, touched)}
         after = client_rows_after(before, sales, self.rules, datetime.now(timezone.utc))
         done("clients read")
 

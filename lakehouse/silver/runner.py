@@ -96,38 +96,34 @@ class SilverJob:
 
     def run_every(self, interval_s: float, full_refresh: bool, stop: threading.Event) -> int:
         """A run every ``interval_s`` until ``stop``; the exit code."""
-        heartbeat = Heartbeat(self.status, stop)
-        heartbeat.start()
-        try:
-            while True:
-                started, pause = time.monotonic(), interval_s
-                try:
-                    rows = self.run_once(full_refresh)
-                except SilverInputError as e:
-                    if delta_table_exists(self.paths.bronze):
-                        log.error("%s", e)
-                        self.status.error(str(e))
-                    else:
-                        pause = min(interval_s, BRONZE_WAIT_S)
-                        log.info("Waiting for the Bronze table %s (created with the first sales); looking again "
-                                 "in %g s", self.paths.bronze, pause)
-                except (PySparkException, Py4JError) as e:  # the disk, the JVM...: said plainly, retried
-                    log.error("Silver run failed (the next run starts over from the last committed batch): %s",
-                              first_line(e))
-                    self.status.error(first_line(e))
+        while True:
+            started, pause = time.monotonic(), interval_s
+            try:
+                rows = self.run_once(full_refresh)
+            except SilverInputError as e:
+                if delta_table_exists(self.paths.bronze):
+                    log.error("%s", e)
+                    self.status.error(str(e))
                 else:
-                    full_refresh = False
-                    log.info("Silver run: %d new Bronze rows merged in %.1f s", rows, time.monotonic() - started)
-                    self.run_upkeep_if_due()
-                if stop.wait(pause):
-                    return 0
-        finally:
-            heartbeat.stop()
+                    pause = min(interval_s, BRONZE_WAIT_S)
+                    log.info("Waiting for the Bronze table %s (created with the first sales); looking again "
+                             "in %g s", self.paths.bronze, pause)
+            except (PySparkException, Py4JError) as e:  # the disk, the JVM...: said plainly, retried
+                log.error("Silver run failed (the next run starts over from the last committed batch): %s",
+                          first_line(e))
+                self.status.error(first_line(e))
+            else:
+                full_refresh = False
+                log.info("Silver run: %d new Bronze rows merged in %.1f s", rows, time.monotonic() - started)
+                self.run_upkeep_if_due()
+            if stop.wait(pause):
+                return 0
 
     def run_continuous(self, trigger_s: float, full_refresh: bool, stop: threading.Event) -> int:
         """One stream with a batch every ``trigger_s`` until ``stop`` (then it ends after the batch under
         way); the exit code. It waits for a missing Bronze, and starts again after a failure."""
         writer = SilverBatchWriter(self.spark, self.rules, self.paths, self.paths.silver_checkpoint, self.on_batch)
+        waiting_said = False
         while not stop.is_set():
             try:
                 prepare_silver(self.spark, self.paths, full_refresh)
@@ -136,20 +132,16 @@ class SilverJob:
                     log.error("%s", e)
                     self.status.error(str(e))
                     return 1
-                log.info("Waiting for the Bronze table %s (created with the first sales); looking again in %g s",
-                         self.paths.bronze, BRONZE_WAIT_S)
-                self.status.heartbeat()
-                stop.wait(BRONZE_WAIT_S)
+                if not waiting_said:  # said once; looked for every second (the first sales are near)
+                    log.info("Waiting for the Bronze table %s (created with the first sales)", self.paths.bronze)
+                    waiting_said = True
+                stop.wait(1.0)
                 continue
             full_refresh = False
             writer.stopping = False
             query = start_silver_query(self.spark, writer, self.paths, trigger_s)
             log.info("Silver stream started: a batch every %g s while Bronze has new sales", trigger_s)
-            beat = time.monotonic()
             while query.isActive and not stop.wait(min(1.0, trigger_s)):
-                if time.monotonic() - beat >= HEARTBEAT_S:
-                    beat = time.monotonic()
-                    self.status.heartbeat()
                 self.refresh_dashboard(writer.batches)
                 self.run_upkeep_if_due(writer)
             if stop.is_set():
@@ -170,7 +162,7 @@ class SilverJob:
 
 
 class Heartbeat(threading.Thread):
-    """Rewrites the status file every ``HEARTBEAT_S`` while a mode without its own loop runs."""
+    """Rewrites the status file every ``HEARTBEAT_S`` while the job runs (Spark's start included)."""
 
     def __init__(self, status: SilverStatusWriter, stop: threading.Event):
         super().__init__(name="silver-heartbeat", daemon=True)
