@@ -49,7 +49,7 @@ from lakehouse.platform.topics import ensure_topic  # noqa: E402
 from lakehouse.serve.web_tables import TableProblem, read_silver  # noqa: E402
 
 BATCH_LINE = re.compile(r"Silver batch (\d+): (\d+) Bronze rows merged in ([\d.]+) s \((.*)\)")
-STEP = re.compile(r"([a-z ]+) ([\d.]+) s")
+STEP = re.compile(r"([a-z_ ]+) ([\d.]+) s")
 BRONZE_P50 = re.compile(r"produce-to-commit p50 (\d+) ms")
 
 
@@ -135,8 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=120, help="measured seconds (default 120)")
     parser.add_argument("--warmup-seconds", type=int, default=30, help="left out of the figures (default 30)")
     parser.add_argument("--mark-every", type=float, default=1.0, help="seconds between marks (default 1)")
+    parser.add_argument("--drain-seconds", type=float, default=60,
+                        help="how long the last marks may take to be counted (default 60)")
     parser.add_argument("--poll", type=float, default=0.2, help="seconds between two reads of Silver (default 0.2)")
     parser.add_argument("--trigger", default=None, help="[analytics] silver_trigger (default: config.ini's)")
+    parser.add_argument("--silver-args", default="--continuous --no-dashboard",
+                        help="streaming_silver.py's flags (default '--continuous --no-dashboard'; "
+                             "'--interval 30 --no-dashboard' is how make demo ran it before the continuous mode)")
+    parser.add_argument("--project", type=Path, default=PROJECT_DIR,
+                        help="the checkout whose jobs run (another commit's, to compare; default this one)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -155,13 +162,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def start(name: str, command: list[str]) -> subprocess.Popen:
         # A session of its own, as make demo starts each part: a SIGTERM to it reaches its JVM too.
-        return subprocess.Popen([py, *command, "--config", str(config)], cwd=PROJECT_DIR,
+        return subprocess.Popen([py, *command, "--config", str(config)], cwd=args.project,
                                 stdout=open(work / f"{name}.log", "w"), stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
     started = time.time()
     parts = {"bronze": start("bronze", ["spark_streaming_delta.py"]),
-             "silver": start("silver", ["streaming_silver.py", "--continuous", "--no-dashboard"])}
+             "silver": start("silver", ["streaming_silver.py", *args.silver_args.split()])}
     total = args.warmup_seconds + args.seconds
     parts["producer"] = start("producer", ["producer_ventes.py", "--rate", f"{args.rate:g}",
                                            "--duration", f"{total + 30} s"])
@@ -203,20 +210,25 @@ def main(argv: list[str] | None = None) -> int:
                 memory.append((now - measured_from, rss_kb(driver) or 0, jvm))
                 next_memory = now + 10
             time.sleep(0.02)
-        # The last marks: up to 60 s more to be counted.
-        end = time.time() + 60
+        # The last marks: up to --drain-seconds more to be counted.
+        end = time.time() + args.drain_seconds
         while len(marks.seen) < len(marks.sent) and time.time() < end:
             marks.poll(paths)
             time.sleep(args.poll)
     finally:
         producer.close()
+        # As make demo stops its parts: SIGTERM to each Python process (its JVM follows), then the group.
         for name in ("producer", "bronze", "silver"):
-            os.killpg(parts[name].pid, signal.SIGTERM) if parts[name].poll() is None else None
-        for p in parts.values():
+            if parts[name].poll() is None:
+                parts[name].send_signal(signal.SIGTERM)
             try:
-                p.wait(timeout=120)
+                parts[name].wait(timeout=120)
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+                pass
+            try:
+                os.killpg(parts[name].pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     delays = marks.delays()
     batches = silver_batches(work / "silver.log", measured_from)
