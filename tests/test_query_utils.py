@@ -119,7 +119,7 @@ def test_report_figures(spark, lake_paths) -> None:
                     r"2024-12-12\s+3\s+659\.98 €\s+3", r"2024-12-13\s+3\s+540\.00 €\s+2",
                     r"wrong_type\s+2\s", r"not_json\s+1\s", r"wrong_type:quantite, missing:pays",
                     r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+0\s+901",
-                    r"ventes\s+1\s+\S+ \S+\s+WRITE\s+6\n", r"clients\s+\d+\s+\S+ \S+\s+WRITE\s+4\n"]:
+                    r"ventes\s+1\s+\S+ \S+\s+WRITE\s+6\n", r"clients\s+\d+\s+\S+ \S+\s+MERGE\s+4\n"]:
         assert re.search(pattern, text), pattern
 
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 
 from lakehouse.ops.demo import render
-from lakehouse.serve.dashboard import SilverSnapshot, format_dashboard
+from lakehouse.serve.dashboard import ClientCounts, SilverSnapshot, format_dashboard
 from lakehouse.serve.report import Section
 from lakehouse.serve.safe_text import for_markdown, for_terminal, for_web, visible
 from lakehouse.serve.web_tables import shown
@@ -101,12 +101,12 @@ def test_terminal_dashboard_and_demo_view_show_names_as_text() -> None:
                for i, n in enumerate(list(HOSTILE.values())[:10])]
     pays = [{"pays": n, "nb_ventes": 1, "chiffre_affaires": Decimal("1.00"), "nb_clients": 1}
             for n in HOSTILE.values()]
-    text = format_dashboard(SilverSnapshot(clients, pays, [], []), datetime(2026, 1, 1))
+    text = format_dashboard(SilverSnapshot(clients, pays, [], [], ClientCounts.of(clients)), datetime(2026, 1, 1))
     assert hidden_chars(text.replace("\n", "")) == []
     assert "\\x1b]0;TITLE\\x07" in text and "Alice<U+202E>ecilA" in text
     # The demo shows the dashboard file as written (an older version may have written it raw).
-    screen = render([], "running", "Stream: ...", "Top\x1b[2J " + HOSTILE["rlo"] + "\n", __import__("pathlib").Path("/l"),
-                    0.0, 30)
+    screen = render([], "running", "Stream: ...", "Silver continuous", "Top\x1b[2J " + HOSTILE["rlo"] + "\n",
+                    __import__("pathlib").Path("/l"), 0.0, 30)
     assert hidden_chars(screen.replace("\n", "")) == [] and "Top\\x1b[2J Alice<U+202E>ecilA" in screen
 
 

@@ -88,8 +88,10 @@ def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int) -> N
 
 
 def _is_write_conflict(error: Exception) -> bool:
-    # Delta's concurrent-modification exceptions (io.delta.exceptions.Concurrent*), as py4j surfaces them.
-    return "Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
+    # Delta's concurrent-modification exceptions (io.delta.exceptions.Concurrent*, as py4j surfaces them), and
+    # delta-rs's failed commit (a concurrent transaction changed what this one read).
+    return ("Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
+            or type(error).__name__ == "CommitFailedError")
 
 
 def open_delta_rs(path: Path, version: int | None = None) -> DeltaRsTable:
@@ -223,6 +225,8 @@ class SilverBatchWriter:
         version = self._clients_version(batch_id)
         sales = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
         done("read")
+        if not sales:  # a Bronze commit without sales (retention's delete): nothing to count
+            return 0, None, steps
         if len(sales) <= DRIVER_BATCH_ROWS:
             self._create_missing_tables(new)
             self._merge_in_driver(version, sales, batch_id, done, steps)
@@ -249,8 +253,8 @@ class SilverBatchWriter:
         """A small batch, without a Spark job: the touched rows read through delta-rs, computed in the driver
         (``small_batch``), written through delta-rs."""
         clients = self.paths.silver("clients")
-        touched = pc.field("client_id").cast(pa.string()).isin(list({s["client_id"] for s in sales}))
-        before = {} if version is None else {row["client_id"]: row for row in read_rows(clients, version, touched)}
+        named = pc.field("client_id").cast(pa.string()).isin(list({s["client_id"] for s in sales}))
+        before = {} if version is None else {row["client_id"]: row for row in read_rows(clients, version, named)}
         after = client_rows_after(before, sales, self.rules, datetime.now(timezone.utc))
         done("clients read")
 
