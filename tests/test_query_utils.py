@@ -286,6 +286,8 @@ MENU_SESSION = [
      [r"SQL> The statement builds values too large for the memory of this session \(at most [\d,]+ MB, \[spark\] "
       r"driver_memory\): it ran out of memory\. Build smaller arrays or strings \(sequence, repeat, explode\.\.\.\), "
       r"or filter before building them\.\n\n=== Sales"]),
+    # 1e8 is a DOUBLE: Spark 4.2 refuses the statement at analysis, in one line (no plan under it).
+    ("11\nSELECT explode(sequence(1, 1e8))\n", [r"SQL> Error: \[DATATYPE_MISMATCH[^\n]*\n\n=== Sales"]),
     ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),  # the session still answers
     ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 11, or q to quit\."]),
     ("2\nmany\n", [r"Not a number from 1 to 1000: 'many'\."]),

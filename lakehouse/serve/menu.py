@@ -189,7 +189,8 @@ class Menu:
         self.console.say(section.text())
 
 
-def _first_lines(message: str, lines: int = 3) -> str:
-    """Spark's messages carry a JVM stack trace after the explanation: keep the explanation."""
+def _first_lines(message: str, lines: int = 1) -> str:
+    """Spark's messages carry the query plan or a JVM stack trace after the explanation's line: keep that
+    line."""
     kept = [line for line in message.strip().splitlines() if line.strip()][:lines]
     return "\n".join(kept)
