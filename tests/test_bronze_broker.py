@@ -125,3 +125,29 @@ def test_a_second_start_and_a_deleted_topic_each_end_in_one_clear_line(kafka_boo
     # Spark's own account, stack included, is in the job's Spark log.
     spark_log = jvm_log_file(paths, "bronze_ventes").read_text(encoding="utf-8")
     assert "\tat org.apache.spark" in spark_log and "ERROR" in spark_log
+
+
+def test_a_full_disk_ends_the_stream_in_one_clear_line(kafka_bootstrap, topic, tmp_path) -> None:
+    # Issue #32: the lake on a small file system of its own (a tmpfs, mounted as root, as CI runs) fills up
+    # under the stream; the terminal gets the one line that says so, the stack stays in the Spark log.
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(lake)], capture_output=True,
+                             text=True)
+    assert mounted.returncode == 0, f"this test mounts a small tmpfs (as root): {mounted.stderr}"
+    try:
+        cfg = make_config(tmp_path / "data", kafka__bootstrap_servers=kafka_bootstrap, kafka__topic=topic,
+                          paths__lake=str(lake))
+        config = write_config(tmp_path / "job.ini", cfg, paths={"lake": str(lake)},
+                              streaming={"max_offsets_per_trigger": 5000})
+        run_producer("--config", str(config), "--count", "60000", "--max", "--seed", "17")
+        done = subprocess.run([sys.executable, "spark_streaming_delta.py", "--config", str(config)], cwd=PROJECT_DIR,
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["umount", "-l", str(lake)], capture_output=True)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert not JAVA_NOISE.search(done.stderr), done.stderr[-5000:]
+    errors = [line for line in done.stderr.splitlines() if " - ERROR - " in line]
+    assert len(errors) == 1 and "The disk is full (No space left on device): the Bronze stream stopped" in errors[0], \
+        done.stderr[-3000:]
+    assert "No space left on device" in jvm_log_file(Paths.from_config(cfg), "bronze_ventes").read_text()

@@ -109,6 +109,9 @@ def setup_logging(level: str = "INFO") -> None:
         handler.addFilter(RedactSecrets())
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    # py4j logs an exception raised in a foreachBatch function with its whole Java stack; the same
+    # exception ends the query, which the job reports in one line, and Spark's log keeps it whole.
+    logging.getLogger("py4j.clientserver").setLevel(logging.CRITICAL)
 
 
 def stop_on_signals(logger: logging.Logger, action: str) -> threading.Event:
