@@ -30,8 +30,7 @@ from lakehouse.silver.transforms import ClientRules
 
 log = logging.getLogger("streaming_silver")
 
-# While the Bronze table does not exist yet, Silver looks again this often (its first sales are near:
-# make demo starts both jobs together).
+# While the Bronze table does not exist yet, --interval looks again this often (--continuous: every second).
 BRONZE_WAIT_S = 5.0
 # After the continuous stream failed (Bronze deleted under it, the disk, the JVM), it starts again this
 # much later, from its last committed batch.
@@ -60,11 +59,11 @@ class SilverJob:
     def on_batch(self, report: BatchReport) -> None:
         self.status.batch(report.batch_id, report.rows, report.newest_sale, report.seconds, report.steps)
 
-    def refresh_dashboard(self, batches: int, force: bool = False) -> None:
+    def refresh_dashboard(self, batches: int = -1, force: bool = False) -> None:
         """Write the terminal dashboard (and print it, if asked) when batches were merged since the last
-        time, at most every ``dashboard_every_s``."""
+        time, at most every ``dashboard_every_s``; now, with ``force``."""
         now = time.monotonic()
-        if batches == self._dashboard_batches or (not force and now - self._dashboard_at < self.dashboard_every_s):
+        if not force and (batches == self._dashboard_batches or now - self._dashboard_at < self.dashboard_every_s):
             return
         self._dashboard_at, self._dashboard_batches = now, batches
         try:
@@ -91,7 +90,7 @@ class SilverJob:
         """One run over what Bronze has; the number of rows merged. ``SilverInputError`` and Spark's errors
         pass through."""
         rows = run_silver(self.spark, self.rules, self.paths, full_refresh, self.on_batch)
-        self.refresh_dashboard(batches=-2, force=True)
+        self.refresh_dashboard(force=True)
         return rows
 
     def run_every(self, interval_s: float, full_refresh: bool, stop: threading.Event) -> int:

@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Iterable, Mapping
 
-from lakehouse.silver.transforms import HISTORIQUE, ClientRules
+from lakehouse.silver.transforms import HISTORIQUE, TOTALS, ClientRules
 
 Row = Mapping[str, Any]
 CENT = Decimal("0.01")
@@ -101,11 +101,11 @@ def gained(before: Mapping[str, Row], after: Iterable[Row], field: str) -> Count
     return counts
 
 
-# table → (key column, historique field of its client count, the sale column summed into each measure)
-TOTALS = {
-    "pays": ("pays", "pays", {"chiffre_affaires": "montant", "quantite_vendue": "quantite"}),
-    "segments": ("segment", "segments", {"chiffre_affaires": "montant"}),
-    "ventes_jour": ("jour", "jours", {"chiffre_affaires": "montant"}),
+# table → the sale column summed into each of its measures (besides nb_ventes, a count)
+SUMS = {
+    "pays": {"chiffre_affaires": "montant", "quantite_vendue": "quantite"},
+    "segments": {"chiffre_affaires": "montant"},
+    "ventes_jour": {"chiffre_affaires": "montant"},
 }
 
 
@@ -113,7 +113,7 @@ def totals_after(table: str, existing: Mapping[Any, Row], sales: Iterable[Row], 
                  ) -> list[dict]:
     """The rows of ``pays``, ``segments`` or ``ventes_jour`` that ``sales`` touch, after them; ``existing``
     maps each key to the row it had."""
-    key, _, sums = TOTALS[table]
+    key, sums = TOTALS[table][0], SUMS[table]
     touched: dict[Any, dict] = {}
     for sale in sales:
         k = sale[key]
