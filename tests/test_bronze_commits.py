@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -240,3 +241,37 @@ def test_a_second_writer_on_the_same_checkpoint_adds_no_metrics_row_twice(spark,
     assert sorted((r.batch_id, r["count"]) for r in metrics.groupBy("batch_id").count().collect()) == \
         [(0, 1), (1, 1), (2, 1), (3, 1)]
     assert metrics.agg(F.sum("input_rows")).first()[0] == 8
+
+
+def test_metrics_written_with_each_batch_survive_a_concurrent_optimize(spark, lake) -> None:
+    """With ``metrics_interval = 0`` each batch MERGEs its metrics row itself, while the stream's own upkeep
+    may OPTIMIZE the metrics table: Delta then refuses the MERGE that read a file the compaction replaced. The
+    insert-only MERGE is idempotent, so it reads again and commits: no batch fails, every row is there once."""
+    _, paths, _ = lake
+    sink = MetricsSink(spark, paths.bronze_metrics, 0)
+    done, compactions, errors = threading.Event(), [], []
+
+    def compact() -> None:
+        while not done.is_set():
+            try:
+                row = spark.sql(f"OPTIMIZE delta.`{paths.bronze_metrics}`").first()
+                compactions.append(row["metrics"].numFilesRemoved)
+            except Exception as e:  # noqa: BLE001 - the table may not exist yet; any other error fails below
+                if "is not a Delta table" not in str(e):
+                    errors.append(e)
+
+    upkeep = threading.Thread(target=compact)
+    upkeep.start()
+    try:
+        for batch_id in range(24):
+            sink.add({"query_id": "q", "batch_id": batch_id, "committed_at": NOW.replace(tzinfo=None),
+                      "input_rows": 1, "bronze_rows": 1, "quarantined_rows": 0, "duplicate_rows": 0,
+                      "late_rows": 0, "conflicting_rows": 0, "duration_ms": 5, "kafka_lag": 0})
+    finally:
+        done.set()
+        upkeep.join()
+    assert not errors, errors
+    assert sum(compactions) > 0  # the compaction did replace files while the rows were written
+    assert sink.pending() == 0
+    rows = load(spark, paths.bronze_metrics).groupBy("batch_id").count().collect()
+    assert sorted((r.batch_id, r["count"]) for r in rows) == [(b, 1) for b in range(24)]

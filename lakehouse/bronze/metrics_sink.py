@@ -23,9 +23,11 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.bronze.columns import METRICS_SCHEMA
-from lakehouse.platform.delta import append_delta, delta_table_exists
+from lakehouse.platform.delta import append_delta, delta_table_exists, is_commit_conflict
 
 log = logging.getLogger(__name__)
+
+CONFLICT_RETRIES = 5  # immediate retries of a MERGE refused for a concurrent commit
 
 
 def insert_new_metrics(rows_df: DataFrame, path: Path) -> None:
@@ -37,9 +39,16 @@ def insert_new_metrics(rows_df: DataFrame, path: Path) -> None:
     if not delta_table_exists(path):
         append_delta(rows_df, path)
         return
-    (DeltaTable.forPath(rows_df.sparkSession, str(path)).alias("t")
-     .merge(rows_df.alias("s"), "t.query_id = s.query_id AND t.batch_id = s.batch_id")
-     .whenNotMatchedInsertAll().withSchemaEvolution().execute())
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            (DeltaTable.forPath(rows_df.sparkSession, str(path)).alias("t")
+             .merge(rows_df.alias("s"), "t.query_id = s.query_id AND t.batch_id = s.batch_id")
+             .whenNotMatchedInsertAll().withSchemaEvolution().execute())
+            return
+        except Exception as e:
+            if attempt == CONFLICT_RETRIES or not is_commit_conflict(e):
+                raise
+            log.debug("Bronze metrics MERGE met a concurrent commit; reading the table again", exc_info=True)
 
 
 class MetricsSink:
@@ -57,7 +66,13 @@ class MetricsSink:
         with self._lock:
             self._rows.append(row)
         if self.interval_s == 0:  # every batch writes its row itself
-            self.flush()
+            try:
+                self.flush()
+            except Exception as e:
+                if not is_commit_conflict(e):
+                    raise
+                log.warning("Bronze metrics not written yet (a concurrent commit, again and again); kept for "
+                            "the next batch")
         elif self._thread is None:
             self._thread = threading.Thread(target=self._run, name="bronze-metrics", daemon=True)
             self._thread.start()

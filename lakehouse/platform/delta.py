@@ -8,6 +8,12 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 
+def is_commit_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is Delta refusing a commit because a concurrent one changed what it read
+    (io.delta.exceptions.Concurrent*, as PySpark or py4j surface them): the operation may be run again."""
+    return "Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
+
+
 def delta_table_exists(path: Path) -> bool:
     """A Delta table with at least one commit (a job killed during a table's first commit leaves an
     empty ``_delta_log``, which Delta cannot read)."""

@@ -31,7 +31,8 @@ from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.util import inheritable_thread_target
 
-from lakehouse.platform.delta import checkpoint_has_entries, checkpoint_query_id, delta_table_exists, read_delta
+from lakehouse.platform.delta import (checkpoint_has_entries, checkpoint_query_id, delta_table_exists,
+                                     is_commit_conflict, read_delta)
 from lakehouse.platform.lake import ObjectPath, remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.tables import SILVER_TABLES, silver_tag, tagged_batch
@@ -90,8 +91,7 @@ def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int) -> N
 def _is_write_conflict(error: Exception) -> bool:
     # Delta's concurrent-modification exceptions (io.delta.exceptions.Concurrent*, as py4j surfaces them), and
     # delta-rs's failed commit (a concurrent transaction changed what this one read).
-    return ("Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
-            or type(error).__name__ == "CommitFailedError")
+    return is_commit_conflict(error) or type(error).__name__ == "CommitFailedError"
 
 
 def open_delta_rs(path: Path, version: int | None = None) -> DeltaRsTable:
