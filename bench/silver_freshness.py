@@ -7,8 +7,11 @@ of its own — and reads Silver through delta-rs, as the web page reads it (lake
 --poll seconds; a mark's freshness is the time from its send to the first read that counts it.
 
 It prints the marks' p50/p95/p99, Silver's per-batch step times (its log), Bronze's produce→commit p50 over
-the same minutes (its metrics table), and the memory of Silver's driver and JVM (first and last fifth of
-the run), so that Silver's share of the delay is visible. --json writes the figures to a file.
+the same minutes (its metrics table), so that Silver's share of the delay is visible, and the memory of
+Silver's processes: the driver's and the JVM's RSS every 10 s, and the JVM's live heap (the heap used right
+after a full collection the benchmark asks for with `jcmd GC.run`) every --heap-every seconds. Each figure
+is also given per --window of the run (p99 and memory), so that a trend shows. --json writes the figures
+and every mark's delay to a file.
 
 Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--json out.json]
 Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
@@ -68,6 +71,21 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
+HEAP_USED = re.compile(r"heap\s+total (\d+)K, used (\d+)K")
+
+
+def live_heap_mb(pid: int) -> float | None:
+    """The JVM's heap in use right after a full collection (its live data), in MB; None if jcmd fails."""
+    try:
+        subprocess.run(["jcmd", str(pid), "GC.run"], capture_output=True, timeout=60, check=True)
+        info = subprocess.run(["jcmd", str(pid), "GC.heap_info"], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    found = HEAP_USED.search(info)
+    return int(found[2]) / 1024 if found else None
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
@@ -113,6 +131,10 @@ class Marks:
     def delays(self) -> list[float]:
         return [self.seen[c] - self.sent[c] for c in self.sent if c in self.seen]
 
+    def timed_delays(self, origin: float) -> list[tuple[float, float]]:
+        """(send time from ``origin``, delay) of each counted mark."""
+        return [(self.sent[c] - origin, self.seen[c] - self.sent[c]) for c in self.sent if c in self.seen]
+
 
 def silver_batches(log_file: Path, since: float) -> list[dict]:
     """Silver's batches logged after ``since`` (epoch seconds): rows, seconds and per-step seconds."""
@@ -144,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                              "'--interval 30 --no-dashboard' is how make demo ran it before the continuous mode)")
     parser.add_argument("--project", type=Path, default=PROJECT_DIR,
                         help="the checkout whose jobs run (another commit's, to compare; default this one)")
+    parser.add_argument("--heap-every", type=float, default=300,
+                        help="seconds between two live-heap samples of Silver's JVM (a full GC each; 0: none)")
+    parser.add_argument("--window", type=float, default=300, help="seconds per window of the per-window figures")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -176,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                              **kafka_python_kwargs(security))
     marks = Marks(producer, cfg.kafka.topic, run)
     memory: list[tuple[float, int, int]] = []
+    heap: list[tuple[float, float]] = []
     try:
         # Warm-up: Silver has counted a first sale (its stream runs), then --warmup-seconds more.
         deadline = time.time() + 300
@@ -196,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(args.warmup_seconds)
         measured_from = time.time()
         n, next_mark, next_poll, next_memory = 0, time.time(), time.time(), time.time()
+        next_heap = time.time() if args.heap_every > 0 else float("inf")
         while time.time() < measured_from + args.seconds:
             now = time.time()
             if now >= next_mark:
@@ -209,6 +236,12 @@ def main(argv: list[str] | None = None) -> int:
                 jvm = sum(rss_kb(c) or 0 for c in children(driver))
                 memory.append((now - measured_from, rss_kb(driver) or 0, jvm))
                 next_memory = now + 10
+            if now >= next_heap:
+                jvms = children(parts["silver"].pid)
+                used = live_heap_mb(jvms[0]) if jvms else None
+                if used is not None:
+                    heap.append((now - measured_from, used))
+                next_heap = now + args.heap_every
             time.sleep(0.02)
         # The last marks: up to --drain-seconds more to be counted.
         end = time.time() + args.drain_seconds
@@ -253,6 +286,21 @@ def main(argv: list[str] | None = None) -> int:
         first, last = memory[:fifth], memory[-fifth:]
         figures["silver_driver_rss_mb"] = [round(statistics.median(m[1] for m in part) / 1024) for part in (first, last)]
         figures["silver_jvm_rss_mb"] = [round(statistics.median(m[2] for m in part) / 1024) for part in (first, last)]
+    if heap:
+        figures["silver_jvm_live_heap_mb"] = [[round(t), round(mb)] for t, mb in heap]
+    windows = []
+    for start_s in range(0, args.seconds, max(1, int(args.window))):
+        end_s = start_s + args.window
+        in_window = [d for sent, d in marks.timed_delays(measured_from) if start_s <= sent < end_s]
+        rss = [m for m in memory if start_s <= m[0] < end_s]
+        windows.append({
+            "from_s": start_s, "marks": len(in_window),
+            "p50_s": round(percentile(in_window, 0.5), 2) if in_window else None,
+            "p99_s": round(percentile(in_window, 0.99), 2) if in_window else None,
+            "driver_rss_mb": round(statistics.median(m[1] for m in rss) / 1024) if rss else None,
+            "jvm_rss_mb": round(statistics.median(m[2] for m in rss) / 1024) if rss else None,
+        })
+    figures["windows"] = windows
     print(f"{args.rate:g} events/s, {args.seconds} s measured, Silver trigger {figures['trigger']}:")
     if delays:
         print(f"  send → counted in Silver (delta-rs), {len(delays)} of {len(marks.sent)} marks: "
@@ -269,8 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     if memory:
         print(f"  Silver memory, first and last fifth of the run: driver {figures['silver_driver_rss_mb']} MB, "
               f"JVM {figures['silver_jvm_rss_mb']} MB")
+    if heap:
+        print("  Silver JVM live heap (after a full GC), MB at s: "
+              + ", ".join(f"{mb:.0f} at {t:.0f}" for t, mb in heap))
+    if len(windows) > 1:
+        print(f"  per {args.window:g} s window (p50 / p99 s, driver / JVM RSS MB):")
+        for w in windows:
+            print(f"    from {w['from_s']:>5} s: {w['marks']} marks, {w['p50_s']} / {w['p99_s']}, "
+                  f"{w['driver_rss_mb']} / {w['jvm_rss_mb']}")
     print(f"  first Silver figures {figures['first_figures_s']} s after the jobs started; logs in {work}")
     if args.json:
+        figures["marks"] = [[round(sent, 2), round(d, 3)] for sent, d in marks.timed_delays(measured_from)]
         args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
     return 0
 
