@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep \
+.PHONY: help setup demo monitoring dashboard smoke test test-fast broker-start broker-stop broker-status broker-wipe check upkeep \
 	cluster-start cluster-stop cluster-status spark-cluster-start spark-cluster-stop spark-cluster-status kafka-cluster-start kafka-cluster-stop kafka-cluster-status
 
 help:  ## List the targets
@@ -62,6 +62,9 @@ check: setup  ## Run every setup check, Spark included, creating what is missing
 
 demo: setup  ## Set up everything, run the whole pipeline with a live view (ARGS="--fresh", "--rate 10"...)
 	$(BIN)/python -m lakehouse.ops.demo $(ARGS)
+
+monitoring: setup  ## Prometheus over the jobs' /metrics with the alert rules (http://127.0.0.1:9090; apt-get install prometheus)
+	$(BIN)/python -m lakehouse.ops.prometheus $(ARGS)
 
 dashboard: setup  ## The web dashboard of the tables (http://127.0.0.1:8501 by default; ARGS="--port 8600"...)
 	$(BIN)/python streamlit_dashboard.py $(ARGS)

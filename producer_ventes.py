@@ -18,7 +18,8 @@ from datetime import timedelta
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
                                     kafka_security_overrides, setup_logging, stop_on_signals)
 from lakehouse.platform.config import parse_duration
-from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run, write_summary
+from lakehouse.ingest.producer import DeliveryStats, ProducerError, ProducerSettings, connect, run, write_summary
+from lakehouse.ops.metrics import ProducerMetrics, serve_metrics
 from lakehouse.ingest.simulator import BAD_KINDS, SalesSimulator
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.topics import TopicError, ensure_topic
@@ -135,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Producing to %s on %s, %s, seed %d, %d clients (pool seed %d), %d products", settings.topic,
              settings.bootstrap_servers, pace, seed, len(simulator.clients), cfg.producer.pool_seed,
              len(simulator.catalog))
-    result = run(producer, simulator.records(), settings, stop)
+    stats = DeliveryStats()
+    if settings.rate is not None:  # paced: a long run that Prometheus may scrape
+        serve_metrics(ProducerMetrics(stats, settings.rate), cfg.monitoring.metrics_address,
+                      cfg.monitoring.metrics_port_producer, "Producer", "metrics_port_producer")
+    result = run(producer, simulator.records(), settings, stop, stats=stats)
     log.info("%s", result.summary_line())
     if args.summary_json:
         write_summary(args.summary_json, result)

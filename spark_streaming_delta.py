@@ -24,6 +24,7 @@ from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.job_lock import lock_or_exit
 from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.ops.metrics import BronzeMetrics, jvm_heap_reader, serve_metrics
 from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables
 from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
@@ -77,8 +78,13 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
     spark = build_spark_or_log(cfg, "bronze_ventes", log, args.verbose)
     if spark is None:
         return 1
+    metrics = None
+    if not args.available_now:  # a long-running stream: Prometheus may scrape it
+        metrics = BronzeMetrics(jvm_heap_reader(spark))
+        serve_metrics(metrics, cfg.monitoring.metrics_address, cfg.monitoring.metrics_port_bronze,
+                      "Bronze stream", "metrics_port_bronze")
     try:
-        query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now)
+        query = start_bronze_stream(spark, cfg, paths, available_now=args.available_now, metrics=metrics)
     except BronzeStateError as e:
         log.error("%s", e)
         return 1

@@ -19,6 +19,7 @@ import sys
 from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 
+from lakehouse.ops.metrics import SilverMetrics, jvm_heap_reader, serve_metrics
 from lakehouse.ops.upkeep import OwnUpkeep, silver_tables
 from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
                                     stop_on_signals)
@@ -90,9 +91,15 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
         # On object storage this job is the one process writing Silver's tables: it keeps them between batches.
         upkeep = (OwnUpkeep(spark, cfg, paths, silver_tables(paths), cfg.analytics.upkeep_interval.seconds)
                   if on_object_storage(cfg) and mode != "once" else None)
+        metrics = None
+        if mode != "once":  # a long-running job: Prometheus may scrape it
+            metrics = SilverMetrics(jvm_heap_reader(spark))
+            metrics.resume(status.newest_sale(), status.last_batch_at())
+            serve_metrics(metrics, cfg.monitoring.metrics_address, cfg.monitoring.metrics_port_silver,
+                          "Silver job", "metrics_port_silver")
         job = SilverJob(spark, ClientRules.from_config(cfg), paths, status, upkeep,
                         cfg.monitoring.dashboard_refresh.seconds,
-                        None if args.no_dashboard else lambda text: print(text, flush=True))
+                        None if args.no_dashboard else lambda text: print(text, flush=True), metrics)
         if mode == "continuous":
             return job.run_continuous(period, args.full_refresh, stop)
         if mode == "interval":

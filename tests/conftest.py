@@ -21,6 +21,11 @@ from lakehouse.platform.topics import ensure_topic
 from tests.jvm_archive import SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making, stop_making
 
 
+# Jobs started by the tests serve no Prometheus endpoint unless a test asks for one (two workers' jobs would
+# compete for the default ports).
+NO_METRICS = ("metrics_port_bronze", "metrics_port_silver", "metrics_port_producer")
+
+
 def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: object) -> Config:
     """A test configuration: defaults, the given data directory, the project's jar caches.
 
@@ -28,7 +33,8 @@ def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: 
     LAKEHOUSE_* variables cannot change what the tests see; ``env`` gives the few a test needs (secrets).
     """
     values = {("paths", "data_dir"): str(data_dir), ("paths", "cache_dir"): str(PROJECT_DIR / ".cache"),
-              ("spark", "master"): "local[2]", ("spark", "shuffle_partitions"): 2}
+              ("spark", "master"): "local[2]", ("spark", "shuffle_partitions"): 2,
+              **{("monitoring", key): 0 for key in NO_METRICS}}
     for name, value in overrides.items():
         section, key = name.split("__")
         values[(section, key)] = value
@@ -42,6 +48,7 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
         "paths": {"data_dir": cfg.data_dir, "cache_dir": cfg.cache_dir},
         "kafka": {"bootstrap_servers": cfg.kafka.bootstrap_servers, "topic": cfg.kafka.topic},
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
+        "monitoring": dict.fromkeys(NO_METRICS, 0),
     }
     for section, values in extra.items():
         sections.setdefault(section, {}).update(values)

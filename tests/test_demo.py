@@ -162,6 +162,39 @@ def test_the_web_dashboard_is_an_extra_that_the_pipeline_survives(tmp_path) -> N
     assert "dashboard stopped" in screen and note in screen
 
 
+def test_the_demo_starts_prometheus_when_asked(tmp_path, monkeypatch) -> None:
+    """--prometheus: Prometheus (make monitoring's launcher) is one more part, not an essential one; without
+    the prometheus package, the view says how to install it and the demo goes on."""
+    port = free_port()
+    cfg = make_config(tmp_path / "data", monitoring__prometheus_port=port)
+    config = write_config(tmp_path / "demo.ini", cfg, monitoring={"prometheus_port": port})
+    args = parse_args(["--prometheus", "--config", str(config)])
+    demo = Demo(cfg, args, io.StringIO())
+    command = [sys.executable, "-m", "lakehouse.ops.prometheus", "--config", str(config)]
+    note = demo.start_prometheus(command, dict(os.environ))
+    assert note == f"Prometheus: http://127.0.0.1:{port} (alerts: http://127.0.0.1:{port}/alerts)"
+    part = demo.parts[0]
+    assert part.name == "prometheus" and not part.essential
+
+    def ready() -> bool:
+        assert part.running, part.log_file.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 60, "Prometheus started by the demo")
+    finally:
+        assert part.stop(20) == 0, part.log_file.read_text()[-3000:]
+    monkeypatch.setenv("PATH", str(tmp_path))  # no prometheus there
+    demo = Demo(cfg, args, io.StringIO())
+    assert demo.start_prometheus(command, dict(os.environ)) == \
+        "Prometheus: not installed (sudo apt-get install prometheus)"
+    assert not demo.parts
+
+
 def test_an_unreachable_cluster_is_not_replaced_by_a_single_broker(tmp_path) -> None:
     servers = "127.0.0.1:19191,127.0.0.1:19193"  # nothing listens there
     demo = Demo(make_config(tmp_path / "data", kafka__bootstrap_servers=servers), parse_args([]), io.StringIO())

@@ -118,6 +118,11 @@ EXERCISED = {
     "make dashboard": "tests/test_web_dashboard.py::test_the_served_page_in_chromium_shows_silver_and_follows_it",
     "python query_utils.py --batch": "tests/test_query_utils.py::test_batch_report_and_charts_from_the_script",
     "make upkeep": "tests/test_upkeep.py (run_upkeep)",
+    "make monitoring": "tests/test_prometheus.py::test_prometheus_scrapes_the_jobs_agrees_with_the_metrics_table_"
+                       "and_alerts_when_bronze_stops (python -m lakehouse.ops.prometheus)",
+    "make demo ARGS=--prometheus": "tests/test_demo.py::test_the_demo_starts_prometheus_when_asked",
+    "promtool test rules monitoring/alerts_test.yml":
+        "tests/test_prometheus.py::test_the_alert_rules_pass_promtool_check_and_their_unit_tests",
     "make demo ARGS=--fresh": "tests/test_demo.py::test_fresh_empties_tables_checkpoints_and_topic",
     "make demo ARGS=--no-broker": "tests/test_demo.py (the broker is found, not started)",
     "docker compose up -d": "not runnable here (no Docker engine); README says so",

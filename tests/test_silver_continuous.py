@@ -1,5 +1,6 @@
 """The long-running Silver job (streaming_silver.py --continuous) as users run it: kill -9 in the middle of a
-batch and a restart leave the tables of an uninterrupted run; SIGTERM stops it after its batch."""
+batch and a restart leave the tables of an uninterrupted run; SIGTERM stops it after its batch; its
+Prometheus endpoint counts what it merged."""
 
 from __future__ import annotations
 
@@ -9,15 +10,26 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.delta import checkpoint_entries
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.freshness import read_freshness
 from lakehouse.silver.job import read_rows
-from tests.conftest import make_config, write_config
+from tests.conftest import free_port, make_config, write_config
 from tests.test_silver_incremental import append_bronze, assert_silver_equals_full_recompute, random_sales
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The unlabelled samples of a job's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    return {s.name: s.value for family in text_string_to_metric_families(text) for s in family.samples
+            if not s.labels}
 
 
 def start_silver(config: Path, log_file: Path) -> subprocess.Popen:
@@ -47,7 +59,9 @@ def test_kill_9_in_a_batch_then_a_restart_equals_an_uninterrupted_run_and_sigter
         spark, tmp_path) -> None:
     cfg = make_config(tmp_path / "data")
     paths = Paths.from_config(cfg)
-    config = write_config(tmp_path / "config.ini", cfg, analytics={"silver_trigger": "0.5 s"})
+    metrics_port = free_port()
+    config = write_config(tmp_path / "config.ini", cfg, analytics={"silver_trigger": "0.5 s"},
+                          monitoring={"metrics_port_silver": metrics_port})
     log_file = tmp_path / "silver.log"
     rng = random.Random(5)
     # A first batch large enough for Spark's path (seconds long): the kill lands inside it.
@@ -68,6 +82,12 @@ def test_kill_9_in_a_batch_then_a_restart_equals_an_uninterrupted_run_and_sigter
             append_bronze(spark, paths, random_sales(rng, start, 5 if start < 60_040 else 10))
             time.sleep(1)
         wait_for(lambda: counted(paths) == 60_045, "the later batches", silver, log_file)
+        # Its Prometheus endpoint counts what this run merged: everything (the killed run committed nothing).
+        samples = scrape(metrics_port)
+        assert samples["lakehouse_silver_rows_merged_total"] == 60_045
+        assert samples["lakehouse_silver_batches_total"] >= 2
+        assert samples["lakehouse_silver_freshness_seconds"] >= 0
+        assert samples["lakehouse_silver_jvm_heap_used_bytes"] > 0
         silver.send_signal(signal.SIGTERM)
         assert silver.wait(120) == 0
     finally:

@@ -13,16 +13,37 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from lakehouse.bronze.writer import BronzeBatchWriter
+from lakehouse.ops.metrics import BronzeMetrics
 from lakehouse.platform.status import write_atomic
 
 log = logging.getLogger(__name__)
 
 
+def partition_lag(sources) -> dict[int, int] | None:
+    """Records each Kafka partition holds past the stream's last batch (the source's latest offsets minus
+    the batch's end offsets, from a progress event), None when the event does not carry both."""
+    for source in sources:
+        try:
+            latest, end = json.loads(source.latestOffset or "null"), json.loads(source.endOffset or "null")
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(latest, dict) or not isinstance(end, dict):
+            continue
+        lag: dict[int, int] = {}
+        for topic, offsets in latest.items():
+            read = end.get(topic) or {}
+            for partition, offset in offsets.items():
+                lag[int(partition)] = max(0, int(offset) - int(read.get(partition, offset)))
+        return lag
+    return None
+
+
 class BronzeProgressLogger(StreamingQueryListener):
     """Logs every Bronze batch: rows, rate, duration, latency, quarantined, duplicates, Kafka lag."""
 
-    def __init__(self, writer: BronzeBatchWriter, status_file: Path | None = None):
-        self.writer, self.status_file = writer, status_file
+    def __init__(self, writer: BronzeBatchWriter, status_file: Path | None = None,
+                 metrics: BronzeMetrics | None = None):
+        self.writer, self.status_file, self.metrics = writer, status_file, metrics
         self.terminated = threading.Event()  # events arrive in order: after this one, none is pending
         self.status: dict = {"started_at": time.time(), "batches": 0, "input_rows_total": 0,
                              "bronze_rows_total": 0, "quarantined_rows_total": 0, "duplicate_rows_total": 0,
@@ -39,6 +60,10 @@ class BronzeProgressLogger(StreamingQueryListener):
             if "maxOffsetsBehindLatest" in metrics:
                 lag = int(float(metrics["maxOffsetsBehindLatest"]))
         self.writer.last_kafka_lag = lag
+        if self.metrics is not None:
+            by_partition = partition_lag(progress.sources)
+            if by_partition is not None:
+                self.metrics.kafka_lag(by_partition)
         # Spark's own share of the trigger (planning, offset and commit logs) next to the batch's (addBatch).
         log.debug("Batch %d Spark durations (ms): %s", progress.batchId, progress.durationMs)
         counts = self.writer.last_counts.pop(progress.batchId, None)

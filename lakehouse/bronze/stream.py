@@ -16,6 +16,7 @@ from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.monitoring import BronzeProgressLogger, register_progress_logger
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
+from lakehouse.ops.metrics import BronzeMetrics
 from lakehouse.platform import job_lock
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
@@ -127,7 +128,7 @@ def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> N
 
 
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
-                        checkpoint: Path | None = None) -> BronzeQuery:
+                        checkpoint: Path | None = None, metrics: BronzeMetrics | None = None) -> BronzeQuery:
     """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
     the tables do not match, ``JobAlreadyRunning`` if another process streams into this checkpoint). The
     query holds the checkpoint's lock until it has stopped."""
@@ -135,14 +136,14 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
     # The entry point took it before Spark started (this shares it); other callers take it here.
     lock_file = job_lock.acquire("The Bronze stream", paths, checkpoint)
     try:
-        return _start(spark, cfg, paths, available_now, checkpoint, lock_file)
+        return _start(spark, cfg, paths, available_now, checkpoint, lock_file, metrics)
     except BaseException:
         job_lock.release(lock_file)
         raise
 
 
 def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, checkpoint: Path,
-           lock_file: Path) -> BronzeQuery:
+           lock_file: Path, metrics: BronzeMetrics | None) -> BronzeQuery:
     check_bronze_state(spark, paths, checkpoint)
     # Tables this session creates (Bronze, quarantine, duplicates, metrics) get a log checkpoint every 100 commits
     # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
@@ -158,8 +159,8 @@ def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, 
     # 3.9-4.6 s with it on, measured on the drain benchmark's topic).
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     sink = MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
-    writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink)
-    register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status))
+    writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink, metrics=metrics)
+    register_progress_logger(spark, BronzeProgressLogger(writer, paths.bronze_status, metrics))
     # The contract check is part of the streaming plan, built once, not rebuilt in every batch; the writer
     # judges event times against each batch's clock.
     checked = read_kafka_stream(spark, cfg).transform(

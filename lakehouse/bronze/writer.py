@@ -16,10 +16,12 @@ import logging
 import math
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,6 +32,7 @@ from lakehouse.bronze.contract_check import TimeJudge
 from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, collector_paused, find_duplicates
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.ingest.contract import ContractLimits
+from lakehouse.ops.metrics import BronzeBatchFigures, BronzeMetrics
 from lakehouse.platform.codegen import per_batch_long
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import append_delta, batch_timestamp_ms, checkpoint_query_id, delta_table_exists
@@ -117,6 +120,32 @@ def metrics_row(query_id: str, batch_id: int, figures: dict, committed_ms: int) 
     }
 
 
+def prometheus_figures(figures: dict, reasons: pa.ChunkedArray, conflicts: int, partitions: list,
+                       record_ms: list, committed_ms: int, state: DedupState) -> BronzeBatchFigures:
+    """A batch's contribution to the Prometheus metrics: its figures, each quarantine reason's records (from
+    the broken records' reasons, plus the conflicting ids), each record's produce→commit time, and the
+    newest Kafka timestamp read per partition."""
+    per_reason: Counter = Counter()
+    for record_reasons in reasons.drop_null().to_pylist():  # the broken records only
+        # A reason names its field ("missing_field:pays"): the label is the contract's reason alone.
+        per_reason.update({reason.split(":", 1)[0] for reason in record_reasons})
+    if conflicts:
+        per_reason["conflicting_id"] += conflicts
+    newest_read: dict[int, int] = {}
+    for partition, ms in zip(partitions, record_ms):
+        if ms is not None and ms > newest_read.get(partition, -1):
+            newest_read[partition] = ms
+    return BronzeBatchFigures(
+        input_rows=figures["input_rows"], bronze_rows=figures["bronze_rows"],
+        quarantined_rows=figures["quarantined_rows"], duplicate_rows=figures["duplicate_rows"],
+        conflicting_rows=figures["conflicting_rows"], late_rows=figures["late_rows"], reasons=per_reason,
+        duration_s=max(0, committed_ms - figures["started_ms"]) / 1000, committed_at=committed_ms / 1000,
+        latencies_s=[(committed_ms - ms) / 1000 for ms in record_ms if ms is not None],
+        newest_sale=None if state.max_event_us is None else state.max_event_us / 1e6,
+        watermark=None if state.watermark_us is None else state.watermark_us / 1e6,
+        dedup_entries=len(state.seen), newest_read_ms=newest_read)
+
+
 class _Steps:
     """Wall time of a batch's steps, for the DEBUG log (where a slow batch spends its time)."""
 
@@ -137,12 +166,14 @@ class BronzeBatchWriter:
     appends to the tables; the figures go to ``sink``."""
 
     def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path,
-                 sink: MetricsSink | None = None, clock: Callable[[], float] = time.time):
+                 sink: MetricsSink | None = None, clock: Callable[[], float] = time.time,
+                 metrics: BronzeMetrics | None = None):
         """``clock`` (seconds since the epoch) times the batches; a batch's own time, which its event times
         are judged against and which is its ``ingestion_ts``, is the one Spark gave it when planning it
         (the same when the batch runs again after a crash), or the clock's without a checkpoint entry."""
         self.spark, self.cfg, self.paths, self.checkpoint, self.clock = spark, cfg, paths, checkpoint, clock
         self.sink = sink or MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
+        self.metrics = metrics  # Prometheus' figures (lakehouse.ops.metrics), when the job exports them
         self.delay_us = int(cfg.streaming.watermark_delay.seconds * 1_000_000)
         self.limits = ContractLimits.from_config(cfg)
         self._judge: TimeJudge | None = None
@@ -277,10 +308,12 @@ class BronzeBatchWriter:
     def _process(self, checked: DataFrame, batch_id: int, started_ms: int) -> None:
         steps = _Steps()
         # Through Arrow: a drain batch's 100,000 keys arrive in a third of the time a row collect takes.
+        # The broken records' reasons only when Prometheus counts them.
+        exported = [F.when(F.size("reasons") > 0, F.col("reasons")).alias("reasons")] if self.metrics else []
         table = checked.select((F.size("reasons") == 0).alias("ok"), "vente_id", F.unix_micros("event_ts"),
                                sale_content(), "kafka_partition", "kafka_offset",
-                               F.unix_millis("kafka_timestamp")).toArrow()
-        ok, ids, events, contents, partitions, offsets, kafka_ms = (c.to_pylist() for c in table.columns)
+                               F.unix_millis("kafka_timestamp"), *exported).toArrow()
+        ok, ids, events, contents, partitions, offsets, kafka_ms = (c.to_pylist() for c in table.columns[:7])
         steps.done("collect")
         written: set[Path] = set()
         if self._state is None:
@@ -299,6 +332,7 @@ class BronzeBatchWriter:
         conflicts = len(decisions) - duplicates
         kept_times = [s.event_us for sales in kept.values() for s in sales]
         late = 0 if watermark_us is None else sum(t < watermark_us for t in kept_times)
+        record_ms = kafka_ms
         kafka_ms = [t for t in kafka_ms if t is not None]
         batch_max = max(kept_times, default=None)
         figures = {
@@ -333,10 +367,14 @@ class BronzeBatchWriter:
             append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
             steps.done(path.name)
 
-        row = metrics_row(app, batch_id, figures, int(self.clock() * 1000))
+        committed_ms = int(self.clock() * 1000)
+        row = metrics_row(app, batch_id, figures, committed_ms)
         if batch_id not in self._recovered:
             self.sink.add(row)
         state.add(kept)
+        if self.metrics is not None:
+            self.metrics.batch(prometheus_figures(figures, table.column("reasons"), conflicts, partitions, record_ms,
+                                                  committed_ms, state))
         self.last_counts[batch_id] = row
         steps.done("state")
         log.debug("Batch %d steps: %s", batch_id, steps)

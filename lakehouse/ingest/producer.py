@@ -187,14 +187,16 @@ class _Progress:
 
 
 def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSettings,
-        stop: threading.Event, flush_timeout_s: float | None = None) -> RunResult:
+        stop: threading.Event, flush_timeout_s: float | None = None,
+        stats: DeliveryStats | None = None) -> RunResult:
     """Send records until count, duration or ``stop``; then flush and close. Never drops silently:
     every record ends counted as delivered, failed or unsent, whatever Kafka does. The final flush
     waits ``flush_timeout_s`` at most (default: the delivery timeout, at most 20 s, so that a stop
-    asked during a broker outage ends in time)."""
+    asked during a broker outage ends in time). ``stats``: the counters to update (read by the metrics
+    endpoint while the run goes on); new ones by default."""
     if flush_timeout_s is None:
         flush_timeout_s = min(settings.delivery_timeout_s, FLUSH_TIMEOUT_MAX_S)
-    stats = DeliveryStats()
+    stats = stats if stats is not None else DeliveryStats()
     per_sale_log = settings.rate is not None and settings.rate <= PER_SALE_LOG_MAX_RATE
     progress = _Progress(settings.count) if settings.count else None
     started = time.monotonic()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import on_object_storage, remove_tree
 from lakehouse.platform.paths import Paths
+from lakehouse.ops.prometheus import INSTALL_HINT, scrape_host
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic
@@ -52,7 +54,7 @@ log = logging.getLogger("lakehouse.ops.demo")
 
 DEFAULT_RATE = 3.0
 # How long each part may take to stop cleanly before it is killed (Spark jobs finish a batch or a run).
-STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0, "dashboard": 20.0}
+STOP_TIMEOUTS = {"producer": 30.0, "bronze": 120.0, "silver": 180.0, "dashboard": 20.0, "prometheus": 20.0}
 EXIT_PART_FAILED = 1
 EXIT_SETUP_FAILED = 3
 
@@ -203,6 +205,7 @@ def part_commands(cfg_file: str | None, rate: float, silver_interval: float | No
                    *(["--continuous"] if silver_interval is None else ["--interval", f"{silver_interval:g}"]),
                    "--no-dashboard", *config],
         "dashboard": [py, "streamlit_dashboard.py", *config],
+        "prometheus": [py, "-m", "lakehouse.ops.prometheus", *config],
     }
 
 
@@ -231,6 +234,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="delete the tables, checkpoints and the topic's records before starting")
     parser.add_argument("--no-web", action="store_true",
                         help="do not start the web dashboard (streamlit_dashboard.py)")
+    parser.add_argument("--prometheus", action="store_true",
+                        help="also start Prometheus over the jobs' metrics, with the alert rules (make monitoring "
+                             "alone; needs the prometheus package)")
     parser.add_argument("--no-broker", action="store_true",
                         help="use the broker already running at [kafka] bootstrap_servers (e.g. docker "
                              "compose) and never start or stop one")
@@ -327,6 +333,8 @@ class Demo:
             part.start(env)
             self.parts.append(part)
         web_note = None if self.args.no_web or self.stop.is_set() else self.start_web(commands["dashboard"], env)
+        prometheus_note = (self.start_prometheus(commands["prometheus"], env)
+                           if self.args.prometheus and not self.stop.is_set() else None)
         log.info("Started %s; logs in %s", ", ".join(f"{p.name} (pid {p.proc.pid})" for p in self.parts),
                  self.paths.logs_dir)
         refresh = self.args.refresh or self.cfg.monitoring.dashboard_refresh.seconds
@@ -343,8 +351,9 @@ class Demo:
                     if self.paths.silver_dashboard.exists() else None
                 now = datetime.now(timezone.utc)
                 freshness = read_freshness(self.paths.silver_status, now).summary(now)
+                notes = "\n".join(n for n in (web_note, prometheus_note) if n) or None
                 screen = render(self.parts, broker_note, format_health(status, health.rate), freshness, silver,
-                                self.paths.logs_dir, started, self.silver_interval, web_note)
+                                self.paths.logs_dir, started, self.silver_interval, notes)
                 if tty:
                     self.out.write("\033[H\033[2J" + screen + "\n")
                 elif screen.split("\n", 1)[1] != last_screen:  # logs and pipes: only what changed
@@ -371,6 +380,23 @@ class Demo:
         log.info("Web dashboard: %s", address)
         return f"Web dashboard: {address}"
 
+    def start_prometheus(self, command: list[str], env: dict[str, str]) -> str:
+        """Start Prometheus over the jobs' endpoints if it is installed and its port is free; the view's line."""
+        monitoring = self.cfg.monitoring
+        if shutil.which("prometheus") is None:
+            log.warning("%s; the demo goes on without it", INSTALL_HINT)
+            return "Prometheus: not installed (sudo apt-get install prometheus)"
+        problem = port_problem(monitoring.metrics_address, monitoring.prometheus_port)
+        if problem:
+            log.warning("Prometheus not started: %s ([monitoring] prometheus_port)", problem)
+            return f"Prometheus: not started ({problem})"
+        part = Part("prometheus", command, self.paths.logs_dir / "prometheus.log", essential=False)
+        part.start(env)
+        self.parts.append(part)
+        address = f"http://{scrape_host(monitoring.metrics_address)}:{monitoring.prometheus_port}"
+        log.info("Prometheus: %s (alerts: %s/alerts)", address, address)
+        return f"Prometheus: {address} (alerts: {address}/alerts)"
+
     def check_web(self, note: str | None) -> str | None:
         """The web dashboard is not essential: when it stops, say so once and go on."""
         web = next((p for p in self.parts if p.name == "dashboard"), None)
@@ -387,7 +413,7 @@ class Demo:
                       failed.log_file, tail(failed.log_file))
         by_name = {p.name: p for p in self.parts}
         codes = {}
-        for name in ("producer", "bronze", "silver", "dashboard"):
+        for name in ("producer", "bronze", "silver", "dashboard", "prometheus"):
             if name in by_name:
                 codes[name] = by_name[name].stop(STOP_TIMEOUTS[name])
         if self.owns_broker:

@@ -430,6 +430,19 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                             choices=("DEBUG", "INFO", "WARNING", "ERROR")),
         "dashboard_refresh": Option(Duration, "2 seconds", "refresh period of the live dashboards (the "
                                     "demo's terminal view and the web page)", min=0.5, max=3600),
+        "metrics_address": Option(str, "127.0.0.1", "address the jobs' Prometheus endpoints (/metrics) listen "
+                                  "on; 0.0.0.0 = every interface (anyone who can reach the machine reads them)",
+                                  pattern=r"[A-Za-z0-9_.\-:]{1,253}"),
+        "metrics_port_bronze": Option(int, "9481", "port of the Bronze stream's /metrics (0: none)", min=0,
+                                      max=65535),
+        "metrics_port_silver": Option(int, "9482", "port of the Silver job's /metrics (0: none)", min=0,
+                                      max=65535),
+        "metrics_port_producer": Option(int, "9483", "port of the paced producer's /metrics (0: none)", min=0,
+                                        max=65535),
+        "prometheus_port": Option(int, "9090", "port of the Prometheus server make monitoring starts (on "
+                                  "metrics_address)", min=1, max=65535),
+        "scrape_interval": Option(Duration, "5 seconds", "how often make monitoring's Prometheus reads the jobs' "
+                                  "/metrics and evaluates the alert rules", min=1, max=3600),
     },
     "dashboard": {
         "address": Option(str, "127.0.0.1", "address the web dashboard (streamlit_dashboard.py) listens on; "

@@ -69,6 +69,16 @@ class SilverStatusWriter:
                           last_batch_steps={k: round(v, 3) for k, v in steps.items()}, error=None)
         self.heartbeat()
 
+    def newest_sale(self) -> float | None:
+        """Event time (Unix seconds) of the newest sale counted, across restarts; None before any."""
+        moment = _parse(self.state.get("newest_sale"))
+        return None if moment is None else moment.timestamp()
+
+    def last_batch_at(self) -> float | None:
+        """When the last batch was committed (Unix seconds), across restarts; None before any."""
+        moment = _parse(self.state.get("last_batch_at"))
+        return None if moment is None else moment.timestamp()
+
     def error(self, message: str | None) -> None:
         self.state["error"] = message
         self.heartbeat()

@@ -17,6 +17,7 @@ from py4j.protocol import Py4JError
 from pyspark.errors import PySparkException
 from pyspark.sql import SparkSession
 
+from lakehouse.ops.metrics import SilverMetrics
 from lakehouse.ops.upkeep import OwnUpkeep
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
@@ -53,11 +54,20 @@ class SilverJob:
     upkeep: OwnUpkeep | None = None
     dashboard_every_s: float = 5.0
     print_dashboard: Callable[[str], None] | None = None
+    metrics: SilverMetrics | None = None
     _dashboard_at: float = 0.0
     _dashboard_batches: int = -1
 
     def on_batch(self, report: BatchReport) -> None:
         self.status.batch(report.batch_id, report.rows, report.newest_sale, report.seconds, report.steps)
+        if self.metrics is not None:
+            newest = report.newest_sale.timestamp() if report.newest_sale is not None else None
+            self.metrics.batch(report.rows, report.seconds, newest)
+
+    def on_failure(self, message: str) -> None:
+        self.status.error(message)
+        if self.metrics is not None:
+            self.metrics.failure()
 
     def refresh_dashboard(self, batches: int = -1, force: bool = False) -> None:
         """Write the terminal dashboard (and print it, if asked) when batches were merged since the last
@@ -110,7 +120,7 @@ class SilverJob:
             except (PySparkException, Py4JError) as e:  # the disk, the JVM...: said plainly, retried
                 log.error("Silver run failed (the next run starts over from the last committed batch): %s",
                           first_line(e))
-                self.status.error(first_line(e))
+                self.on_failure(first_line(e))
             else:
                 full_refresh = False
                 log.info("Silver run: %d new Bronze rows merged in %.1f s", rows, time.monotonic() - started)
@@ -154,7 +164,7 @@ class SilverJob:
             message = first_line(error) if error is not None else "it ended"
             log.error("Silver stream stopped (%s); starting again in %g s from its last committed batch",
                       message, RETRY_S)
-            self.status.error(message)
+            self.on_failure(message)
             stop.wait(RETRY_S)
         self.refresh_dashboard(writer.batches, force=True)
         return 0
