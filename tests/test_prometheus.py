@@ -51,6 +51,19 @@ def test_the_shipped_scrape_configuration_is_the_default_settings_one_and_valid(
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.parametrize("interval, written", [("5 seconds", "5s"), ("1.5 s", "1500ms"), ("2 min", "2m"),
+                                               ("90 s", "90s")])
+def test_the_scrape_interval_is_written_in_prometheus_duration_syntax(tmp_path: Path, interval: str,
+                                                                      written: str) -> None:
+    text = scrape_config(make_config(tmp_path, monitoring__scrape_interval=interval), "alerts.yml")
+    assert f"  scrape_interval: {written}\n" in text and f"  evaluation_interval: {written}\n" in text
+    (tmp_path / "alerts.yml").write_text(RULES_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "prometheus.yml").write_text(text, encoding="utf-8")
+    checked = subprocess.run([tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_an_endpoint_turned_off_is_not_scraped(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, monitoring__metrics_port_bronze=9481, monitoring__metrics_address="0.0.0.0")
     text = scrape_config(cfg, "alerts.yml")

@@ -41,7 +41,10 @@ def scrape_host(address: str) -> str:
 
 
 def _duration(seconds: float) -> str:
-    return f"{seconds:g}s" if seconds < 60 or seconds % 60 else f"{seconds / 60:g}m"
+    """Prometheus' duration syntax: whole units only ('1m', '5s', '1500ms')."""
+    if seconds != int(seconds):
+        return f"{round(seconds * 1000)}ms"
+    return f"{int(seconds) // 60}m" if seconds >= 60 and seconds % 60 == 0 else f"{int(seconds)}s"
 
 
 def scrape_config(cfg: Config, rules: str, scrape_interval_s: float | None = None) -> str:
