@@ -25,7 +25,6 @@ from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or
                                     stop_on_signals)
 from lakehouse.platform.config import Config
 from lakehouse.platform.job_lock import lock_or_exit
-from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log
 from lakehouse.silver.freshness import SilverStatusWriter
@@ -88,9 +87,10 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
         spark = build_spark_or_log(cfg, "silver_ventes", log, args.verbose)
         if spark is None:
             return 1
-        # On object storage this job is the one process writing Silver's tables: it keeps them between batches.
+        # Running long, this job keeps its own tables between batches (each batch adds a version); on object
+        # storage it is also the one process that may write them.
         upkeep = (OwnUpkeep(spark, cfg, paths, silver_tables(paths), cfg.analytics.upkeep_interval.seconds)
-                  if on_object_storage(cfg) and mode != "once" else None)
+                  if mode != "once" else None)
         metrics = None
         if mode != "once":  # a long-running job: Prometheus may scrape it
             metrics = SilverMetrics(jvm_heap_reader(spark))

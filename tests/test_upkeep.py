@@ -92,6 +92,28 @@ def test_vacuum_keeps_the_history_configured_not_deltas_default_week(spark, tmp_
     assert spark.read.format("delta").load(str(paths.bronze)).count() == 2
 
 
+@pytest.mark.integration  # Silver runs and VACUUM on real tables
+def test_silver_keeps_its_own_shorter_history(spark, tmp_path) -> None:
+    """A continuous Silver commits a version a second: its tables keep [analytics] silver_history (1 day by
+    default), while Bronze keeps vacuum_retention (7 days). Files removed two days ago go from Silver only."""
+    cfg = make_config(tmp_path / "data")
+    paths = Paths.from_config(cfg)
+    assert cfg.analytics.silver_history.seconds == 86400 and cfg.analytics.vacuum_retention.seconds == 7 * 86400
+    append_bronze(spark, paths, [sale(0, 1)])
+    append_bronze(spark, paths, [sale(1, 1)])
+    run_silver(spark, RULES, paths)
+    append_bronze(spark, paths, [sale(2, 1)])
+    run_silver(spark, RULES, paths)  # rewrites the small tables and the client's row: files removed
+    spark.sql(f"OPTIMIZE delta.`{paths.bronze}`")  # Bronze's two files of the day removed too
+    pays = paths.silver("pays")
+    removed = {"bronze": age_removed_files(paths.bronze, 2), "pays": age_removed_files(pays, 2)}
+    spark._jvm.org.apache.spark.sql.delta.DeltaLog.clearCache()  # read the logs as edited
+    assert run_upkeep(spark, cfg, paths, TODAY, retention=False, compaction=False, only=[paths.bronze, pays])
+    assert removed["bronze"] and all(name in data_files(paths.bronze) for name in removed["bronze"])
+    assert removed["pays"] and not any(name in data_files(pays) for name in removed["pays"])
+    assert_silver_equals_full_recompute(spark, paths)
+
+
 def operations(spark, path) -> list[str]:
     return [r.operation for r in spark.sql(f"DESCRIBE HISTORY delta.`{path}`").collect()]
 

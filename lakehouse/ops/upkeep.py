@@ -9,17 +9,19 @@ Usage: python -m lakehouse.ops.upkeep [--skip-retention] [--skip-optimize] [--sk
   which appends and the streams reading these tables do not conflict with (a Silver batch that meets it
   computes its clients again). Silver's small tables (pays, segments, ventes_jour) are skipped: every
   Silver batch rewrites each of them whole, in one file.
-- VACUUM removes files no version within ``[analytics] vacuum_retention`` needs. A job's own upkeep skips
+- VACUUM removes files no version within ``[analytics] vacuum_retention`` needs (``silver_history`` for
+  Silver's tables: a continuous Silver commits a version a second). A job's own upkeep skips
   it on a table created less than that long ago: every file of such a table is younger than the history
   kept, so VACUUM could delete nothing, and on object storage it lists every file of the table.
 A step that still meets a concurrent commit it conflicts with (a late sale appended to a day being
 deleted) is logged and left for the next run; the other steps go on.
 
-On object storage (an ``s3a://`` lake) two processes must not write one table: Delta's S3 log store keeps
-writers apart only inside one JVM (docs/ARCHITECTURE.md, "Writers on object storage"). There each job keeps
-its own tables (``OwnUpkeep``): the Bronze stream's driver runs Bronze's upkeep in a thread of its own, the
-Silver job between two runs, every ``[analytics] upkeep_interval``; this command refuses to run unless
-told that both are stopped (``--pipeline-stopped``).
+The long-running Silver job (``--continuous``, ``--interval``) keeps its own tables on every lake
+(``OwnUpkeep``, between two batches, every ``[analytics] upkeep_interval``): its history grows by a version
+a batch. On object storage (an ``s3a://`` lake) two processes must not write one table: Delta's S3 log store
+keeps writers apart only inside one JVM (docs/ARCHITECTURE.md, "Writers on object storage"). There the
+Bronze stream's driver also runs Bronze's upkeep in a thread of its own, and this command refuses to run
+unless told that both jobs are stopped (``--pipeline-stopped``).
 """
 
 from __future__ import annotations
@@ -159,18 +161,24 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
         # whatever it says. This makes RETAIN count again (tested both ways).
         spark.conf.set("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
         retain_hours = cfg.analytics.vacuum_retention.seconds / 3600
+        silver_hours = cfg.analytics.silver_history.seconds / 3600
+        silver = set(silver_tables(paths))
         if retain_hours < DELTA_SAFE_VACUUM_HOURS:
             log.warning("[analytics] vacuum_retention is below 7 days: a reader or stream slower than that "
                         "may miss files; Delta's safety check is turned off for this run")
+        # Silver's shorter history is by design (its readers are the dashboards, which read the newest version).
+        if retain_hours < DELTA_SAFE_VACUUM_HOURS or (silver & set(tables(paths, only))
+                                                      and silver_hours < DELTA_SAFE_VACUUM_HOURS):
             spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         for path in tables(paths, only):
             if stopped():
                 return False
-            if not vacuum_young and younger_than_history(spark, path, retain_hours):
+            hours = silver_hours if path in silver else retain_hours
+            if not vacuum_young and younger_than_history(spark, path, hours):
                 log.info("VACUUM %s: not needed yet (the table is younger than the %g hours of history kept)",
-                         path, retain_hours)
+                         path, hours)
                 continue
-            done &= _step("VACUUM", path, lambda p=path: vacuum(spark, p, retain_hours))
+            done &= _step("VACUUM", path, lambda p=path, h=hours: vacuum(spark, p, h))
     return done and not stopped()
 
 

@@ -421,9 +421,12 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                                   "'streaming_silver.py --interval' given without a value", min=1, max=86400),
         "bronze_retention_days": Option(int, "90", "Bronze partitions older than this are deleted", min=1),
         "vacuum_retention": Option(Duration, "7 days", "Delta history kept by VACUUM", min=0),
-        "upkeep_interval": Option(Duration, "1 hour", "on an s3a:// lake: how often the Bronze stream and the "
-                                  "Silver job run the upkeep of their own tables (make upkeep does it on a "
-                                  "local lake)", min=1, max=30 * 86400),
+        "silver_history": Option(Duration, "1 day", "Delta history kept by VACUUM for Silver's tables (a continuous "
+                                 "Silver commits a version a second; Silver is rebuilt from Bronze with "
+                                 "--full-refresh)", min=0),
+        "upkeep_interval": Option(Duration, "1 hour", "how often the long-running Silver job, and on an s3a:// "
+                                  "lake the Bronze stream, run the upkeep of their own tables (make upkeep does "
+                                  "Bronze's on a local lake)", min=1, max=30 * 86400),
     },
     "monitoring": {
         "log_level": Option(str, "INFO", "log level of the project's scripts",
