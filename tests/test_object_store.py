@@ -399,7 +399,7 @@ def ops(path) -> list[str]:
 def test_a_job_runs_its_own_upkeep_when_due_and_only_on_its_tables(spark, tmp_path) -> None:
     from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables, silver_tables
 
-    cfg = make_config(tmp_path / "data", analytics__vacuum_retention="0 s")
+    cfg = make_config(tmp_path / "data", analytics__vacuum_retention="0 s", analytics__silver_history="0 s")
     paths = Paths.from_config(cfg)
     spark.range(3).write.format("delta").save(str(paths.silver("pays")))
     spark.range(3).write.format("delta").save(str(paths.bronze_metrics))
