@@ -367,15 +367,21 @@ class Demo:
             code = self.shutdown(failed)
         return code
 
+    def _start_extra(self, name: str, command: list[str], env: dict[str, str], address: str, port: int) -> str | None:
+        """Start a part the pipeline can do without, unless its port is taken; why not, or None."""
+        problem = port_problem(address, port)
+        if problem is None:
+            part = Part(name, command, self.paths.logs_dir / f"{name}.log", essential=False)
+            part.start(env)
+            self.parts.append(part)
+        return problem
+
     def start_web(self, command: list[str], env: dict[str, str]) -> str:
         """Start the web dashboard unless its port is taken; returns the view's line about it."""
-        problem = port_problem(self.cfg.dashboard.address, self.cfg.dashboard.port)
+        problem = self._start_extra("dashboard", command, env, self.cfg.dashboard.address, self.cfg.dashboard.port)
         if problem:
             log.warning("Web dashboard not started: %s ([dashboard] port, or --no-web)", problem)
             return f"Web dashboard: not started ({problem})"
-        part = Part("dashboard", command, self.paths.logs_dir / "dashboard.log", essential=False)
-        part.start(env)
-        self.parts.append(part)
         address = url(self.cfg)
         log.info("Web dashboard: %s", address)
         return f"Web dashboard: {address}"
@@ -386,13 +392,11 @@ class Demo:
         if shutil.which("prometheus") is None:
             log.warning("%s; the demo goes on without it", INSTALL_HINT)
             return "Prometheus: not installed (sudo apt-get install prometheus)"
-        problem = port_problem(monitoring.metrics_address, monitoring.prometheus_port)
+        problem = self._start_extra("prometheus", command, env, monitoring.metrics_address,
+                                    monitoring.prometheus_port)
         if problem:
             log.warning("Prometheus not started: %s ([monitoring] prometheus_port)", problem)
             return f"Prometheus: not started ({problem})"
-        part = Part("prometheus", command, self.paths.logs_dir / "prometheus.log", essential=False)
-        part.start(env)
-        self.parts.append(part)
         address = f"http://{scrape_host(monitoring.metrics_address)}:{monitoring.prometheus_port}"
         log.info("Prometheus: %s (alerts: %s/alerts)", address, address)
         return f"Prometheus: {address} (alerts: {address}/alerts)"

@@ -113,8 +113,11 @@ class BronzeBatchFigures:
     newest_read_ms: dict[int, int]  # Kafka partition -> newest record timestamp read (epoch ms)
 
 
-class BronzeMetrics(Collector):
-    """The Bronze stream's figures, as Prometheus reads them."""
+class _JobMetrics(Collector):
+    """What the Bronze and Silver jobs' figures share: a lock, a clock, the job's start, its batches, their
+    last commit, the newest sale, the driver's memory. A job adds its own families in ``_families``."""
+
+    prefix = "lakehouse_job"
 
     def __init__(self, jvm_heap: Callable[[], tuple[int, int] | None] | None = None,
                  clock: Callable[[], float] = time.time):
@@ -122,14 +125,40 @@ class BronzeMetrics(Collector):
         self.jvm_heap, self.clock = jvm_heap, clock
         self.started_at = clock()
         self.batches = 0
+        self.batch_seconds = BulkHistogram(BATCH_BUCKETS_S)
+        self.last_commit: float | None = None
+        self.newest_sale: float | None = None
+
+    def _families(self, now: float) -> Iterator[Metric]:
+        raise NotImplementedError
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now = self.clock()
+            yield from self._families(now)
+            if self.last_commit is not None:
+                yield GaugeMetricFamily(f"{self.prefix}_last_commit_timestamp_seconds",
+                                        "When the last batch committed (Unix time)", value=self.last_commit)
+            since = now - (self.last_commit if self.last_commit is not None else self.started_at)
+            yield GaugeMetricFamily(f"{self.prefix}_seconds_since_last_commit",
+                                    "Seconds since the last batch committed (since the start before the first)",
+                                    value=since)
+        yield from _memory_families(self.prefix, self.jvm_heap)
+
+
+class BronzeMetrics(_JobMetrics):
+    """The Bronze stream's figures, as Prometheus reads them."""
+
+    prefix = "lakehouse_bronze"
+
+    def __init__(self, jvm_heap: Callable[[], tuple[int, int] | None] | None = None,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(jvm_heap, clock)
         self.input_rows = 0
         self.rows_written = dict.fromkeys(BRONZE_TABLES, 0)
         self.quarantined = self.duplicates = self.conflicting = self.late = 0
         self.reasons: Counter = Counter()
-        self.batch_seconds = BulkHistogram(BATCH_BUCKETS_S)
         self.latency = BulkHistogram(LATENCY_BUCKETS_S)
-        self.last_commit: float | None = None
-        self.newest_sale: float | None = None
         self.watermark: float | None = None
         self.dedup_entries = 0
         self.lag_records: dict[int, int] = {}
@@ -161,79 +190,65 @@ class BronzeMetrics(Collector):
         with self._lock:
             self.lag_records = dict(lag_by_partition)
 
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            now = self.clock()
-            yield CounterMetricFamily("lakehouse_bronze_batches", "Batches committed", value=self.batches)
-            yield CounterMetricFamily("lakehouse_bronze_input_records", "Kafka records read",
-                                      value=self.input_rows)
-            written = CounterMetricFamily("lakehouse_bronze_rows_written", "Rows appended, per Delta table",
-                                          labels=["table"])
-            for table, rows in self.rows_written.items():
-                written.add_metric([table], rows)
-            yield written
-            yield CounterMetricFamily("lakehouse_bronze_quarantined_records",
-                                      "Records sent to the quarantine table", value=self.quarantined)
-            reasons = CounterMetricFamily("lakehouse_bronze_quarantine_reasons",
-                                          "Quarantined records per reason (a record with several reasons "
-                                          "counts under each)", labels=["reason"])
-            for reason, count in sorted(self.reasons.items()):
-                reasons.add_metric([reason], count)
-            yield reasons
-            yield CounterMetricFamily("lakehouse_bronze_duplicate_records",
-                                      "Records identical to a sale kept before", value=self.duplicates)
-            yield CounterMetricFamily("lakehouse_bronze_conflicting_ids",
-                                      "Records re-using a kept sale's vente_id with other content",
-                                      value=self.conflicting)
-            yield CounterMetricFamily("lakehouse_bronze_late_sales",
-                                      "Sales kept with an event time behind the watermark", value=self.late)
-            yield self.batch_seconds.family("lakehouse_bronze_batch_duration_seconds",
-                                            "Wall time of a batch, from its start to its last commit")
-            yield self.latency.family("lakehouse_bronze_produce_to_commit_seconds",
-                                      "Per record: its Kafka timestamp to the commit of its batch")
-            lag = GaugeMetricFamily("lakehouse_bronze_kafka_lag_records",
-                                    "Records in the Kafka partition not read yet", labels=["partition"])
-            lag_s = GaugeMetricFamily("lakehouse_bronze_kafka_lag_seconds",
-                                      "Seconds since the newest record read from the partition was produced, "
-                                      "when records wait behind it (0 when none does)", labels=["partition"])
-            for partition, records in sorted(self.lag_records.items()):
-                lag.add_metric([str(partition)], records)
-                newest = self.newest_read_ms.get(partition)
-                waiting = 0.0 if records == 0 or newest is None else max(0.0, now - newest / 1000)
-                lag_s.add_metric([str(partition)], waiting)
-            yield lag
-            yield lag_s
-            if self.last_commit is not None:
-                yield GaugeMetricFamily("lakehouse_bronze_last_commit_timestamp_seconds",
-                                        "When the last batch committed (Unix time)", value=self.last_commit)
-            since = now - (self.last_commit if self.last_commit is not None else self.started_at)
-            yield GaugeMetricFamily("lakehouse_bronze_seconds_since_last_commit",
-                                    "Seconds since the last batch committed (since the start before the first)",
-                                    value=since)
-            if self.newest_sale is not None:
-                yield GaugeMetricFamily("lakehouse_bronze_newest_sale_timestamp_seconds",
-                                        "Event time of the newest sale in Bronze (Unix time)", value=self.newest_sale)
-            if self.watermark is not None:
-                yield GaugeMetricFamily("lakehouse_bronze_watermark_timestamp_seconds",
-                                        "Event time behind which a sale is late (Unix time)", value=self.watermark)
-            yield GaugeMetricFamily("lakehouse_bronze_dedup_state_entries",
-                                    "Sales held in memory for the duplicate check", value=self.dedup_entries)
-        yield from _memory_families("lakehouse_bronze", self.jvm_heap)
+    def _families(self, now: float) -> Iterator[Metric]:
+        yield CounterMetricFamily("lakehouse_bronze_batches", "Batches committed", value=self.batches)
+        yield CounterMetricFamily("lakehouse_bronze_input_records", "Kafka records read",
+                                  value=self.input_rows)
+        written = CounterMetricFamily("lakehouse_bronze_rows_written", "Rows appended, per Delta table",
+                                      labels=["table"])
+        for table, rows in self.rows_written.items():
+            written.add_metric([table], rows)
+        yield written
+        yield CounterMetricFamily("lakehouse_bronze_quarantined_records",
+                                  "Records sent to the quarantine table", value=self.quarantined)
+        reasons = CounterMetricFamily("lakehouse_bronze_quarantine_reasons",
+                                      "Quarantined records per reason (a record with several reasons "
+                                      "counts under each)", labels=["reason"])
+        for reason, count in sorted(self.reasons.items()):
+            reasons.add_metric([reason], count)
+        yield reasons
+        yield CounterMetricFamily("lakehouse_bronze_duplicate_records",
+                                  "Records identical to a sale kept before", value=self.duplicates)
+        yield CounterMetricFamily("lakehouse_bronze_conflicting_ids",
+                                  "Records re-using a kept sale's vente_id with other content",
+                                  value=self.conflicting)
+        yield CounterMetricFamily("lakehouse_bronze_late_sales",
+                                  "Sales kept with an event time behind the watermark", value=self.late)
+        yield self.batch_seconds.family("lakehouse_bronze_batch_duration_seconds",
+                                        "Wall time of a batch, from its start to its last commit")
+        yield self.latency.family("lakehouse_bronze_produce_to_commit_seconds",
+                                  "Per record: its Kafka timestamp to the commit of its batch")
+        lag = GaugeMetricFamily("lakehouse_bronze_kafka_lag_records",
+                                "Records in the Kafka partition not read yet", labels=["partition"])
+        lag_s = GaugeMetricFamily("lakehouse_bronze_kafka_lag_seconds",
+                                  "Seconds since the newest record read from the partition was produced, "
+                                  "when records wait behind it (0 when none does)", labels=["partition"])
+        for partition, records in sorted(self.lag_records.items()):
+            lag.add_metric([str(partition)], records)
+            newest = self.newest_read_ms.get(partition)
+            waiting = 0.0 if records == 0 or newest is None else max(0.0, now - newest / 1000)
+            lag_s.add_metric([str(partition)], waiting)
+        yield lag
+        yield lag_s
+        if self.newest_sale is not None:
+            yield GaugeMetricFamily("lakehouse_bronze_newest_sale_timestamp_seconds",
+                                    "Event time of the newest sale in Bronze (Unix time)", value=self.newest_sale)
+        if self.watermark is not None:
+            yield GaugeMetricFamily("lakehouse_bronze_watermark_timestamp_seconds",
+                                    "Event time behind which a sale is late (Unix time)", value=self.watermark)
+        yield GaugeMetricFamily("lakehouse_bronze_dedup_state_entries",
+                                "Sales held in memory for the duplicate check", value=self.dedup_entries)
 
 
-class SilverMetrics(Collector):
+class SilverMetrics(_JobMetrics):
     """Silver's figures (every mode), as Prometheus reads them."""
+
+    prefix = "lakehouse_silver"
 
     def __init__(self, jvm_heap: Callable[[], tuple[int, int] | None] | None = None,
                  clock: Callable[[], float] = time.time):
-        self._lock = threading.Lock()
-        self.jvm_heap, self.clock = jvm_heap, clock
-        self.started_at = clock()
-        self.batches = 0
+        super().__init__(jvm_heap, clock)
         self.rows_merged = 0
-        self.batch_seconds = BulkHistogram(BATCH_BUCKETS_S)
-        self.last_commit: float | None = None
-        self.newest_sale: float | None = None
         self.failures = 0
 
     def batch(self, rows: int, seconds: float, newest_sale: float | None, committed_at: float | None = None) -> None:
@@ -255,29 +270,19 @@ class SilverMetrics(Collector):
         with self._lock:
             self.failures += 1
 
-    def collect(self) -> Iterator[Metric]:
-        with self._lock:
-            now = self.clock()
-            yield CounterMetricFamily("lakehouse_silver_batches", "Silver batches committed", value=self.batches)
-            yield CounterMetricFamily("lakehouse_silver_rows_merged", "Bronze rows merged into Silver",
-                                      value=self.rows_merged)
-            yield CounterMetricFamily("lakehouse_silver_failures",
-                                      "Silver runs or streams that failed (each is retried)", value=self.failures)
-            yield self.batch_seconds.family("lakehouse_silver_batch_duration_seconds", "Wall time of a Silver batch")
-            if self.last_commit is not None:
-                yield GaugeMetricFamily("lakehouse_silver_last_commit_timestamp_seconds",
-                                        "When Silver last committed a batch (Unix time)", value=self.last_commit)
-            since = now - (self.last_commit if self.last_commit is not None else self.started_at)
-            yield GaugeMetricFamily("lakehouse_silver_seconds_since_last_commit",
-                                    "Seconds since Silver last committed a batch (since the start before the first)",
-                                    value=since)
-            if self.newest_sale is not None:
-                yield GaugeMetricFamily("lakehouse_silver_newest_sale_timestamp_seconds",
-                                        "Event time of the newest sale Silver counts (Unix time)",
-                                        value=self.newest_sale)
-                yield GaugeMetricFamily("lakehouse_silver_freshness_seconds",
-                                        "Age of the newest sale Silver counts", value=max(0.0, now - self.newest_sale))
-        yield from _memory_families("lakehouse_silver", self.jvm_heap)
+    def _families(self, now: float) -> Iterator[Metric]:
+        yield CounterMetricFamily("lakehouse_silver_batches", "Silver batches committed", value=self.batches)
+        yield CounterMetricFamily("lakehouse_silver_rows_merged", "Bronze rows merged into Silver",
+                                  value=self.rows_merged)
+        yield CounterMetricFamily("lakehouse_silver_failures",
+                                  "Silver runs or streams that failed (each is retried)", value=self.failures)
+        yield self.batch_seconds.family("lakehouse_silver_batch_duration_seconds", "Wall time of a Silver batch")
+        if self.newest_sale is not None:
+            yield GaugeMetricFamily("lakehouse_silver_newest_sale_timestamp_seconds",
+                                    "Event time of the newest sale Silver counts (Unix time)",
+                                    value=self.newest_sale)
+            yield GaugeMetricFamily("lakehouse_silver_freshness_seconds",
+                                    "Age of the newest sale Silver counts", value=max(0.0, now - self.newest_sale))
 
 
 class ProducerMetrics(Collector):

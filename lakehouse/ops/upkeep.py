@@ -162,15 +162,15 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
         spark.conf.set("spark.databricks.delta.vacuum.retentionWindowIgnore.enabled", "false")
         retain_hours = cfg.analytics.vacuum_retention.seconds / 3600
         silver_hours = cfg.analytics.silver_history.seconds / 3600
-        silver = set(silver_tables(paths))
+        silver, existing = set(silver_tables(paths)), tables(paths, only)
         if retain_hours < DELTA_SAFE_VACUUM_HOURS:
             log.warning("[analytics] vacuum_retention is below 7 days: a reader or stream slower than that "
                         "may miss files; Delta's safety check is turned off for this run")
         # Silver's shorter history is by design (its readers are the dashboards, which read the newest version).
-        if retain_hours < DELTA_SAFE_VACUUM_HOURS or (silver & set(tables(paths, only))
+        if retain_hours < DELTA_SAFE_VACUUM_HOURS or (silver.intersection(existing)
                                                       and silver_hours < DELTA_SAFE_VACUUM_HOURS):
             spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        for path in tables(paths, only):
+        for path in existing:
             if stopped():
                 return False
             hours = silver_hours if path in silver else retain_hours
