@@ -2,7 +2,9 @@
 
 Every ``expected`` list is written by hand from the contract's documented rules (README, "The sale event
 contract", and the rules spelled out in ``lakehouse.ingest.contract``), never by calling ``violations``:
-the corpus test compares the Python verdict, the Spark verdict and this one.
+the corpus test compares the Python verdict, the Spark verdict and this one. ``hostile_corpus`` holds sales
+(no ``type_evenement``: what the Bronze stream's tests send), ``correction_corpus`` returns and
+cancellations and the event type itself.
 
 Case names are ``class/member``. Times are relative to ``reference``: the Kafka timestamp the records are
 judged against (microseconds zero).
@@ -36,6 +38,15 @@ class Case:
         return self.name.split("/", 1)[0]
 
 
+def compose(base: dict[str, str], extra: tuple[tuple[str, str], ...] = (),
+            fields: dict[str, object] | None = None) -> str:
+    """An object's text: ``base`` (field -> raw JSON text) with some fields' raw JSON replaced (``MISSING``
+    leaves one out), fields not in ``base`` added after its own, then raw ``"key":value`` pairs."""
+    parts = [f'"{name}":{raw}' for name, raw in {**base, **(fields or {})}.items() if raw is not MISSING]
+    parts += [f"{k}:{v}" for k, v in extra]
+    return "{" + ",".join(parts) + "}"
+
+
 def iso(t: datetime, offset_minutes: int = 0, digits: int = 6, zulu: bool = False) -> str:
     """``t`` written as a contract timestamp in the given offset, with ``digits`` fraction digits."""
     local = t.astimezone(timezone(timedelta(minutes=offset_minutes)))
@@ -51,8 +62,7 @@ def iso(t: datetime, offset_minutes: int = 0, digits: int = 6, zulu: bool = Fals
 def hostile_corpus(reference: datetime) -> list[Case]:
     assert reference.tzinfo is not None and reference.microsecond == 0
     event_time = reference - timedelta(minutes=1)
-    base = SalesSimulator(1, 5).sale(event_time)
-    base = {k: json.dumps(v, ensure_ascii=False) for k, v in base.items()}  # field -> raw JSON text
+    base = _sale_fields(event_time)
     cases: list[Case] = []
 
     def add(name: str, value: bytes | str | None, expected: list[str]) -> None:
@@ -63,13 +73,7 @@ def hostile_corpus(reference: datetime) -> list[Case]:
     def sale(extra: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
         """The base sale's text with some fields' raw JSON replaced (``MISSING`` leaves one out) and raw
         ``"key":value`` pairs added at the end."""
-        parts = []
-        for name, raw in base.items():
-            raw = fields.get(name, raw)
-            if raw is not MISSING:
-                parts.append(f'"{name}":{raw}')
-        parts += [f"{k}:{v}" for k, v in extra]
-        return "{" + ",".join(parts) + "}"
+        return compose(base, extra, fields)
 
     def field(klass: str, name: str, raw: str, expected: list[str], label: str | None = None) -> None:
         label = label or (raw if len(raw) <= 40 else f"{raw[:24]}...({len(raw)} chars)")
@@ -640,6 +644,269 @@ def hostile_corpus(reference: datetime) -> list[Case]:
     return cases
 
 
+def _sale_fields(event_time: datetime) -> dict[str, str]:
+    """The simulator's sale at ``event_time``, field -> raw JSON text, without ``type_evenement`` (the
+    corpora write it themselves where a case is about it)."""
+    fields = SalesSimulator(1, 5).sale(event_time)
+    return {k: json.dumps(v, ensure_ascii=False) for k, v in fields.items() if k != "type_evenement"}
+
+
+# --- returns and cancellations --------------------------------------------------------------------------
+# What each type must carry, in FIELDS order (README, "The sale event contract").
+RETOUR_REQUIRED = ("vente_id", "retour_id", "client_id", "timestamp", "quantite", "montant")
+ANNULATION_REQUIRED = ("vente_id", "retour_id", "client_id", "timestamp")
+# What a sale needs that a correction does not carry: missing when a correction is judged as a sale.
+SALE_ONLY_REQUIRED = ("produit_id", "client_nom", "produit_nom", "categorie", "pays", "segment")
+
+
+def correction_corpus(reference: datetime) -> list[Case]:
+    """Returns (``retour``) and cancellations (``annulation``), and the event type itself, with the verdict
+    intended: each type's own fields and rules, a sale's when the type is absent or unknown, and a field
+    that is not part of the record's type ignored."""
+    assert reference.tzinfo is not None and reference.microsecond == 0
+    event_time = reference - timedelta(minutes=1)
+    sale_base = _sale_fields(event_time)
+    common = {k: sale_base[k] for k in ("vente_id", "client_id", "timestamp")}
+    retour_base = {"type_evenement": '"retour"', "retour_id": '"R-0001"', **common, "quantite": "1",
+                   "montant": "12.50"}
+    annulation_base = {"type_evenement": '"annulation"', "retour_id": '"A-0001"', **common}
+    cases: list[Case] = []
+
+    def add(name: str, value: str, expected: list[str]) -> None:
+        cases.append(Case(name, value.encode("utf-8"), list(expected)))
+
+    def sale(extra: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
+        return compose(sale_base, extra, fields)
+
+    def retour(extra: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
+        return compose(retour_base, extra, fields)
+
+    def annulation(extra: tuple[tuple[str, str], ...] = (), **fields: object) -> str:
+        return compose(annulation_base, extra, fields)
+
+    bases = {"retour": retour_base, "annulation": annulation_base}
+    builders = {"retour": retour, "annulation": annulation}
+    escaped_types = {"retour": '"\\u0072etour"', "annulation": '"\\u0061nnulation"'}
+    mq = LIMITS.max_quantite
+
+    def missing(names: tuple[str, ...]) -> list[str]:
+        return [f"missing_field:{f}" for f in names]
+
+    # --- valid -----------------------------------------------------------------------------------------
+    for kind, build in builders.items():
+        add(f"{kind}/base", build(), [])
+        add(f"{kind}/motif", build(motif=json.dumps("article abîmé, client parti", ensure_ascii=False)), [])
+        add(f"{kind}/motif_empty", build(motif='""'), [])
+        add(f"{kind}/motif_spaces", build(motif='"  "'), [])
+        add(f"{kind}/motif_null", build(motif="null"), [])
+        add(f"{kind}/motif_200_chars", build(motif=json.dumps("m" * 200)), [])
+        add(f"{kind}/integer_ids", build(retour_id="42", vente_id="7", client_id="-9223372036854775808"), [])
+        add(f"{kind}/contract_version_1", build(contract_version="1"), [])
+        add(f"{kind}/contract_version_null", build(contract_version="null"), [])
+        add(f"{kind}/extra_fields", build(extra=(('"commentaire"', '"ok"'), ('"n"', "1"), ('"z"', "null"))), [])
+        add(f"{kind}/type_escaped", build(type_evenement=escaped_types[kind]), [])
+        add(f"{kind}/type_key_escaped", build().replace('"type_evenement"', '"\\u0074ype_evenement"'), [])
+        untyped = {k: v for k, v in bases[kind].items() if k != "type_evenement"}
+        add(f"{kind}/type_last", compose(untyped, fields={"type_evenement": json.dumps(kind)}), [])
+        add(f"{kind}/offset_timestamp", build(timestamp=json.dumps(iso(event_time, -570))), [])
+        add(f"{kind}/pretty_printed", json.dumps(json.loads(build()), indent=2), [])
+    add("retour/quantite_max", retour(quantite=str(mq)), [])
+    add("retour/montant_zero", retour(montant="0"), [])
+    add("retour/montant_max", retour(montant="999999999999.99"), [])
+    add("retour/montant_integer", retour(montant="12"), [])
+
+    # --- required fields, per type ---------------------------------------------------------------------
+    for kind, build, required in (("retour", retour, RETOUR_REQUIRED), ("annulation", annulation, ANNULATION_REQUIRED)):
+        for f in required:
+            add(f"{kind}/missing_{f}", build(**{f: MISSING}), [f"missing_field:{f}"])
+            add(f"{kind}/null_{f}", build(**{f: "null"}), [f"missing_field:{f}"])
+        add(f"{kind}/all_required_null", build(**{f: "null" for f in required}), missing(required))
+        add(f"{kind}/only_type", "{" + f'"type_evenement":"{kind}"' + "}", missing(required))
+    add("retour/missing_quantite_and_montant", retour(quantite=MISSING, montant=MISSING),
+        missing(("quantite", "montant")))
+
+    # --- wrong types -----------------------------------------------------------------------------------
+    for kind, build in builders.items():
+        for f, raw in [("retour_id", "true"), ("retour_id", "1.5"), ("retour_id", "1e3"),
+                       ("retour_id", "9223372036854775808"), ("vente_id", "false"), ("vente_id", "2.0"),
+                       ("client_id", "1.5"), ("timestamp", "1733998525"), ("timestamp", "true"), ("motif", "5"),
+                       ("motif", "true"), ("contract_version", '"1"')]:
+            add(f"{kind}/wrong_type_{f}={raw}", build(**{f: raw}), [f"wrong_type:{f}"])
+    for f, raw in [("quantite", '"1"'), ("quantite", "1.0"), ("quantite", "1e0"), ("quantite", "true"),
+                   ("quantite", "9223372036854775808"), ("montant", '"12.50"'), ("montant", "true"),
+                   ("montant", "false")]:
+        add(f"retour/wrong_type_{f}={raw}", retour(**{f: raw}), [f"wrong_type:{f}"])
+    add("retour/every_field_wrong_type",
+        retour(vente_id="true", retour_id="true", client_id="true", timestamp="true", quantite="true", montant="true",
+               motif="true", contract_version="true"),
+        [f"wrong_type:{f}" for f in ("vente_id", "retour_id", "client_id", "timestamp", "quantite", "montant",
+                                     "motif", "contract_version")])
+    add("annulation/every_field_wrong_type",
+        annulation(vente_id="1.5", retour_id="false", client_id="true", timestamp="12", motif="1",
+                   contract_version="true"),
+        [f"wrong_type:{f}" for f in ("vente_id", "retour_id", "client_id", "timestamp", "motif", "contract_version")])
+
+    # --- retour_id and motif values (an id's and a text's rules) ---------------------------------------
+    for kind, build in builders.items():
+        for raw, bad, label in [
+                ('""', True, "empty"), ('" "', False, "space"), (json.dumps("r" * 64), False, "64_chars"),
+                (json.dumps("r" * 65), True, "65_chars"),
+                (json.dumps("é" * 64, ensure_ascii=False), False, "64_e_acute"),
+                (json.dumps("é" * 65, ensure_ascii=False), True, "65_e_acute"),
+                (json.dumps("😀" * 65), True, "65_emoji_escaped_pairs"), ('"r\\u0000"', True, "nul"),
+                ('"r\\u0001"', True, "control_01"), ('"r\\n"', True, "newline"), ('"r\x7f"', True, "raw_del"),
+                ('"r\\u009f"', True, "c1_9f"), (json.dumps("R-\u202e1", ensure_ascii=False), True, "raw_rlo"),
+                (json.dumps("R-\u2067x\u2069"), True, "escaped_isolates"), (json.dumps("R-\u200e1"), True, "lrm"),
+                (json.dumps("R-\u200b1"), False, "zero_width_space"), ('"R-日本-€"', False, "unicode"),
+                ("0", False, "zero"), ("-9223372036854775808", False, "int64_min")]:
+            add(f"{kind}/retour_id={label}", build(retour_id=raw), ["bad_text:retour_id"] if bad else [])
+        for raw, bad, label in [
+                (json.dumps("m" * 201), True, "201_chars"),
+                (json.dumps("é" * 201, ensure_ascii=False), True, "201_e_acute"),
+                ('"a\\u0001"', True, "control_01"), ('"a\\r\\n"', True, "crlf"), ('"a\\u0085"', True, "nel"),
+                (json.dumps("abîmé\u202e", ensure_ascii=False), True, "raw_rlo"),
+                (json.dumps("a\u061c"), True, "alm"),
+                (json.dumps("a\u200d"), False, "zero_width_joiner"), (json.dumps("a\ufeff"), False, "bom_char")]:
+            add(f"{kind}/motif={label}", build(motif=raw), ["bad_text:motif"] if bad else [])
+
+    # --- quantite and montant of a return (a sale's rules) ---------------------------------------------
+    for raw, expected in [("2", []), ("0", ["bad_quantity"]), ("-1", ["bad_quantity"]), ("-0", ["bad_quantity"]),
+                          (str(mq + 1), ["bad_quantity"]), ("9223372036854775807", ["bad_quantity"]),
+                          ("-9223372036854775809", ["wrong_type:quantite"]), ("1.5", ["wrong_type:quantite"]),
+                          ('"deux"', ["wrong_type:quantite"])]:
+        add(f"retour/quantite={raw}", retour(quantite=raw), expected)
+    for raw, expected in [("0.00", []), ("-0", []), ("12.5", []), ("12.500", []), ("0.01", []),
+                          ("-1", ["negative_amount:montant"]), ("-0.01", ["negative_amount:montant"]),
+                          ("-12.50", ["negative_amount:montant"]), ("0.001", ["bad_amount:montant"]),
+                          ("12.345", ["bad_amount:montant"]), ("-12.505", ["bad_amount:montant"]),
+                          ("1e2", ["bad_amount:montant"]), ("5E-1", ["bad_amount:montant"]),
+                          ("1000000000000", ["bad_amount:montant"]), ("999999999999.995", ["bad_amount:montant"]),
+                          ("0." + "0" * 38 + "1", ["bad_amount:montant"]), ("1e400", ["bad_amount:montant"])]:
+        add(f"retour/montant={raw[:40]}", retour(montant=raw), expected)
+    add("retour/quantite_and_montant_bad", retour(quantite="0", montant="-5"),
+        ["bad_quantity", "negative_amount:montant"])
+    add("retour/montant_nan", retour(montant="NaN"), ["not_json"])
+
+    # --- the event type itself: a sale unless it names another type -------------------------------------
+    for raw, label in [('"vente"', "vente"), ("null", "null")]:
+        add(f"event_type/sale_{label}", sale(type_evenement=raw), [])
+        add(f"event_type/sale_{label}_first", "{" + f'"type_evenement":{raw},' + sale()[1:], [])
+    for raw, label in [('"Vente"', "Vente"), ('"VENTE"', "VENTE"), ('"refund"', "refund"), ('""', "empty"),
+                       ('"Retour"', "Retour"), ('"ANNULATION"', "ANNULATION"), ('"retour "', "trailing_space"),
+                       ('" vente"', "leading_space"), ('"ventes"', "ventes"), ('"return"', "return"),
+                       ('"vente\\u0000"', "nul"), ('"retour\\n"', "newline"),
+                       (json.dumps("annulation\u202e", ensure_ascii=False), "rlo"),
+                       (json.dumps("r\u00e9tour", ensure_ascii=False), "accented"),
+                       (json.dumps("ｖｅｎｔｅ", ensure_ascii=False), "fullwidth"), ('"1"', "digit_string"),
+                       (json.dumps("v" * 201), "201_chars")]:
+        add(f"event_type/unknown_{label}", sale(type_evenement=raw), ["unknown_event_type"])
+    for raw in ("1", "0", "-1", "1.5", "1e3", "true", "false", "9223372036854775808"):
+        add(f"event_type/non_string={raw}", sale(type_evenement=raw), ["wrong_type:type_evenement"])
+    add("event_type/nested_object", sale(type_evenement='{"nom":"retour"}'), ["nested_value"])
+    add("event_type/nested_array", sale(type_evenement='["retour"]'), ["nested_value"])
+    add("event_type/duplicate_key", retour(extra=(('"type_evenement"', '"vente"'),)), ["duplicate_key"])
+    add("event_type/duplicate_escaped_key", retour(extra=(('"\\u0074ype_evenement"', '"retour"'),)),
+        ["duplicate_key"])
+    add("event_type/not_dup_case", retour(extra=(('"Type_evenement"', '"vente"'),)), [])
+    # A correction whose type is unknown, wrong or absent is judged as a sale: a sale's fields are missing.
+    add("event_type/retour_body_unknown_type", retour(type_evenement='"refund"'),
+        ["unknown_event_type", *missing(SALE_ONLY_REQUIRED)])
+    add("event_type/retour_body_type_null", retour(type_evenement="null"), missing(SALE_ONLY_REQUIRED))
+    add("event_type/retour_body_type_vente", retour(type_evenement='"vente"'), missing(SALE_ONLY_REQUIRED))
+    add("event_type/annulation_body_type_missing", annulation(type_evenement=MISSING),
+        missing(("produit_id", "quantite", "montant", "client_nom", "produit_nom", "categorie", "pays", "segment")))
+    add("event_type/annulation_body_type_true", annulation(type_evenement="true"),
+        ["wrong_type:type_evenement",
+         *missing(("produit_id", "quantite", "montant", "client_nom", "produit_nom", "categorie", "pays", "segment"))])
+    add("event_type/only_unknown_type", '{"type_evenement":"refund"}',
+        ["unknown_event_type", *missing(("vente_id", "client_id", "produit_id", "timestamp", "quantite", "montant",
+                                         "client_nom", "produit_nom", "categorie", "pays", "segment"))])
+    # A sale's own checks still run when its type is unknown.
+    add("event_type/unknown_and_sale_errors", sale(type_evenement='"refund"', quantite="0", segment='"B2G"'),
+        ["unknown_event_type", "bad_quantity", "unknown_segment"])
+
+    # --- a field that is not part of the record's type is ignored --------------------------------------
+    sale_only = {k: v for k, v in sale_base.items() if k not in retour_base}
+    add("ignored/annulation_with_quantite_montant", annulation(quantite="2", montant="25.00"), [])
+    add("ignored/annulation_with_bad_quantite_montant", annulation(quantite="0", montant="-5"), [])
+    add("ignored/annulation_with_wrong_type_quantite_montant", annulation(quantite='"x"', montant="1e400"), [])
+    add("ignored/annulation_with_every_sale_field", annulation(**sale_only, quantite="3", montant="9.99"), [])
+    add("ignored/annulation_with_bad_sale_fields",
+        annulation(produit_id="true", client_nom='""', produit_nom="5", segment='"B2G"', prix_unitaire="0.001",
+                   ville='"\\u0001"', canal="true", devise=json.dumps("d" * 201), quantite="-1", montant="1.001"), [])
+    add("ignored/retour_with_every_sale_field", retour(**sale_only), [])
+    add("ignored/retour_with_bad_sale_fields",
+        retour(produit_id="1.5", client_nom='""', categorie="null", pays="false", segment='"b2c"',
+               prix_unitaire="-1", canal='"\\u202e"'), [])
+    add("ignored/retour_without_sale_fields", retour(), [])
+    add("ignored/sale_with_retour_id_motif", sale(retour_id='"R-0001"', motif='"erreur"'), [])
+    add("ignored/sale_with_bad_retour_id_motif", sale(retour_id="true", motif="5"), [])
+    add("ignored/sale_with_empty_retour_id", sale(retour_id='""', motif='"a\\u0001"'), [])
+    add("ignored/sale_with_long_retour_id", sale(retour_id=json.dumps("r" * 65), motif=json.dumps("m" * 201)), [])
+    add("ignored/sale_typed_vente_with_retour_id", sale(type_evenement='"vente"', retour_id="1.5"), [])
+
+    # --- event time of a correction (judged as a sale's) -----------------------------------------------
+    skew, age = timedelta(microseconds=LIMITS.max_future_skew_us), timedelta(microseconds=LIMITS.max_event_age_us)
+    us = timedelta(microseconds=1)
+    plain = event_time.strftime("%Y-%m-%dT%H:%M:%S")
+    for kind, build in builders.items():
+        for label, raw, expected in [
+                ("at_reference", json.dumps(iso(reference)), []),
+                ("at_future_limit", json.dumps(iso(reference + skew)), []),
+                ("future_limit_plus_1us", json.dumps(iso(reference + skew + us)), ["future_event"]),
+                ("future_limit_plus_1us_minus_1400", json.dumps(iso(reference + skew + us, -14 * 60)),
+                 ["future_event"]),
+                ("future_one_year", json.dumps(iso(reference + timedelta(days=365))), ["future_event"]),
+                ("at_age_limit", json.dumps(iso(reference - age)), []),
+                ("age_limit_minus_1us", json.dumps(iso(reference - age - us)), ["stale_event"]),
+                ("stale_10_years", json.dumps(iso(reference - timedelta(days=3653), 120)), ["stale_event"]),
+                ("year_9999", '"9999-12-31T23:59:59Z"', ["future_event"]),
+                ("year_0001", '"0001-01-01T00:00:00Z"', ["stale_event"]),
+                ("naive", json.dumps(plain), ["bad_timestamp"]), ("naive_fraction", json.dumps(plain + ".123456"),
+                                                                  ["bad_timestamp"]),
+                ("naive_millis", json.dumps(plain + ".123"), ["bad_timestamp"]),
+                ("bad_words", '"hier"', ["bad_timestamp"]), ("feb_30", '"2024-02-30T12:00:00Z"', ["bad_timestamp"]),
+                ("empty", '""', ["bad_timestamp"])]:
+            add(f"correction_time/{kind}_{label}", build(timestamp=raw), expected)
+    future = json.dumps(iso(reference + skew + us))
+    stale = json.dumps(iso(reference - age - us))
+    # Where the time's reason goes among the others: fields before the timestamp ignored by the type give none.
+    add("correction_time/retour_future_among_others", retour(retour_id='""', timestamp=future, quantite="0"),
+        ["bad_text:retour_id", "future_event", "bad_quantity"])
+    add("correction_time/annulation_stale_among_others",
+        annulation(retour_id=MISSING, timestamp=stale, motif='"a\\u0001"'),
+        ["missing_field:retour_id", "stale_event", "bad_text:motif"])
+    add("correction_time/annulation_future_after_ignored_fields",
+        annulation(produit_id="true", quantite="0", timestamp=future), ["future_event"])
+    add("correction_time/sale_future_after_ignored_retour_id", sale(retour_id='""', timestamp=future), ["future_event"])
+    add("correction_time/unknown_type_future",
+        sale(type_evenement='"refund"', vente_id='""', timestamp=future, quantite="0"),
+        ["unknown_event_type", "bad_text:vente_id", "future_event", "bad_quantity"])
+    add("correction_time/retour_body_wrong_type_future", retour(type_evenement="5", timestamp=future),
+        ["wrong_type:type_evenement", "missing_field:produit_id", "future_event",
+         *missing(("client_nom", "produit_nom", "categorie", "pays", "segment"))])
+
+    # --- several reasons at once, in FIELDS order --------------------------------------------------------
+    add("retour/one_per_field",
+        retour(vente_id='""', retour_id="1.5", client_id="null", timestamp='"hier"', quantite="0", montant="-5",
+               motif='"a\\u0001"', contract_version="2"),
+        ["bad_text:vente_id", "wrong_type:retour_id", "missing_field:client_id", "bad_timestamp", "bad_quantity",
+         "negative_amount:montant", "bad_text:motif", "unsupported_version"])
+    add("annulation/one_per_field",
+        annulation(vente_id=json.dumps("v" * 65), retour_id='""', client_id=MISSING, timestamp=stale,
+                   motif="[]", contract_version="0"),
+        ["nested_value"])
+    add("annulation/one_per_field_flat",
+        annulation(vente_id=json.dumps("v" * 65), retour_id='""', client_id=MISSING, timestamp=stale, motif="1",
+                   contract_version="0"),
+        ["bad_text:vente_id", "bad_text:retour_id", "missing_field:client_id", "stale_event", "wrong_type:motif",
+         "unsupported_version"])
+
+    names = [c.name for c in cases]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    return cases
+
+
 # --- timestamps without offset, read in [streaming] naive_timezone ---------------------------------------
 NAIVE_ZONE = "Europe/Paris"
 # A long age limit, so that dates around past changes of the clocks are judged on their instant alone.
@@ -686,4 +953,18 @@ def naive_corpus(reference: datetime) -> list[Case]:
     for label, text, expected in texts:
         sale = dict(base, timestamp=text)
         cases.append(Case(f"naive/{label}", json.dumps(sale, ensure_ascii=False).encode(), expected))
+    # Returns and cancellations: their time is read the same way.
+    retour = {"type_evenement": "retour", "retour_id": "R-0001", "vente_id": base["vente_id"],
+              "client_id": base["client_id"], "quantite": 1, "montant": 12.5}
+    annulation = {"type_evenement": "annulation", "retour_id": "A-0001", "vente_id": base["vente_id"],
+                  "client_id": base["client_id"], "motif": ""}
+    for kind, correction in (("retour", retour), ("annulation", annulation)):
+        for label, text, expected in [
+                ("now", wall(e), []), ("dst_gap", "2025-03-30T02:30:00", []),
+                ("dst_overlap", "2025-10-26T02:30:00", []),
+                ("future_limit_plus_1s", wall(reference + skew + timedelta(seconds=1)), ["future_event"]),
+                ("stale", wall(reference - age - timedelta(days=2)), ["stale_event"]),
+                ("no_seconds", wall(e)[:16], ["bad_timestamp"])]:
+            event = dict(correction, timestamp=text)
+            cases.append(Case(f"naive/{kind}_{label}", json.dumps(event, ensure_ascii=False).encode(), expected))
     return cases

@@ -2,8 +2,9 @@
 record, as column expressions (no Python in the stream's hot path).
 
 Each step mirrors the Python one: size, UTF-8, the blanked structure, the JSON parse (Spark's
-``try_parse_json``, with duplicate keys allowed by the session so that they can be named), then each
-field's kind and value in ``FIELDS`` order. Requires ``spark.sql.variant.allowDuplicateKeys=true``
+``try_parse_json``, with duplicate keys allowed by the session so that they can be named), the type the
+record is judged as (``contract.event_type_of``), then each field of that type, its kind and value in
+``FIELDS`` order. Requires ``spark.sql.variant.allowDuplicateKeys=true``
 (set by ``lakehouse.platform.spark``).
 """
 
@@ -15,11 +16,11 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.columns import LINEAGE, MONEY
-from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, ESCAPE_MARK, ESCAPED_BACKSLASH,
-                                       ESCAPED_QUOTE, FIELDS, FLAT_OBJECT, LONG_NUMBER, MAX_ID_CHARS, MAX_TEXT_CHARS,
-                                       NAIVE_TIMESTAMP, NESTED_OBJECT, SCALAR, SEGMENT_ALIASES, STARTS_ARRAY,
-                                       STARTS_OBJECT, STRING_MARK, STRING_TOKEN, TIMESTAMP, ContractLimits, Field,
-                                       java_pattern)
+from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, DEFAULT_EVENT_TYPE, ESCAPE_MARK,
+                                       ESCAPED_BACKSLASH, ESCAPED_QUOTE, EVENT_TYPES, FIELDS, FLAT_OBJECT, LONG_NUMBER,
+                                       MAX_ID_CHARS, MAX_TEXT_CHARS, NAIVE_TIMESTAMP, NESTED_OBJECT, SCALAR,
+                                       SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK, STRING_TOKEN,
+                                       TIMESTAMP, ContractLimits, Field, java_pattern)
 from lakehouse.platform.codegen import per_batch_long
 
 _INT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")
@@ -55,8 +56,8 @@ def _record_reason(size: Column, utf8: Column, text: Column, v: Column, shape: C
 
 
 # The value form each kind of field is judged and extracted in (besides its type).
-_VALUE_FORM = {"id": "string", "text": "string", "segment": "string", "timestamp": "string", "int": "bigint",
-               "version": "bigint", "money": MONEY.simpleString()}
+_VALUE_FORM = {"event_type": "string", "id": "string", "text": "string", "segment": "string",
+               "timestamp": "string", "int": "bigint", "version": "bigint", "money": MONEY.simpleString()}
 
 
 class _FieldValues:
@@ -81,6 +82,8 @@ class _FieldValues:
                 F.try_variant_get(own, "$", _VALUE_FORM[self.field.kind]).alias(f"{self.prefix}_value")]
 
     def kind_ok(self, kind: str) -> Column:
+        if kind == "event_type":
+            return self.type == "STRING"
         if kind == "id":
             return self.is_int | (self.type == "STRING")
         if kind in ("text", "segment", "timestamp"):
@@ -104,12 +107,28 @@ def event_time(text: Column, naive_zone: str | None = None) -> Column:
                                     F.to_utc_timestamp(as_if_utc, F.lit(naive_zone))))
 
 
-def _value_reason(f: Field, x: _FieldValues, limits: ContractLimits, event_us: Column) -> Column:
-    """Why a value of the right kind does not fit its column (null if it does), as ``contract._value_reason``."""
+def _is_one_of(judged_as: Column, types: tuple[str, ...]) -> Column:
+    """Whether the record's type is one of ``types``: a literal when they are all of them or none, so that
+    a field of every type costs no test."""
+    if set(types) >= set(EVENT_TYPES):
+        return F.lit(True)
+    return judged_as.isin(*types) if types else F.lit(False)
+
+
+def _only_for(judged_as: Column, types: tuple[str, ...], column: Column) -> Column:
+    """``column`` for a record of one of ``types``, null for the others."""
+    return column if set(types) >= set(EVENT_TYPES) else F.when(_is_one_of(judged_as, types), column)
+
+
+def _value_reason(f: Field, x: _FieldValues, required: Column, limits: ContractLimits, event_us: Column) -> Column:
+    """Why a value of the right kind does not fit its column (null if it does), as ``contract._value_reason``;
+    ``required``: whether the record's type requires the field."""
+    if f.kind == "event_type":
+        return F.when(~x.value.isin(*EVENT_TYPES), F.lit("unknown_event_type"))
     if f.kind in ("id", "text"):
         longest = MAX_ID_CHARS if f.kind == "id" else MAX_TEXT_CHARS
-        may_be_empty = not (f.required or f.kind == "id")
-        bad = ((F.lit(not may_be_empty) & (x.value == "")) | (F.length(x.value) > longest)
+        may_not_be_empty = F.lit(True) if f.kind == "id" else required
+        bad = ((may_not_be_empty & (x.value == "")) | (F.length(x.value) > longest)
                | x.value.rlike(java_pattern(CONTROL_CHAR)))
         return F.when((x.type == "STRING") & bad, F.lit(f"bad_text:{f.name}"))
     if f.kind == "int":
@@ -127,7 +146,12 @@ def _value_reason(f: Field, x: _FieldValues, limits: ContractLimits, event_us: C
     raise ValueError(f"unknown field kind {f.kind!r}")
 
 
+# Where the event time's reason goes among the fields' reasons. The timestamp is required for every type, and
+# a field before it that is not part of a record's type gives no reason (null, compacted away), so counting
+# the reasons before this slot places it right whatever the type.
 _TIMESTAMP_SLOT = next(i for i, f in enumerate(FIELDS) if f.kind == "timestamp")
+if set(FIELDS[_TIMESTAMP_SLOT].required_for) != set(EVENT_TYPES):
+    raise RuntimeError("TimeJudge needs the timestamp required for every event type")
 # Columns of check_contract's result that only TimeJudge reads: the record-level reason, the fields'
 # reasons, how many of those come before the event time's, and (added per batch) the batch's time.
 _PENDING = ("_record_reason", "_field_reasons", "_time_at", "_now_us")
@@ -136,11 +160,13 @@ _PENDING = ("_record_reason", "_field_reasons", "_time_at", "_now_us")
 def with_contract_check(kafka_df: DataFrame, limits: ContractLimits, now: datetime | None = None) -> DataFrame:
     """Check each Kafka record against the sale contract and extract typed columns.
 
-    Adds ``reasons`` (empty for a valid sale; the same list as ``contract.violations`` with the record's
-    Kafka timestamp, or ``now`` if that is earlier, as reference), the typed sale columns, Kafka lineage,
-    ``raw_value`` (the bytes as received), ``raw_text`` and ``ingestion_ts`` (``now``). ``now`` is an aware
-    datetime, by default the time this is called. The Bronze stream runs the two halves apart:
-    ``check_contract`` in the streaming plan, ``TimeJudge`` in each batch with the batch's time.
+    Adds ``reasons`` (empty for a valid event: a sale, a return or a cancellation; the same list as
+    ``contract.violations`` with the record's Kafka timestamp, or ``now`` if that is earlier, as reference),
+    the typed columns (a sale's, then ``type_evenement``, ``retour_id`` and ``motif``; null where a field is
+    not part of the record's type), Kafka lineage, ``raw_value`` (the bytes as received), ``raw_text`` and
+    ``ingestion_ts`` (``now``). ``now`` is an aware datetime, by default the time this is called. The Bronze
+    stream runs the two halves apart: ``check_contract`` in the streaming plan, ``TimeJudge`` in each batch
+    with the batch's time.
     """
     now = now or datetime.now(timezone.utc)
     checked = check_contract(kafka_df, limits)
@@ -177,35 +203,47 @@ def check_contract(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
     df = df.select("*", *[x.variant(v) for x in fields.values()])
     df = df.select(*[c for c in df.columns if not c.endswith("_variant")],
                    *[c for x in fields.values() for c in x.derived()])
-    df = df.select("*", event_time(fields["timestamp"].value, limits.naive_zone).alias("_event_ts"))
+    # The type the record is judged as, as contract.event_type_of: a sale unless it names another one.
+    kind_of_event = fields["type_evenement"]
+    judged_as = F.when((kind_of_event.type == "STRING") & kind_of_event.value.isin(*EVENT_TYPES),
+                       kind_of_event.value).otherwise(F.lit(DEFAULT_EVENT_TYPE))
+    df = df.select("*", event_time(fields["timestamp"].value, limits.naive_zone).alias("_event_ts"),
+                   judged_as.alias("_judged_as"))
     event_us = F.unix_micros("_event_ts")
+    judged_as = F.col("_judged_as")
     field_checks = []
     for f in FIELDS:
         x = fields[f.name]
-        field_checks.append(
-            F.when(x.absent, F.lit(f"missing_field:{f.name}") if f.required else F.lit(None))
-            .when(~x.kind_ok(f.kind), F.lit(f"wrong_type:{f.name}"))
-            .otherwise(_value_reason(f, x, limits, event_us)))
+        required = _is_one_of(judged_as, f.required_for)
+        check = (F.when(x.absent, F.when(required, F.lit(f"missing_field:{f.name}")))
+                 .when(~x.kind_ok(f.kind), F.lit(f"wrong_type:{f.name}"))
+                 .otherwise(_value_reason(f, x, required, limits, event_us)))
+        field_checks.append(_only_for(judged_as, f.types, check))  # ignored when not part of the type
     record_reason = _record_reason(F.col("_size"), F.col("_utf8"), F.col("raw_text"), v, F.col("_shape"),
                                    limits.max_event_bytes)
     segment_map = F.create_map(*[F.lit(x) for kv in SEGMENT_ALIASES.items() for x in kv])
-    text = {name: x.value for name, x in fields.items()}
+    # Each field's value, null for a record whose type it is not part of.
+    value_of = {f.name: _only_for(judged_as, f.types, fields[f.name].value) for f in FIELDS}
     return df.select(
         # The reasons compacted (a 16-slot array per record cost 20% more), with where an event time too
         # far from the batch's clock would go among them.
         record_reason.alias("_record_reason"), F.array_compact(F.array(*field_checks)).alias("_field_reasons"),
         F.size(F.array_compact(F.array(*field_checks[:_TIMESTAMP_SLOT]))).alias("_time_at"),
-        text["vente_id"].alias("vente_id"), text["client_id"].alias("client_id"),
-        text["produit_id"].alias("produit_id"), F.col("_event_ts").alias("event_ts"),
+        value_of["vente_id"].alias("vente_id"), value_of["client_id"].alias("client_id"),
+        value_of["produit_id"].alias("produit_id"), F.col("_event_ts").alias("event_ts"),
         # Whether the event time was written without offset (and read in [streaming] naive_timezone).
-        text["timestamp"].rlike(java_pattern(NAIVE_TIMESTAMP)).alias("timestamp_naif"),
+        value_of["timestamp"].rlike(java_pattern(NAIVE_TIMESTAMP)).alias("timestamp_naif"),
         F.to_date("_event_ts").alias("jour"),
-        fields["quantite"].value.try_cast("int").alias("quantite"),
-        fields["montant"].value.alias("montant"), fields["prix_unitaire"].value.alias("prix_unitaire"),
-        text["client_nom"].alias("client_nom"), text["produit_nom"].alias("produit_nom"),
-        text["categorie"].alias("categorie"), text["pays"].alias("pays"), text["ville"].alias("ville"),
-        segment_map[text["segment"]].alias("segment"), text["canal"].alias("canal"), text["devise"].alias("devise"),
-        fields["contract_version"].value.try_cast("int").alias("contract_version"),
+        value_of["quantite"].try_cast("int").alias("quantite"),
+        value_of["montant"].alias("montant"), value_of["prix_unitaire"].alias("prix_unitaire"),
+        value_of["client_nom"].alias("client_nom"), value_of["produit_nom"].alias("produit_nom"),
+        value_of["categorie"].alias("categorie"), value_of["pays"].alias("pays"), value_of["ville"].alias("ville"),
+        segment_map[value_of["segment"]].alias("segment"), value_of["canal"].alias("canal"),
+        value_of["devise"].alias("devise"),
+        value_of["contract_version"].try_cast("int").alias("contract_version"),
+        # After the sale's columns, so that code selecting those by name or position is unaffected.
+        F.coalesce(kind_of_event.value, F.lit(DEFAULT_EVENT_TYPE)).alias("type_evenement"),
+        value_of["retour_id"].alias("retour_id"), value_of["motif"].alias("motif"),
         F.col("raw_text"), F.col("raw_value"), *LINEAGE,
     )
 

@@ -1,8 +1,11 @@
 """The sale event contract, declared once, with its Python verdict.
 
-A Kafka value is a sale when it is one flat JSON object in UTF-8 (nothing before or after it, no
+A Kafka value is a valid event when it is one flat JSON object in UTF-8 (nothing before or after it, no
 duplicate keys, no nested object or array, no NaN/Infinity) whose fields have the kinds of ``FIELDS``
-and values that every later stage can hold: see README, "The sale event contract".
+and values that every later stage can hold: see README, "The sale event contract". Its
+``type_evenement`` says what it is: a sale (``vente``, also when the field is absent), a return
+(``retour``) or a cancellation (``annulation``); each type has its own fields, and a field that is not
+part of the record's type is ignored, as unknown fields are.
 
 ``violations`` gives the verdict in Python (the producer's tests, the corpus tests); the Bronze stream
 gives the same verdict with Spark expressions (``lakehouse.bronze.contract_check``). Both are built
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -24,35 +28,93 @@ from zoneinfo import ZoneInfo
 CONTRACT_VERSION = 1
 
 
+# The event types (``type_evenement``): a sale, a return of some of its units, its cancellation. A record
+# without the field, or with a value that is not one of these (refused as unknown_event_type), is judged
+# as a sale.
+EVENT_TYPES = ("vente", "retour", "annulation")
+VENTE, RETOUR, ANNULATION = EVENT_TYPES
+DEFAULT_EVENT_TYPE = VENTE
+CORRECTION_TYPES = (RETOUR, ANNULATION)
+FIELD_KINDS = ("event_type", "id", "text", "int", "money", "timestamp", "segment", "version")
+
+
 @dataclass(frozen=True)
 class Field:
-    """One field of a sale event: ``kind`` is id, text, int, money, timestamp, segment or version."""
+    """One field of an event: ``kind`` is one of ``FIELD_KINDS``; ``types`` are the event types it is part
+    of, ``required_for`` those of them that must carry it (not null)."""
 
     name: str
     kind: str
-    required: bool
+    types: tuple[str, ...]
+    required_for: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in FIELD_KINDS:
+            raise ValueError(f"field {self.name}: unknown kind {self.kind!r}, expected one of {FIELD_KINDS}")
+        if not self.types or not set(self.types) <= set(EVENT_TYPES):
+            raise ValueError(f"field {self.name}: types {self.types!r} must be some of {EVENT_TYPES}")
+        if not set(self.required_for) <= set(self.types):
+            raise ValueError(f"field {self.name}: required for {self.required_for!r}, not all in {self.types!r}")
+
+    def is_part_of(self, event_type: str) -> bool:
+        return event_type in self.types
+
+    def is_required(self, event_type: str) -> bool:
+        return event_type in self.required_for
 
 
+_ALL, _SALE, _SALE_AND_RETURN = EVENT_TYPES, (VENTE,), (VENTE, RETOUR)
+# The order of the reasons. A sale's fields keep their order of contract version 1.
 FIELDS: tuple[Field, ...] = (
-    Field("vente_id", "id", True),
-    Field("client_id", "id", True),
-    Field("produit_id", "id", True),
-    Field("timestamp", "timestamp", True),
-    Field("quantite", "int", True),
-    Field("montant", "money", True),
-    Field("client_nom", "text", True),
-    Field("produit_nom", "text", True),
-    Field("categorie", "text", True),
-    Field("pays", "text", True),
-    Field("segment", "segment", True),
-    Field("prix_unitaire", "money", False),
-    Field("ville", "text", False),
-    Field("canal", "text", False),
-    Field("devise", "text", False),
-    Field("contract_version", "version", False),
+    Field("type_evenement", "event_type", _ALL),
+    Field("vente_id", "id", _ALL, _ALL),
+    Field("retour_id", "id", CORRECTION_TYPES, CORRECTION_TYPES),
+    Field("client_id", "id", _ALL, _ALL),
+    Field("produit_id", "id", _SALE, _SALE),
+    Field("timestamp", "timestamp", _ALL, _ALL),
+    Field("quantite", "int", _SALE_AND_RETURN, _SALE_AND_RETURN),
+    Field("montant", "money", _SALE_AND_RETURN, _SALE_AND_RETURN),
+    Field("client_nom", "text", _SALE, _SALE),
+    Field("produit_nom", "text", _SALE, _SALE),
+    Field("categorie", "text", _SALE, _SALE),
+    Field("pays", "text", _SALE, _SALE),
+    Field("segment", "segment", _SALE, _SALE),
+    Field("prix_unitaire", "money", _SALE),
+    Field("ville", "text", _SALE),
+    Field("canal", "text", _SALE),
+    Field("devise", "text", _SALE),
+    Field("motif", "text", CORRECTION_TYPES),
+    Field("contract_version", "version", _ALL),
 )
-REQUIRED_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if f.required)
-OPTIONAL_FIELDS: tuple[str, ...] = tuple(f.name for f in FIELDS if not f.required)
+
+
+def fields_of(event_type: str) -> tuple[Field, ...]:
+    """The fields that are part of an event of this type, in ``FIELDS`` order."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}, expected one of {EVENT_TYPES}")
+    return tuple(f for f in FIELDS if f.is_part_of(event_type))
+
+
+def required_fields(event_type: str = VENTE) -> tuple[str, ...]:
+    """The names of the fields an event of this type must carry, in ``FIELDS`` order."""
+    return tuple(f.name for f in fields_of(event_type) if f.is_required(event_type))
+
+
+def optional_fields(event_type: str = VENTE) -> tuple[str, ...]:
+    """The names of the fields an event of this type may carry, in ``FIELDS`` order."""
+    return tuple(f.name for f in fields_of(event_type) if not f.is_required(event_type))
+
+
+def event_type_of(event: Mapping[str, Any]) -> str:
+    """The type a decoded record is judged as: its ``type_evenement`` when that is one of ``EVENT_TYPES``,
+    else a sale (the field absent or null, or a value refused as unknown_event_type or wrong_type)."""
+    value = event.get("type_evenement")
+    return value if isinstance(value, str) and value in EVENT_TYPES else DEFAULT_EVENT_TYPE
+
+
+# For a sale (what the producer sends and other code imports).
+REQUIRED_FIELDS: tuple[str, ...] = required_fields(VENTE)
+OPTIONAL_FIELDS: tuple[str, ...] = optional_fields(VENTE)
 
 SEGMENT_ALIASES = {"B2C": "B2C", "B2B": "B2B", "Particulier": "B2C", "Entreprise": "B2B"}
 CANALS = ("web", "magasin", "mobile")
@@ -71,8 +133,9 @@ EXACT_DIGITS = 38
 # Record-level reasons, in the order they are checked; field-level reasons follow in FIELDS order.
 RECORD_REASONS = ("empty", "oversized", "non_utf8", "bad_number", "not_json", "not_object", "nested_value",
                   "trailing_data", "duplicate_key")
-FIELD_REASONS = ("missing_field", "wrong_type", "bad_text", "bad_quantity", "bad_amount", "negative_amount",
-                 "unknown_segment", "bad_timestamp", "future_event", "stale_event", "unsupported_version")
+FIELD_REASONS = ("missing_field", "wrong_type", "unknown_event_type", "bad_text", "bad_quantity", "bad_amount",
+                 "negative_amount", "unknown_segment", "bad_timestamp", "future_event", "stale_event",
+                 "unsupported_version")
 # Decided by the Bronze writer against the sales it has kept (not by the contract).
 WRITER_REASONS = ("conflicting_id",)
 REASONS = RECORD_REASONS + FIELD_REASONS + WRITER_REASONS
@@ -315,6 +378,8 @@ def _naive_micros(text: str, zone: str) -> int | None:
 
 
 def _kind_ok(kind: str, value: Any) -> bool:
+    if kind == "event_type":
+        return isinstance(value, str)
     if kind == "id":
         return isinstance(value, str) or (isinstance(value, _Number) and value.int64() is not None)
     if kind in ("text", "segment", "timestamp"):
@@ -326,11 +391,14 @@ def _kind_ok(kind: str, value: Any) -> bool:
     raise ValueError(f"unknown field kind {kind!r}")
 
 
-def _value_reason(f: Field, value: Any, limits: ContractLimits, reference_us: int) -> str | None:
-    """Why a value of the right kind does not fit its column, or None."""
-    if f.kind in ("id", "text") and isinstance(value, str):
+def _value_reason(f: Field, value: Any, required: bool, limits: ContractLimits, reference_us: int) -> str | None:
+    """Why a value of the right kind does not fit its column, or None (``required``: for the record's type)."""
+    if f.kind == "event_type":
+        if value not in EVENT_TYPES:
+            return "unknown_event_type"
+    elif f.kind in ("id", "text") and isinstance(value, str):
         longest = MAX_ID_CHARS if f.kind == "id" else MAX_TEXT_CHARS
-        if ((f.required or f.kind == "id") and value == "") or len(value) > longest or _CONTROL.search(value):
+        if ((required or f.kind == "id") and value == "") or len(value) > longest or _CONTROL.search(value):
             return f"bad_text:{f.name}"
     elif f.kind == "int":
         if not 1 <= value.int64() <= limits.max_quantite:
@@ -368,7 +436,8 @@ def reference_time(kafka_us: int | None, now_us: int, limits: ContractLimits) ->
 
 def violations(value: bytes | None, limits: ContractLimits = ContractLimits(),
                kafka_us: int | None = None, now_us: int | None = None) -> list[str]:
-    """Every reason why a Kafka value breaks the contract; an empty list means it is a valid sale.
+    """Every reason why a Kafka value breaks the contract; an empty list means it is a valid event (a sale,
+    a return or a cancellation: see ``event_type_of``).
 
     ``kafka_us`` is the record's Kafka timestamp and ``now_us`` the time it is read, both microseconds
     since the epoch (default: now); see ``reference_time``.
@@ -379,16 +448,20 @@ def violations(value: bytes | None, limits: ContractLimits = ContractLimits(),
     if now_us is None:
         now_us = time.time_ns() // 1000
     reference_us = reference_time(kafka_us, now_us, limits)
+    judged_as = event_type_of(event)
     reasons = []
     for f in FIELDS:
+        if not f.is_part_of(judged_as):
+            continue  # ignored, as an unknown field
         field_value = event.get(f.name)
+        required = f.is_required(judged_as)
         if field_value is None:
-            if f.required:
+            if required:
                 reasons.append(f"missing_field:{f.name}")
         elif not _kind_ok(f.kind, field_value):
             reasons.append(f"wrong_type:{f.name}")
         else:
-            found = _value_reason(f, field_value, limits, reference_us)
+            found = _value_reason(f, field_value, required, limits, reference_us)
             if found:
                 reasons.append(found)
     return reasons
