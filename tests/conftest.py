@@ -24,6 +24,9 @@ from tests.jvm_archive import SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java
 # Jobs started by the tests serve no Prometheus endpoint unless a test asks for one (two workers' jobs would
 # compete for the default ports).
 NO_METRICS = ("metrics_port_bronze", "metrics_port_silver", "metrics_port_producer")
+# Nor does a producer they run send returns or cancellations unless a test asks for them: most tests count
+# the records a producer sends and expect sales only.
+NO_CORRECTIONS = ("return_ratio", "cancel_ratio")
 
 
 def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: object) -> Config:
@@ -34,7 +37,8 @@ def make_config(data_dir: Path, env: dict[str, str] | None = None, **overrides: 
     """
     values = {("paths", "data_dir"): str(data_dir), ("paths", "cache_dir"): str(PROJECT_DIR / ".cache"),
               ("spark", "master"): "local[2]", ("spark", "shuffle_partitions"): 2,
-              **{("monitoring", key): 0 for key in NO_METRICS}}
+              **{("monitoring", key): 0 for key in NO_METRICS},
+              **{("producer", key): 0 for key in NO_CORRECTIONS}}
     for name, value in overrides.items():
         section, key = name.split("__")
         values[(section, key)] = value
@@ -49,6 +53,7 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
         "kafka": {"bootstrap_servers": cfg.kafka.bootstrap_servers, "topic": cfg.kafka.topic},
         "spark": {"master": "local[2]", "shuffle_partitions": 2},
         "monitoring": dict.fromkeys(NO_METRICS, 0),
+        "producer": dict.fromkeys(NO_CORRECTIONS, 0),
     }
     for section, values in extra.items():
         sections.setdefault(section, {}).update(values)

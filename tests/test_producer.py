@@ -1,4 +1,5 @@
-"""producer_ventes.py against the real broker: exact delivery, fault reconciliation, failures, signals."""
+"""producer_ventes.py against the real broker: exact delivery, fault reconciliation, returns and
+cancellations, failures, signals; its flags and summary without one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
@@ -15,14 +17,21 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
+import producer_ventes
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.ingest.contract import parse_timestamp, violations
-from lakehouse.ingest.simulator import EXPECTED_REASON
+from lakehouse.ingest.producer import ProducerSettings, run
+from lakehouse.ingest.simulator import EXPECTED_REASON, SalesSimulator
 from lakehouse.platform.topics import ensure_topic
+from tests.conftest import make_config, write_config
+
+# The producer runs on the project's config.ini, which sends returns and cancellations: these tests count
+# sales, so they turn corrections off unless they ask for them (a later flag wins).
+NO_CORRECTIONS = ("--return-ratio", "0", "--cancel-ratio", "0")
 
 
 def run_producer(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "producer_ventes.py", *args], cwd=PROJECT_DIR,
+    return subprocess.run([sys.executable, "producer_ventes.py", *NO_CORRECTIONS, *args], cwd=PROJECT_DIR,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -100,6 +109,134 @@ def test_injected_faults_reconcile_with_the_summary(kafka_bootstrap: str, topic:
     assert len(expected_reasons) == 10
 
 
+def test_returns_and_cancellations_reconcile_with_the_summary(kafka_bootstrap: str, topic: str,
+                                                             tmp_path: Path) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = run_producer("--max", "--count", "6000", "--seed", "8", "--topic", topic, "--bootstrap-servers",
+                          kafka_bootstrap, "--return-ratio", "0.1", "--cancel-ratio", "0.05", "--early-corrections",
+                          "--late-ratio", "0.02", "--summary-json", str(summary_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(summary_path.read_text())
+    records = consume_all(kafka_bootstrap, topic, 6000)
+    assert len(records) == summary["generated"] == summary["delivered"] == 6000
+
+    kinds, early, seen = Counter(), 0, set()
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):  # each partition in its order
+        assert violations(record.value) == []
+        event = json.loads(record.value)
+        assert record.key.decode() == event["client_id"]  # a correction goes where its sale goes
+        kind = event.get("type_evenement", "vente")
+        kinds[kind] += 1
+        if kind == "vente":
+            seen.add(event["vente_id"])
+        else:
+            early += event["vente_id"] not in seen  # read before its sale: sent early
+    assert summary["sales"] + summary["injected"]["late"] == kinds["vente"]
+    assert (summary["returns"], summary["cancellations"], summary["early_corrections"]) == (
+        kinds["retour"], kinds["annulation"], early)
+    assert summary["sales"] + summary["returns"] + summary["cancellations"] + summary["injected"]["late"] == 6000
+    assert kinds["retour"] > 300 and kinds["annulation"] > 150 and early > 20
+    assert (f"sales={summary['sales']} returns={summary['returns']} cancellations={summary['cancellations']} "
+            f"early_corrections={early} ") in result.stderr
+
+
+class _Sent:
+    """What kafka-python's future gives the delivery callbacks: acknowledged at once."""
+
+    def add_callback(self, callback):
+        callback(None)
+        return self
+
+    def add_errback(self, _errback):
+        return self
+
+
+class _FakeKafka:
+    def __init__(self):
+        self.values = []
+
+    def send(self, _topic, key, value):
+        self.values.append(value)
+        return _Sent()
+
+    def flush(self, timeout=None):
+        pass
+
+    def close(self, timeout=None):
+        pass
+
+
+def test_the_summary_counts_each_kind_of_record_sent(tmp_path: Path) -> None:
+    settings = ProducerSettings.from_config(make_config(tmp_path), rate=None, count=5000, duration_s=None)
+    sim = SalesSimulator(4, 100, return_ratio=0.2, cancel_ratio=0.1, early_corrections=0.2, duplicate_ratio=0.05)
+    kafka = _FakeKafka()
+    result = run(kafka, sim.records(), settings, threading.Event())
+    summary = result.as_dict()
+    events = [json.loads(v) for v in kafka.values]
+    by_type = Counter(e.get("type_evenement", "vente") for e in events)
+    assert summary["generated"] == summary["delivered"] == len(events) == 5000
+    assert summary["sales"] + summary["injected"]["duplicate"] == by_type["vente"]
+    assert (summary["returns"], summary["cancellations"]) == (by_type["retour"], by_type["annulation"])
+    assert set(summary["injected"]) == {"duplicate"}  # corrections are events, not injected faults
+    sold = set()
+    early = 0
+    for e in events:
+        if "type_evenement" in e:
+            early += e["vente_id"] not in sold
+        else:
+            sold.add(e["vente_id"])
+    assert summary["early_corrections"] == early > 0
+    line = result.summary_line()
+    assert line.startswith("Summary: generated=5000 delivered=5000 failed=0 unsent=0 injected=duplicate:")
+    assert (f" sales={summary['sales']} returns={summary['returns']} cancellations={summary['cancellations']} "
+            f"early_corrections={early} ") in line
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], (None, None, 0.0)),
+    (["--return-ratio", "0.2", "--cancel-ratio", "0"], (0.2, 0.0, 0.0)),
+    (["--early-corrections"], (None, None, 0.1)),
+    (["--early-corrections", "0.5", "--count", "3"], (None, None, 0.5)),
+    (["--early-corrections", "--count", "3"], (None, None, 0.1)),
+])
+def test_correction_flags(argv: list[str], expected: tuple) -> None:
+    args = producer_ventes.parse_args(argv)
+    assert (args.return_ratio, args.cancel_ratio, args.early_corrections) == expected
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["--return-ratio", "1.5"], "--return-ratio"), (["--cancel-ratio", "-0.1"], "--cancel-ratio"),
+    (["--early-corrections", "2"], "--early-corrections"), (["--return-ratio", "nan"], "--return-ratio"),
+    (["--cancel-ratio", "some"], "--cancel-ratio"),
+])
+def test_a_ratio_outside_0_1_is_refused(argv: list[str], flag: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        producer_ventes.parse_args(argv)
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert flag in last and "is not a ratio between 0 and 1" in last
+
+
+def test_returns_and_cancellations_above_one_are_refused_in_one_line(tmp_path: Path, capsys,
+                                                                     monkeypatch) -> None:
+    # From the configuration file, then overridden by the environment, then by the flags: the line says
+    # which values were in force.
+    config = write_config(tmp_path / "c.ini", make_config(tmp_path), producer={"return_ratio": 0.6,
+                                                                               "cancel_ratio": 0.6})
+    monkeypatch.delenv("LAKEHOUSE_PRODUCER_RETURN_RATIO", raising=False)
+    monkeypatch.delenv("LAKEHOUSE_PRODUCER_CANCEL_RATIO", raising=False)
+    cases = [([], None, "(0.6) and the cancel ratio (0.6)"),
+             ([], "0.7", "(0.7) and the cancel ratio (0.6)"),
+             (["--return-ratio", "0.8"], "0.7", "(0.8) and the cancel ratio (0.6)")]
+    for flags, env, said in cases:
+        if env is not None:
+            monkeypatch.setenv("LAKEHOUSE_PRODUCER_RETURN_RATIO", env)
+        assert producer_ventes.main(["--config", str(config), "--count", "1", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("Configuration error: the return ratio ") and said in err
+        assert "add up to more than 1" in err
+
+
 def test_a_client_id_is_the_same_client_in_every_run(kafka_bootstrap: str, topic: str) -> None:
     # Two runs, as two days of the same lakehouse: each run draws its events from a new seed.
     second_topic = f"{topic}_again"
@@ -133,7 +270,7 @@ def test_unreachable_broker_exits_nonzero_fast(tmp_path: Path) -> None:
 def test_signal_mid_run_flushes_and_reports(kafka_bootstrap: str, topic: str, tmp_path: Path,
                                             signum: int) -> None:
     summary_path = tmp_path / "summary.json"
-    proc = subprocess.Popen([sys.executable, "producer_ventes.py", "--rate", "500", "--topic", topic,
+    proc = subprocess.Popen([sys.executable, "producer_ventes.py", *NO_CORRECTIONS, "--rate", "500", "--topic", topic,
                              "--bootstrap-servers", kafka_bootstrap, "--summary-json", str(summary_path)],
                             cwd=PROJECT_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -174,6 +311,8 @@ data_dir = {tmp_path / "data"}
 cache_dir = {PROJECT_DIR / ".cache"}
 [producer]
 delivery_timeout = 3 seconds
+return_ratio = 0
+cancel_ratio = 0
 """, encoding="utf-8")
     summary_path = tmp_path / "summary.json"
     broker_command("start", config)

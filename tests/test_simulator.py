@@ -1,15 +1,18 @@
-"""The sales simulator and the contract validator, without Kafka."""
+"""The sales simulator (sales, returns, cancellations, faults) and the contract validator, without Kafka."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
 from lakehouse.ingest.contract import REQUIRED_FIELDS, ContractLimits, violations
-from lakehouse.ingest.simulator import BAD_KINDS, COUNTRIES, EXPECTED_REASON, SalesSimulator, encode
+from lakehouse.ingest.simulator import (BAD_KINDS, CANCEL_MOTIFS, CORRECTION_DELAY_MAX, CORRECTION_DELAY_RECORDS,
+                                       COUNTRIES, EARLY_SALE_DELAY_RECORDS, EXPECTED_REASON, RETURN_MOTIFS,
+                                       SalesSimulator, encode)
 
 FIXED_NOW = datetime(2024, 12, 12, 10, 15, 25, tzinfo=timezone.utc)
 FIXED_NOW_US = int(FIXED_NOW.timestamp()) * 1_000_000
@@ -118,3 +121,130 @@ def test_mixed_stream_counts_kinds_and_late_sales_are_late() -> None:
 def test_ratios_above_one_are_refused() -> None:
     with pytest.raises(ValueError, match="add up to more than 1"):
         make(bad_ratio=0.6, duplicate_ratio=0.5)
+
+
+# --- returns and cancellations ---------------------------------------------------------------------------
+
+def draw(sim: SalesSimulator, n: int) -> list:
+    gen = sim.records()
+    return [next(gen) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def mixed_stream() -> list:
+    """20,000 records: sales with returns, cancellations (some early) and every fault."""
+    sim = make(17, return_ratio=0.05, cancel_ratio=0.02, early_corrections=0.1, bad_ratio=0.05,
+               duplicate_ratio=0.02, late_ratio=0.02)
+    return draw(sim, 20_000)
+
+
+def test_corrections_follow_their_ratios(mixed_stream) -> None:
+    kinds = Counter(r.kind for r in mixed_stream)
+    sales = kinds["sale"] + kinds["late"]  # the sales a correction may follow
+    assert 0.045 < kinds["return"] / sales < 0.055
+    assert 0.016 < kinds["cancel"] / sales < 0.024
+    early = [r for r in mixed_stream if r.early]
+    assert {r.kind for r in early} == {"return", "cancel"}
+    assert 0.08 < len(early) / (kinds["return"] + kinds["cancel"]) < 0.12
+    assert set(kinds) == {"sale", "late", "duplicate", "return", "cancel", *BAD_KINDS}
+
+
+def test_each_correction_names_a_sale_sent_before_it_or_after_it_when_early(mixed_stream) -> None:
+    sent_at = {r.event["vente_id"]: i for i, r in enumerate(mixed_stream) if r.kind in ("sale", "late")}
+    sales = {r.event["vente_id"]: r.event for r in mixed_stream if r.kind in ("sale", "late")}
+    corrections = [(i, r) for i, r in enumerate(mixed_stream) if r.kind in ("return", "cancel")]
+    late_delays, early_delays = [], []
+    for i, r in corrections:
+        e = r.event
+        sale = sales[e["vente_id"]]  # a sale really sent (not a bad record's, nor one only held back)
+        assert (e["client_id"], r.key) == (sale["client_id"], sale["client_id"].encode())
+        delay = i - sent_at[e["vente_id"]]
+        (early_delays if r.early else late_delays).append(delay)
+        assert e["type_evenement"] == {"return": "retour", "cancel": "annulation"}[r.kind]
+        assert e["retour_id"].startswith("R") and len(e["retour_id"]) == 37
+        assert e["motif"] in (RETURN_MOTIFS if r.kind == "return" else CANCEL_MOTIFS) if "motif" in e else True
+        if r.kind == "return":
+            assert 1 <= e["quantite"] <= sale["quantite"]
+            refund = (Decimal(str(sale["montant"])) * e["quantite"] / sale["quantite"]).quantize(
+                Decimal("0.01"), rounding=ROUND_DOWN)
+            assert Decimal(str(e["montant"])) == refund <= Decimal(str(sale["montant"]))
+        else:
+            assert "quantite" not in e and "montant" not in e
+    low, high = CORRECTION_DELAY_RECORDS
+    assert min(late_delays) >= low - 1 and max(late_delays) <= high + 20  # + the records due at once
+    assert max(late_delays) > 100  # some come much later ...
+    assert sorted(late_delays)[len(late_delays) // 2] < 100  # ... most soon
+    assert all(-EARLY_SALE_DELAY_RECORDS[1] - 5 <= d < 0 for d in early_delays)
+    # One correction per sale at most (so never a return after its cancellation), each with its own id.
+    assert len({r.event["vente_id"] for _, r in corrections}) == len(corrections)
+    assert len({r.event["retour_id"] for _, r in corrections}) == len(corrections)
+    # Sales keep their classic shape; a correction is not a sale a duplicate could re-send.
+    assert all("type_evenement" not in r.event for r in mixed_stream if r.kind in ("sale", "late", "duplicate"))
+    assert {r.event["vente_id"] for r in mixed_stream if r.kind == "duplicate"} <= set(sales)
+
+
+def test_every_correction_passes_the_contract(mixed_stream) -> None:
+    corrections = [r for r in mixed_stream if r.kind in ("return", "cancel")]
+    assert {r.event.get("motif") is None for r in corrections} == {True, False}  # the motif is optional
+    assert [check(r.value) for r in corrections] == [[]] * len(corrections)
+    assert [check(r.value) for r in mixed_stream if r.kind == "sale"][:2000] == [[]] * 2000
+
+
+def test_corrections_are_deterministic_per_seed() -> None:
+    kwargs = dict(return_ratio=0.2, cancel_ratio=0.1, early_corrections=0.3)
+    first = [(r.kind, r.key, r.value, r.early) for r in draw(make(3, **kwargs), 3000)]
+    assert first == [(r.kind, r.key, r.value, r.early) for r in draw(make(3, **kwargs), 3000)]
+    assert first != [(r.kind, r.key, r.value, r.early) for r in draw(make(4, **kwargs), 3000)]
+
+
+def test_without_corrections_the_stream_of_a_seed_is_unchanged() -> None:
+    # The ratios are drawn only when on: a seed sends the same sales as before returns existed.
+    plain = [r.value for r in draw(make(9, duplicate_ratio=0.1), 500)]
+    assert plain == [r.value for r in draw(make(9, duplicate_ratio=0.1, early_corrections=0.5), 500)]
+    assert all(r.kind in ("sale", "duplicate") for r in draw(make(9), 2000))
+
+
+def test_a_refund_is_rounded_down_to_the_cent() -> None:
+    sim = make()
+    sale = {"vente_id": "v1", "client_id": "C1", "quantite": 3, "montant": 10.0}
+    refunds = {(e["quantite"], e["montant"]) for e in (sim.correction("return", sale) for _ in range(200))}
+    assert refunds == {(1, 3.33), (2, 6.66), (3, 10.0)}
+    one = sim.correction("return", {"vente_id": "v2", "client_id": "C2", "quantite": 1, "montant": 0.01})
+    assert (one["quantite"], one["montant"]) == (1, 0.01)
+
+
+def test_a_correction_is_dated_when_sent_and_waits_a_minute_at_most() -> None:
+    now = [FIXED_NOW]
+    sim = SalesSimulator(5, 50, clock=lambda: now[0], return_ratio=1.0)
+    gen = sim.records()
+    sale = next(gen)
+    assert sale.kind == "sale"
+    now[0] += CORRECTION_DELAY_MAX  # a slow run: no other record came due before the time was up
+    correction = next(gen)
+    assert (correction.kind, correction.event["vente_id"]) == ("return", sale.event["vente_id"])
+    assert correction.event["timestamp"] == "2024-12-12T10:16:25.000+00:00"
+    assert json.loads(correction.value)["timestamp"] == correction.event["timestamp"]
+
+
+def test_an_early_correction_comes_first_and_is_not_dated_after_its_send_time() -> None:
+    now = [FIXED_NOW]
+    sim = SalesSimulator(5, 50, clock=lambda: now[0], cancel_ratio=1.0, early_corrections=1.0)
+    gen = sim.records()
+    first = next(gen)
+    assert (first.kind, first.early) == ("cancel", True)
+    assert first.event["timestamp"] == FIXED_NOW.isoformat(timespec="milliseconds")
+    now[0] += timedelta(seconds=5)  # its sale was held back 5 s at most
+    second = next(gen)
+    assert (second.kind, second.event["vente_id"]) == ("sale", first.event["vente_id"])
+    assert second.event["timestamp"] <= first.event["timestamp"]  # the sale happened first
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(return_ratio=0.7, cancel_ratio=0.4), "return and cancel ratios .* add up to more than 1"),
+    (dict(return_ratio=1.5), "return ratio 1.5 is not between 0 and 1"),
+    (dict(cancel_ratio=-0.1), "cancel ratio -0.1 is not between 0 and 1"),
+    (dict(early_corrections=2), "early corrections ratio 2 is not between 0 and 1"),
+])
+def test_correction_ratios_are_checked(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        make(**kwargs)

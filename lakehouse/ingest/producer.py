@@ -22,6 +22,10 @@ from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError
 
 log = logging.getLogger("producer_ventes")
 
+# The kinds of records that are events of the business (Record.kind → the summary's field); every other
+# kind is a fault injected for tests, counted under "injected".
+EVENT_KINDS = {"sale": "sales", "return": "returns", "cancel": "cancellations"}
+
 # Above this rate each sale is no longer logged; a periodic summary is logged instead.
 PER_SALE_LOG_MAX_RATE = 5.0
 SUMMARY_EVERY_S = 5.0
@@ -95,11 +99,17 @@ def kafka_config(settings: ProducerSettings) -> dict:
 class DeliveryStats:
     """Outcome of every generated record, updated from kafka-python's I/O thread: delivered
     (acknowledged), failed (Kafka or the client reported an error) or unsent (no answer before the
-    producer closed, or never handed to Kafka); delivered + failed + unsent == generated."""
+    producer closed, or never handed to Kafka); delivered + failed + unsent == generated.
+
+    What was handed to Kafka, by kind: ``events`` counts the ``EVENT_KINDS`` (sales, returns,
+    cancellations), ``injected`` the faults (late sales, duplicates, bad records), ``early_corrections``
+    the returns and cancellations sent before their sale (counted in ``events`` too)."""
 
     generated: int = 0
     delivered: int = 0
     failed: int = 0
+    events: Counter = field(default_factory=Counter)
+    early_corrections: int = 0
     injected: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)
     closing: bool = False
@@ -134,9 +144,12 @@ class RunResult:
     interrupted: bool
 
     def as_dict(self) -> dict:
+        """The summary; ``sales + returns + cancellations + sum(injected) == generated`` (up to a record
+        whose send() raised, counted in generated and unsent only)."""
         s = self.stats
         return {"generated": s.generated, "delivered": s.delivered, "failed": s.failed,
-                "unsent": s.unsent, "injected": dict(sorted(s.injected.items())),
+                "unsent": s.unsent, **{name: s.events[kind] for kind, name in EVENT_KINDS.items()},
+                "early_corrections": s.early_corrections, "injected": dict(sorted(s.injected.items())),
                 "errors": dict(s.errors), "elapsed_s": round(self.elapsed_s, 3),
                 "events_per_s": round(s.generated / self.elapsed_s, 1) if self.elapsed_s else 0.0,
                 "mb_per_s": round(self.bytes_sent / 1e6 / self.elapsed_s, 2) if self.elapsed_s else 0.0,
@@ -146,8 +159,9 @@ class RunResult:
         d = self.as_dict()
         injected = ",".join(f"{k}:{v}" for k, v in d["injected"].items()) or "none"
         return (f"Summary: generated={d['generated']} delivered={d['delivered']} failed={d['failed']} "
-                f"unsent={d['unsent']} injected={injected} events/s={d['events_per_s']} "
-                f"MB/s={d['mb_per_s']} elapsed={d['elapsed_s']}s")
+                f"unsent={d['unsent']} injected={injected} sales={d['sales']} returns={d['returns']} "
+                f"cancellations={d['cancellations']} early_corrections={d['early_corrections']} "
+                f"events/s={d['events_per_s']} MB/s={d['mb_per_s']} elapsed={d['elapsed_s']}s")
 
 
 def connect(settings: ProducerSettings) -> KafkaProducer:
@@ -227,12 +241,13 @@ def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSe
                 future.add_callback(stats.on_success)
                 future.add_errback(stats.on_error)
                 bytes_sent += len(record.value)
-                if record.kind != "sale":
+                if record.kind in EVENT_KINDS:
+                    stats.events[record.kind] += 1
+                else:
                     stats.injected[record.kind] += 1
-                if per_sale_log and record.kind == "sale":
-                    e = record.event
-                    log.info("📤 Sale #%d: %s - %s - €%.2f", stats.generated, e["client_nom"], e["produit_nom"],
-                             e["montant"])
+                stats.early_corrections += record.early
+                if per_sale_log:
+                    _log_event(stats.generated, record)
             if progress:
                 progress.update(stats.generated, started)
             if not per_sale_log and time.monotonic() >= next_summary:
@@ -252,6 +267,18 @@ def run(producer: KafkaProducer, records: Iterator[Record], settings: ProducerSe
         if progress:
             progress.update(stats.generated, started, force=True)
     return RunResult(stats, elapsed, bytes_sent, interrupted)
+
+
+def _log_event(number: int, record: Record) -> None:
+    e = record.event
+    early = " (before its sale)" if record.early else ""
+    if record.kind == "sale":
+        log.info("📤 Sale #%d: %s - %s - €%.2f", number, e["client_nom"], e["produit_nom"], e["montant"])
+    elif record.kind == "return":
+        log.info("↩️ Return #%d%s: %d unit(s) of sale %s - €%.2f refunded", number, early, e["quantite"],
+                 e["vente_id"], e["montant"])
+    elif record.kind == "cancel":
+        log.info("✖️ Cancellation #%d%s of sale %s", number, early, e["vente_id"])
 
 
 def close(producer: KafkaProducer, stats: DeliveryStats, flush_timeout_s: float) -> None:

@@ -407,6 +407,10 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
                              max=16 * 1024 * 1024),
         "compression": Option(str, "lz4", "compression of produced batches",
                               choices=("none", "gzip", "lz4")),
+        "return_ratio": Option(float, "0.03", "share of the sales that a return (retour) of some of their units "
+                               "follows", min=0, max=1),
+        "cancel_ratio": Option(float, "0.01", "share of the sales that a cancellation (annulation) follows",
+                               min=0, max=1),
     },
     "analytics": {
         "loyalty_threshold": Option(int, "2", "purchases from which a client is loyal", min=1),
@@ -424,6 +428,9 @@ SCHEMA: Mapping[str, Mapping[str, Option]] = {
         "silver_history": Option(Duration, "1 day", "Delta history kept by VACUUM for Silver's tables (a continuous "
                                  "Silver commits a version a second; Silver is rebuilt from Bronze with "
                                  "--full-refresh)", min=0),
+        "orphan_timeout": Option(Duration, "1 hour", "a return or cancellation still waiting for its sale after "
+                                 "this long is reported as an orphan (it keeps waiting: it is never dropped)",
+                                 min=1, max=365 * 86400),
         "upkeep_interval": Option(Duration, "1 hour", "how often the long-running Silver job, and on an s3a:// "
                                   "lake the Bronze stream, run the upkeep of their own tables (make upkeep does "
                                   "Bronze's on a local lake)", min=1, max=30 * 86400),
