@@ -21,7 +21,7 @@ from lakehouse.ingest.simulator import SalesSimulator, encode
 from lakehouse.platform.delta import read_delta
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config
-from tests.hostile_corpus import Case, hostile_corpus
+from tests.hostile_corpus import Case, correction_corpus, hostile_corpus
 
 KEYS = [b"C000001", None, b"\xff\xfe\x00binary", b"", "clé-ünïcode".encode()]
 
@@ -68,6 +68,53 @@ def own_ids(cases: list[Case], limits: ContractLimits, reference_ms: int) -> lis
     return values
 
 
+def correction_values(cases: list[Case], limits: ContractLimits, reference_ms: int) -> list[bytes]:
+    """The correction corpus's values, its accepted sales each with an id of its own (as ``own_ids``); its
+    corrections keep their ids: sent in one partition, in order, the first of an id is kept and the others
+    are duplicates or conflicting ids (``correction_outcomes``)."""
+    values = []
+    for n, case in enumerate(cases):
+        value, event = case.value, None if case.expected else json.loads(case.value)
+        if event is not None and (event.get("type_evenement") or "vente") == "vente":
+            token = json.dumps(event["vente_id"]).encode()
+            if token not in value:
+                continue  # an escaped id: left out rather than guessed
+            value = value.replace(token, json.dumps(f"cc-{n:05d}").encode(), 1)
+            assert not violations(value, limits, reference_ms * 1000), case.name
+        values.append(value)
+    return values
+
+
+def correction_outcomes(values: list[bytes], limits: ContractLimits, reference_ms: int,
+                        delay_us: int) -> list[str | None]:
+    """For accepted corrections in sending order: kept (None), a duplicate, or a conflicting id — a later one
+    with a kept correction's retour_id and the same content repeats it, one with other content and an event time
+    within the duplicate window of it conflicts, and one further away is another correction."""
+    kept: dict[str, list[tuple]] = {}
+    outcomes = []
+    for value in values:
+        event = json.loads(value)
+        if violations(value, limits, reference_ms * 1000) or (event.get("type_evenement") or "vente") == "vente":
+            outcomes.append(None)
+            continue
+        key = str(event["retour_id"])
+        # What Bronze keeps of it (an annulation's quantite or montant is not part of it).
+        is_return = event["type_evenement"] == "retour"
+        money = event.get("montant") if is_return else None
+        content = (event["type_evenement"], key, str(event["vente_id"]), str(event["client_id"]),
+                   timestamp_micros(event["timestamp"]), event.get("quantite") if is_return else None,
+                   None if money is None else round(float(money), 2), event.get("motif"))
+        earlier = kept.setdefault(key, [])
+        if content in earlier:
+            outcomes.append("duplicate")
+        elif any(abs(content[4] - other[4]) <= delay_us for other in earlier):
+            outcomes.append("conflicting_id")
+        else:
+            earlier.append(content)
+            outcomes.append(None)
+    return outcomes
+
+
 def same_sale(a: dict, b: dict) -> bool:
     """Same content as the duplicate check sees it: the sale's fields, the event time as an instant."""
     def content(s: dict) -> tuple:
@@ -93,6 +140,10 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
     values = [encode(s) for s in sales[:20]] + own_ids(hostile_corpus(reference), limits, reference_ms) \
         + [encode(sales[0]), encode(reused)] + [encode(s) for s in sales[20:]]
     records = [(KEYS[i % len(KEYS)], v, reference_ms) for i, v in enumerate(values)]
+    # Returns and cancellations, hostile ones included, in one partition: Bronze judges them in sending order.
+    corrections = correction_values(correction_corpus(reference), limits, reference_ms)
+    outcomes = correction_outcomes(corrections, limits, reference_ms, int(cfg.streaming.watermark_delay.seconds * 1e6))
+    records += [(KEYS[0], v, reference_ms) for v in corrections]
     # Accepted records sharing an id (besides the sale sent twice) all have the same content: duplicates.
     accepted = [v for v in values if not violations(v, limits, reference_ms * 1000)]
     by_id: dict[str, list[dict]] = {}
@@ -129,10 +180,11 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
     bronze = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.bronze).collect()}
     quarantine = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.quarantine).collect()}
     duplicates = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.duplicates).collect()}
+    kept_corrections = {(r.kafka_partition, r.kafka_offset): r for r in load(paths.corrections).collect()}
     # Exactly one table per record, and together every record of the topic.
-    assert not (bronze.keys() & quarantine.keys()) and not (bronze.keys() & duplicates.keys()) \
-        and not (quarantine.keys() & duplicates.keys())
-    assert bronze.keys() | quarantine.keys() | duplicates.keys() == in_topic.keys()
+    tables = [bronze.keys(), kept_corrections.keys(), quarantine.keys(), duplicates.keys()]
+    assert all(not (a & b) for i, a in enumerate(tables) for b in tables[i + 1:])
+    assert set().union(*tables) == in_topic.keys()
 
     wrong = []
     for position, value in in_topic.items():
@@ -141,9 +193,14 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
             row = bronze[position]
             if expected or row.raw_json.encode() != value:
                 wrong.append((position, "bronze", expected))
+        elif position in kept_corrections:
+            row = kept_corrections[position]
+            if expected or row.raw_json.encode() != value or json.loads(value)["type_evenement"] != row.type_evenement:
+                wrong.append((position, "corrections", expected))
         elif position in duplicates:
             row = duplicates[position]
-            if expected or bytes(row.raw_value) != value or (row.kept_partition, row.kept_offset) not in bronze:
+            kept_at = (row.kept_partition, row.kept_offset)
+            if expected or bytes(row.raw_value) != value or not (kept_at in bronze or kept_at in kept_corrections):
                 wrong.append((position, "duplicates", expected))
         else:
             row = quarantine[position]
@@ -152,8 +209,11 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
             if list(row.reasons) != reasons or stored != value:
                 wrong.append((position, "quarantine", expected, list(row.reasons)))
     assert wrong == []
-    assert [r.reason for r in quarantine.values()].count("conflicting_id") == 1
-    assert len(duplicates) == expected_duplicates
+    assert [r.reason for r in quarantine.values()].count("conflicting_id") == 1 + outcomes.count("conflicting_id")
+    assert len(duplicates) == expected_duplicates + outcomes.count("duplicate")
+    assert len(kept_corrections) == sum(1 for v, o in zip(corrections, outcomes) if o is None
+                                        and not violations(v, limits, reference_ms * 1000)
+                                        and (json.loads(v).get("type_evenement") or "vente") != "vente")
     # Keys are kept losslessly: bytes always, text only when it is valid UTF-8.
     keys = {(r.kafka_key_bytes and bytes(r.kafka_key_bytes), r.kafka_key) for r in [*bronze.values(), *quarantine.values()]}
     assert (b"\xff\xfe\x00binary", None) in keys and ("clé-ünïcode".encode(), "clé-ünïcode") in keys
@@ -168,11 +228,12 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
     totals = metrics.agg(*[F.sum(c).alias(c) for c in ("input_rows", "bronze_rows", "quarantined_rows",
                                                        "duplicate_rows", "conflicting_rows")]).first()
     assert (totals.input_rows, totals.bronze_rows, totals.quarantined_rows, totals.duplicate_rows,
-            totals.conflicting_rows) == (len(records), len(bronze), len(quarantine), len(duplicates), 1)
+            totals.conflicting_rows) == (len(records), len(bronze), len(quarantine), len(duplicates),
+                                         1 + outcomes.count("conflicting_id"))
     assert metrics.filter(F.year("max_event_ts") > reference.year + 1).isEmpty()
 
     # Another engine reads every table the corpus went through the same: rows, amounts, quantities, counts.
-    for path in (paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics):
+    for path in (paths.bronze, paths.corrections, paths.quarantine, paths.duplicates, paths.bronze_metrics):
         assert DeltaTable(str(path)).to_pyarrow_table().num_rows == load(path).count(), path
     bronze_rs = DeltaTable(str(paths.bronze)).to_pyarrow_table()
     sums = load(paths.bronze).agg(F.sum("montant"), F.sum("quantite"), F.sum(F.unix_micros("event_ts"))).first()

@@ -76,6 +76,14 @@ def test_every_table_reads_the_same_with_delta_rs(spark, kafka_bootstrap, topic,
     add("not_json", b"k-not-json", b"vente 42, montant=12")
     add("non_utf8", b"k-non-utf8", b"\xff\xfe" + json.dumps(sale()).encode("utf-16-le"))
     add("year_9999", BINARY_KEY, encode(year_9999))  # a bad record with a binary key too
+    # A return (motif in several scripts, an amount at the cent) and a cancellation of kept sales.
+    retour = {"type_evenement": "retour", "retour_id": f"r-{uuid.uuid4().hex[:12]}", "vente_id": kept[0]["vente_id"],
+              "client_id": kept[0]["client_id"], "timestamp": kept[0]["timestamp"], "quantite": 1, "montant": 0.01,
+              "motif": "défectueux « écran » 李 ☕"}
+    annulation = {"type_evenement": "annulation", "retour_id": f"a-{uuid.uuid4().hex[:12]}",
+                  "vente_id": kept[1]["vente_id"], "client_id": kept[1]["client_id"], "timestamp": kept[1]["timestamp"]}
+    add("retour", key(kept[0]), json.dumps(retour).encode())
+    add("annulation", BINARY_KEY, json.dumps(annulation).encode())
     positions = _send_all(kafka_bootstrap, topic, records)
     pos = {name: positions[i] for name, i in at.items()}
     expected_quarantine = {pos["conflict"]: "conflicting_id", pos["not_json"]: "not_json",
@@ -147,9 +155,20 @@ def test_every_table_reads_the_same_with_delta_rs(spark, kafka_bootstrap, topic,
     assert m_spark.count() == m_rs.num_rows
     assert m_spark.agg(F.sum("input_rows")).first()[0] == pc.sum(m_rs.column("input_rows")).as_py() == len(records)
     assert pc.sum(m_rs.column("bronze_rows")).as_py() == len(kept)
+    assert pc.sum(m_rs.column("correction_rows")).as_py() == 2
+
+    # Corrections: the same rows in both engines, lineage and the refund exact.
+    c_spark, c_rs = load(paths.corrections), _delta_rs(paths.corrections)
+    spark_c = {r.retour_id: (r.type_evenement, r.vente_id, r.quantite, r.montant, r.motif, r.kafka_key_bytes)
+               for r in c_spark.collect()}
+    rs_c = {r["retour_id"]: (r["type_evenement"], r["vente_id"], r["quantite"], r["montant"], r["motif"],
+                             r["kafka_key_bytes"]) for r in c_rs.to_pylist()}
+    assert spark_c == rs_c == {
+        retour["retour_id"]: ("retour", retour["vente_id"], 1, Decimal("0.01"), retour["motif"], key(kept[0])),
+        annulation["retour_id"]: ("annulation", annulation["vente_id"], None, None, None, BINARY_KEY)}
 
     # No INT96 anywhere: every timestamp column of every data file is TIMESTAMP_MICROS.
-    for path in (paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics):
+    for path in (paths.bronze, paths.corrections, paths.quarantine, paths.duplicates, paths.bronze_metrics):
         files = DeltaTable(str(path)).file_uris()
         assert files, path
         for uri in files:

@@ -107,7 +107,7 @@ class BronzeStateError(RuntimeError):
 def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> None:
     """Refuse to start when the checkpoint and the tables disagree: resuming would then skip records
     (tables deleted, checkpoint kept) or read the topic again from the start (checkpoint deleted)."""
-    data_tables = (paths.bronze, paths.quarantine, paths.duplicates)
+    data_tables = (paths.bronze, paths.corrections, paths.quarantine, paths.duplicates)
     tables_exist = any(delta_table_exists(p) for p in (*data_tables, paths.bronze_metrics))
     if checkpoint_has_entries(checkpoint, "commits"):
         gone = not tables_exist or (

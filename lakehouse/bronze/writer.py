@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, DUPLICATES_COLUMNS,
+from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, CORRECTION_CONTENT,
+                                      CORRECTIONS_COLUMNS, CORRECTIONS_TABLE_PROPERTIES, DUPLICATES_COLUMNS,
                                       QUARANTINE_COLUMNS, SALE_CONTENT)
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.contract_check import TimeJudge
@@ -46,9 +47,32 @@ ROWS_PER_FILE = 50_000
 DECISIONS_SCHEMA = "kafka_partition INT, kafka_offset LONG, decision STRING, kept_partition INT, kept_offset LONG"
 
 
+# A correction is kept in the duplicate check under its retour_id with this mark in front: ids hold no control
+# character (the contract), so a correction's key never equals a sale's.
+CORRECTION_MARK = "\x01"
+
+
 def sale_content():
     """The hash that tells two records of one vente_id apart (same expression on a batch and on Bronze)."""
     return F.xxhash64(*SALE_CONTENT)
+
+
+def correction_content():
+    """The hash that tells two corrections of one retour_id apart."""
+    return F.xxhash64(*CORRECTION_CONTENT)
+
+
+def is_sale() -> Column:
+    return F.col("type_evenement") == "vente"
+
+
+def dedup_key() -> Column:
+    """The id a record is kept under: a sale's vente_id, a correction's marked retour_id."""
+    return F.when(is_sale(), F.col("vente_id")).otherwise(F.concat(F.lit(CORRECTION_MARK), F.col("retour_id")))
+
+
+def record_content() -> Column:
+    return F.when(is_sale(), sale_content()).otherwise(correction_content())
 
 
 def _with_batch(df: DataFrame, query_id: str, batch_id: int) -> DataFrame:
@@ -57,20 +81,22 @@ def _with_batch(df: DataFrame, query_id: str, batch_id: int) -> DataFrame:
 
 
 def to_bronze_rows(checked_df: DataFrame, decisions_df: DataFrame | None, watermark_us: int | None,
-                   query_id: str, batch_id: int) -> DataFrame:
-    """Valid sales that are neither duplicates nor conflicts, in Bronze's column order; late ones (event
-    time before ``watermark_us``, microseconds since the epoch) kept and flagged.
+                   query_id: str, batch_id: int, corrections: bool = False) -> DataFrame:
+    """Valid sales (with ``corrections``: valid returns and cancellations) that are neither duplicates nor
+    conflicts, in their table's column order; late ones (event time before ``watermark_us``, microseconds since
+    the epoch) kept and flagged.
 
     ``decisions_df`` holds the (kafka_partition, kafka_offset) of the records not to keep.
     """
-    valid = checked_df.filter(F.size("reasons") == 0)
+    valid = checked_df.filter((F.size("reasons") == 0) & (~is_sale() if corrections else is_sale()))
     if decisions_df is not None:
         valid = valid.join(F.broadcast(decisions_df.select("kafka_partition", "kafka_offset")),
                            ["kafka_partition", "kafka_offset"], "left_anti")
     late = F.lit(False) if watermark_us is None else \
         F.unix_micros("event_ts") < per_batch_long(watermark_us, F.col("kafka_offset"))
     return (valid.withColumn("is_late", late).withColumnRenamed("raw_text", "raw_json")
-            .transform(lambda d: _with_batch(d, query_id, batch_id)).select(*BRONZE_COLUMNS))
+            .transform(lambda d: _with_batch(d, query_id, batch_id))
+            .select(*(CORRECTIONS_COLUMNS if corrections else BRONZE_COLUMNS)))
 
 
 def to_quarantine_rows(checked_df: DataFrame, decisions_df: DataFrame | None, query_id: str,
@@ -91,9 +117,10 @@ def to_quarantine_rows(checked_df: DataFrame, decisions_df: DataFrame | None, qu
 
 def to_duplicate_rows(checked_df: DataFrame, decisions_df: DataFrame, query_id: str, batch_id: int
                       ) -> DataFrame:
-    """Records that repeat a kept sale, with their raw bytes and the kept sale's position."""
+    """Records that repeat a kept sale or correction, with their raw bytes and the kept record's position."""
     return (checked_df.join(F.broadcast(decisions_df.filter(F.col("decision") == "duplicate")),
                             ["kafka_partition", "kafka_offset"])
+            .withColumn("retour_id", F.when(~is_sale(), F.col("retour_id")))
             .transform(lambda d: _with_batch(d, query_id, batch_id)).select(*DUPLICATES_COLUMNS))
 
 
@@ -116,7 +143,7 @@ def metrics_row(query_id: str, batch_id: int, figures: dict, committed_ms: int) 
         "rows_per_s": figures["input_rows"] / (duration_ms / 1000) if duration_ms else None,
         "latency_p50_ms": None if p50 is None else committed_ms - p50,
         "latency_max_ms": None if oldest is None else committed_ms - oldest,
-        "kafka_lag": figures["kafka_lag"],
+        "kafka_lag": figures["kafka_lag"], "correction_rows": figures.get("correction_rows", 0),
     }
 
 
@@ -137,6 +164,7 @@ def prometheus_figures(figures: dict, reasons: pa.ChunkedArray, conflicts: int, 
             newest_read[partition] = ms
     return BronzeBatchFigures(
         input_rows=figures["input_rows"], bronze_rows=figures["bronze_rows"],
+        correction_rows=figures.get("correction_rows", 0),
         quarantined_rows=figures["quarantined_rows"], duplicate_rows=figures["duplicate_rows"],
         conflicting_rows=figures["conflicting_rows"], late_rows=figures["late_rows"], reasons=per_reason,
         duration_s=max(0, committed_ms - figures["started_ms"]) / 1000, committed_at=committed_ms / 1000,
@@ -209,14 +237,14 @@ class BronzeBatchWriter:
         if batch_id <= flushed:  # the metrics table has this batch's row already
             self._recovered.add(batch_id)
         tags = {path: tags_back_to(self.spark, path, self.query_id, min(batch_id, flushed + 1))
-                for path in (self.paths.quarantine, self.paths.duplicates, self.paths.bronze)}
+                for path in (self.paths.quarantine, self.paths.duplicates, self.paths.corrections, self.paths.bronze)}
         self._written_before = {path for path, found in tags.items()
                                 if batch_commits(found, batch_id)
                                 or (found is None and self._rows_of_batch(path, batch_id))}
         if self._written_before:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
                      ", ".join(str(p) for p in sorted(self._written_before)))
-        self._state = self._load_state(batch_id, tags[self.paths.bronze])
+        self._state = self._load_state(batch_id, tags[self.paths.bronze], tags[self.paths.corrections])
         missing = sorted((t for found in tags.values() for t in found or ()
                           if t.figures is not None and t.batch_id > flushed), key=lambda t: t.batch_id)
         for tag in missing:
@@ -232,37 +260,52 @@ class BronzeBatchWriter:
         return not table.filter((F.col("bronze_query_id") == self.query_id)
                                 & (F.col("bronze_batch_id") == batch_id)).isEmpty()
 
-    def _earlier_bronze(self, batch_id: int) -> DataFrame:
-        """Bronze rows of earlier batches: a batch replayed after a crash may find its own rows (and
-        later ones) already committed, and must decide as it did the first time."""
+    def _earlier_rows(self, path: Path, batch_id: int) -> DataFrame | None:
+        """Rows of earlier batches in Bronze's sales or corrections table (None: no such table yet): a batch
+        replayed after a crash may find its own rows (and later ones) already committed, and must decide as it
+        did the first time."""
+        if not delta_table_exists(path):
+            return None
         own_later = (F.col("bronze_query_id") == self.query_id) & (F.col("bronze_batch_id") >= batch_id)
-        return self.spark.read.format("delta").load(str(self.paths.bronze)).filter(~own_later)
+        return self.spark.read.format("delta").load(str(path)).filter(~own_later)
 
-    @staticmethod
-    def _kept_rows(df: DataFrame) -> list:
-        return df.select("vente_id", F.unix_micros("event_ts"), sale_content(), "kafka_partition",
-                         "kafka_offset").collect()
+    def _kept_rows(self, batch_id: int, where: Callable[[DataFrame, bool], DataFrame]) -> list:
+        """(key, event time, content, partition, offset) of the kept sales and corrections of earlier batches
+        that ``where(table, is_corrections)`` selects."""
+        rows = []
+        for path, corrections in ((self.paths.bronze, False), (self.paths.corrections, True)):
+            earlier = self._earlier_rows(path, batch_id)
+            if earlier is None:
+                continue
+            key = F.concat(F.lit(CORRECTION_MARK), F.col("retour_id")) if corrections else F.col("vente_id")
+            content = correction_content() if corrections else sale_content()
+            rows += where(earlier, corrections).select(key, F.unix_micros("event_ts"), content, "kafka_partition",
+                                                       "kafka_offset").collect()
+        return rows
 
-    def _load_state(self, batch_id: int, bronze_tags: list[CommitTag] | None) -> DedupState:
+    def _load_state(self, batch_id: int, bronze_tags: list[CommitTag] | None,
+                    correction_tags: list[CommitTag] | None) -> DedupState:
         """Rebuild the duplicate/late state: the latest event time kept before this batch (from the
-        newest tagged Bronze commit), then every sale an on-time sale could duplicate (recent partitions
-        only, so the cost does not grow with the table's history)."""
+        newest tagged commit of the sales or corrections table), then every sale and correction an on-time
+        record could duplicate (recent partitions only, so the cost does not grow with the table's history)."""
         state = DedupState(self.delay_us)
-        if not delta_table_exists(self.paths.bronze):
+        tables = [p for p in (self.paths.bronze, self.paths.corrections) if delta_table_exists(p)]
+        if not tables:
             return state
-        earlier = self._earlier_bronze(batch_id)
-        before = latest_before(bronze_tags, batch_id)
-        if before is not None:
-            top = before.max_event_us
-        else:  # a young table, or one written before commits were tagged: read it
-            top = earlier.agg(F.max(F.unix_micros("event_ts"))).first()[0]
+        before = [t for t in (latest_before(bronze_tags, batch_id), latest_before(correction_tags, batch_id))
+                  if t is not None]
+        if before:
+            top = max(before, key=lambda t: t.batch_id).max_event_us
+        else:  # young tables, or ones written before commits were tagged: read them
+            tops = [self._earlier_rows(p, batch_id).agg(F.max(F.unix_micros("event_ts"))).first()[0] for p in tables]
+            top = max((t for t in tops if t is not None), default=None)
         if top is None:
             return state
         floor = top - 2 * self.delay_us
-        recent = earlier.filter((F.col("jour") >= F.to_date(F.timestamp_micros(F.lit(floor))))
-                                & (F.unix_micros("event_ts") >= floor))
-        for vente_id, event_us, content, partition, offset in self._kept_rows(recent):
-            state.remember(vente_id, Kept(event_us, content, partition, offset))
+        recent = self._kept_rows(batch_id, lambda df, _: df.filter(
+            (F.col("jour") >= F.to_date(F.timestamp_micros(F.lit(floor)))) & (F.unix_micros("event_ts") >= floor)))
+        for key, event_us, content, partition, offset in recent:
+            state.remember(key, Kept(event_us, content, partition, offset))
         state.max_event_us, state.floor_us = top, floor
         log.info("Duplicate check state: %d recent sales from Bronze, watermark %s", len(state.seen),
                  _utc(state.watermark_us))
@@ -278,11 +321,14 @@ class BronzeBatchWriter:
         def day(micros: int):
             return F.to_date(F.timestamp_micros(F.lit(micros)))
 
-        ids = sorted({k.vente_id for k in keys})
-        rows = self._kept_rows(self._earlier_bronze(batch_id).filter(
-            F.col("jour").between(day(low), day(high)) & F.col("vente_id").isin(*ids)))
-        for vente_id, event_us, content, partition, offset in rows:
-            state.remember(vente_id, Kept(event_us, content, partition, offset))
+        sale_ids = sorted({k.vente_id for k in keys if not k.vente_id.startswith(CORRECTION_MARK)})
+        retour_ids = sorted({k.vente_id[1:] for k in keys if k.vente_id.startswith(CORRECTION_MARK)})
+
+        def where(df: DataFrame, corrections: bool) -> DataFrame:
+            ids = F.col("retour_id").isin(*retour_ids) if corrections else F.col("vente_id").isin(*sale_ids)
+            return df.filter(F.col("jour").between(day(low), day(high)) & ids)
+        for key, event_us, content, partition, offset in self._kept_rows(batch_id, where):
+            state.remember(key, Kept(event_us, content, partition, offset))
 
     def __call__(self, checked_df: DataFrame, batch_id: int) -> None:
         """``checked_df``: the batch's records through ``check_contract``."""
@@ -310,8 +356,8 @@ class BronzeBatchWriter:
         # Through Arrow: a drain batch's 100,000 keys arrive in a third of the time a row collect takes.
         # The broken records' reasons only when Prometheus counts them.
         exported = [F.when(F.size("reasons") > 0, F.col("reasons")).alias("reasons")] if self.metrics else []
-        table = checked.select((F.size("reasons") == 0).alias("ok"), "vente_id", F.unix_micros("event_ts"),
-                               sale_content(), "kafka_partition", "kafka_offset",
+        table = checked.select((F.size("reasons") == 0).alias("ok"), dedup_key(), F.unix_micros("event_ts"),
+                               record_content(), "kafka_partition", "kafka_offset",
                                F.unix_millis("kafka_timestamp"), *exported).toArrow()
         ok, ids, events, contents, partitions, offsets, kafka_ms = (c.to_pylist() for c in table.columns[:7])
         steps.done("collect")
@@ -331,12 +377,14 @@ class BronzeBatchWriter:
         duplicates = sum(d.kind == "duplicate" for d in decisions)
         conflicts = len(decisions) - duplicates
         kept_times = [s.event_us for sales in kept.values() for s in sales]
+        kept_corrections = sum(len(sales) for key, sales in kept.items() if key.startswith(CORRECTION_MARK))
         late = 0 if watermark_us is None else sum(t < watermark_us for t in kept_times)
         record_ms = kafka_ms
         kafka_ms = [t for t in kafka_ms if t is not None]
         batch_max = max(kept_times, default=None)
         figures = {
-            "started_ms": started_ms, "input_rows": table.num_rows, "bronze_rows": len(kept_times),
+            "started_ms": started_ms, "input_rows": table.num_rows,
+            "bronze_rows": len(kept_times) - kept_corrections, "correction_rows": kept_corrections,
             "quarantined_rows": broken + conflicts, "duplicate_rows": duplicates, "conflicting_rows": conflicts,
             "late_rows": late, "max_event_us": batch_max, "watermark_us": watermark_us,
             "kafka_p50_ms": statistics.median_low(kafka_ms) if kafka_ms else None,
@@ -355,9 +403,13 @@ class BronzeBatchWriter:
         if duplicates:
             writes.append((self.paths.duplicates, lambda: to_duplicate_rows(checked, decisions_df, app, batch_id),
                            None, None))
-        if kept_times:
+        if kept_corrections:
+            writes.append((self.paths.corrections, lambda: to_bronze_rows(
+                checked, decisions_df, watermark_us, app, batch_id, corrections=True).coalesce(1), "jour",
+                CORRECTIONS_TABLE_PROPERTIES))
+        if kept_times and kept_corrections < len(kept_times):
             files = max(1, min(self.spark.sparkContext.defaultParallelism,
-                               math.ceil(len(kept_times) / ROWS_PER_FILE)))
+                               math.ceil((len(kept_times) - kept_corrections) / ROWS_PER_FILE)))
             writes.append((self.paths.bronze, lambda: to_bronze_rows(
                 checked, decisions_df, watermark_us, app, batch_id).coalesce(files), "jour", BRONZE_TABLE_PROPERTIES))
         for i, (path, make_rows, partition_by, properties) in enumerate(writes):

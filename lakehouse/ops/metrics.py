@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 BATCH_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 LATENCY_BUCKETS_S = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
-BRONZE_TABLES = ("ventes", "ventes_quarantine", "ventes_duplicates")
+BRONZE_TABLES = ("ventes", "corrections", "ventes_quarantine", "ventes_duplicates")
 
 
 class BulkHistogram:
@@ -99,6 +99,7 @@ class BronzeBatchFigures:
 
     input_rows: int
     bronze_rows: int
+    correction_rows: int
     quarantined_rows: int
     duplicate_rows: int
     conflicting_rows: int
@@ -169,6 +170,7 @@ class BronzeMetrics(_JobMetrics):
             self.batches += 1
             self.input_rows += figures.input_rows
             self.rows_written["ventes"] += figures.bronze_rows
+            self.rows_written["corrections"] += figures.correction_rows
             self.rows_written["ventes_quarantine"] += figures.quarantined_rows
             self.rows_written["ventes_duplicates"] += figures.duplicate_rows
             self.quarantined += figures.quarantined_rows

@@ -49,7 +49,7 @@ from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.job_lock import lock_or_exit, upkeep_folder
 from lakehouse.platform.lake import LakePath, on_object_storage
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.tables import SILVER_TABLES
+from lakehouse.silver.tables import REWRITTEN_TABLES, SILVER_TABLES
 from lakehouse.platform.spark import build_spark_or_log
 
 log = logging.getLogger("lakehouse.ops.upkeep")
@@ -64,7 +64,7 @@ CONFLICTS = (DeltaConcurrentModificationException, ConcurrentWriteException, Con
 
 def bronze_tables(paths: Paths) -> list[LakePath]:
     """The tables the Bronze stream writes."""
-    return [paths.bronze, paths.quarantine, paths.duplicates, paths.bronze_metrics]
+    return [paths.bronze, paths.corrections, paths.quarantine, paths.duplicates, paths.bronze_metrics]
 
 
 def silver_tables(paths: Paths) -> list[LakePath]:
@@ -79,10 +79,15 @@ def tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakeP
 
 
 def delete_old_bronze_days(spark: SparkSession, paths: Paths, keep_days: int, today: date) -> int:
-    """Delete Bronze days older than ``keep_days`` before ``today``; returns the rows deleted."""
+    """Delete the Bronze sales and corrections of days older than ``keep_days`` before ``today``; returns the rows
+    deleted."""
     cutoff = today - timedelta(days=keep_days)
-    metrics = spark.sql(f"DELETE FROM delta.`{paths.bronze}` WHERE jour < DATE'{cutoff.isoformat()}'")
-    deleted = metrics.first()["num_affected_rows"] if "num_affected_rows" in metrics.columns else 0
+    deleted = 0
+    for path in (paths.bronze, paths.corrections):
+        if not delta_table_exists(path):
+            continue
+        metrics = spark.sql(f"DELETE FROM delta.`{path}` WHERE jour < DATE'{cutoff.isoformat()}'")
+        deleted += metrics.first()["num_affected_rows"] if "num_affected_rows" in metrics.columns else 0
     log.info("Retention: %d Bronze rows older than %s deleted (keeping %d days)", deleted, cutoff, keep_days)
     return deleted
 
@@ -118,7 +123,7 @@ def younger_than_history(spark: SparkSession, path: LakePath, retain_hours: floa
 def compacted_tables(paths: Paths, only: Collection[LakePath] | None = None) -> list[LakePath]:
     """The existing tables that grow by appends or merges (Silver's small tables are rewritten whole, in one
     file, by each batch)."""
-    rewritten = {paths.silver(t) for t in SILVER_TABLES if t != "clients"}
+    rewritten = {paths.silver(t) for t in REWRITTEN_TABLES}
     return [p for p in tables(paths, only) if p not in rewritten]
 
 

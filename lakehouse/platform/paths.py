@@ -39,6 +39,11 @@ class Paths:
         return self.delta_dir / "bronze" / "ventes"
 
     @property
+    def corrections(self) -> LakePath:
+        """Returns and cancellations (``type_evenement`` retour or annulation) kept in Bronze."""
+        return self.delta_dir / "bronze" / "corrections"
+
+    @property
     def quarantine(self) -> LakePath:
         return self.delta_dir / "bronze" / "ventes_quarantine"
 
