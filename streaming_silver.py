@@ -93,13 +93,14 @@ def run(args: argparse.Namespace, cfg: Config, paths: Paths) -> int:
                   if mode != "once" else None)
         metrics = None
         if mode != "once":  # a long-running job: Prometheus may scrape it
-            metrics = SilverMetrics(jvm_heap_reader(spark))
+            metrics = SilverMetrics(jvm_heap_reader(spark), orphan_timeout_s=cfg.analytics.orphan_timeout.seconds)
             metrics.resume(status.newest_sale(), status.last_batch_at())
             serve_metrics(metrics, cfg.monitoring.metrics_address, cfg.monitoring.metrics_port_silver,
                           "Silver job", "metrics_port_silver")
         job = SilverJob(spark, ClientRules.from_config(cfg), paths, status, upkeep,
                         cfg.monitoring.dashboard_refresh.seconds,
-                        None if args.no_dashboard else lambda text: print(text, flush=True), metrics)
+                        None if args.no_dashboard else lambda text: print(text, flush=True), metrics,
+                        cfg.analytics.orphan_timeout.seconds)
         if mode == "continuous":
             return job.run_continuous(period, args.full_refresh, stop)
         if mode == "interval":

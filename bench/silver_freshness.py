@@ -13,7 +13,8 @@ after a full collection the benchmark asks for with `jcmd GC.run`) every --heap-
 is also given per --window of the run (p99 and memory), so that a trend shows. --json writes the figures
 and every mark's delay to a file.
 
-Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--json out.json]
+Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--return-ratio 0.03]
+       [--cancel-ratio 0.01] [--json out.json]
 Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
 Goals on the 2-core machine: at 1,000 events/s p50 ≤ 5 s and p99 ≤ 10 s; at 3 events/s p50 ≤ 4 s; Silver's
 memory flat over a 30-minute run (--seconds 1800).
@@ -155,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Silver's freshness: a sale's send to Silver counting it.")
     parser.add_argument("--rate", type=float, default=1000.0, help="producer events per second (default 1000)")
     parser.add_argument("--seconds", type=int, default=120, help="measured seconds (default 120)")
+    parser.add_argument("--return-ratio", type=float, default=0.03,
+                        help="share of the sales the producer follows with a return (default 0.03)")
+    parser.add_argument("--cancel-ratio", type=float, default=0.01,
+                        help="share of the sales the producer follows with a cancellation (default 0.01)")
     parser.add_argument("--warmup-seconds", type=int, default=30, help="left out of the figures (default 30)")
     parser.add_argument("--mark-every", type=float, default=1.0, help="seconds between marks (default 1)")
     parser.add_argument("--drain-seconds", type=float, default=60,
@@ -196,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
              "silver": start("silver", ["streaming_silver.py", *args.silver_args.split()])}
     total = args.warmup_seconds + args.seconds
     parts["producer"] = start("producer", ["producer_ventes.py", "--rate", f"{args.rate:g}",
-                                           "--duration", f"{total + 30} s"])
+                                           "--duration", f"{total + 30} s", "--return-ratio",
+                                           f"{args.return_ratio:g}", "--cancel-ratio", f"{args.cancel_ratio:g}"])
     producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, acks="all", linger_ms=0,
                              **kafka_python_kwargs(security))
     marks = Marks(producer, cfg.kafka.topic, run)
@@ -269,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                    if (m := BRONZE_P50.search(line)) and
                    datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp() >= measured_from]
     figures: dict[str, object] = {
-        "rate": args.rate, "seconds": args.seconds, "trigger": str(cfg.analytics.silver_trigger),
+        "rate": args.rate, "return_ratio": args.return_ratio, "cancel_ratio": args.cancel_ratio,
+        "seconds": args.seconds, "trigger": str(cfg.analytics.silver_trigger),
         "first_figures_s": round(ready - started, 1),
         "marks_sent": len(marks.sent), "marks_counted": len(delays),
         "p50_s": percentile(delays, 0.5) if delays else None, "p95_s": percentile(delays, 0.95) if delays else None,
@@ -301,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             "jvm_rss_mb": round(statistics.median(m[2] for m in rss) / 1024) if rss else None,
         })
     figures["windows"] = windows
-    print(f"{args.rate:g} events/s, {args.seconds} s measured, Silver trigger {figures['trigger']}:")
+    print(f"{args.rate:g} events/s ({args.return_ratio:.0%} returns, {args.cancel_ratio:.0%} cancellations), "
+          f"{args.seconds} s measured, Silver trigger {figures['trigger']}:")
     if delays:
         print(f"  send → counted in Silver (delta-rs), {len(delays)} of {len(marks.sent)} marks: "
               f"p50 {figures['p50_s']:.2f} s, p95 {figures['p95_s']:.2f} s, p99 {figures['p99_s']:.2f} s")

@@ -21,6 +21,7 @@ from lakehouse.ingest.contract import REASONS
 from lakehouse.ingest.producer import DeliveryStats
 from lakehouse.ops.metrics import (BronzeBatchFigures, BronzeMetrics, BulkHistogram, ProducerMetrics, SilverMetrics,
                                    serve_metrics)
+from lakehouse.silver.corrections import CorrectionFigures
 
 
 def scrape(collector) -> dict[str, list]:
@@ -160,6 +161,27 @@ def test_silver_metrics_give_freshness_from_the_newest_sale_counted() -> None:
     assert value(s, "lakehouse_silver_newest_sale_timestamp_seconds") == 1_998.0
     assert value(s, "lakehouse_silver_freshness_seconds") == 2.0
     assert value(s, "lakehouse_silver_last_commit_timestamp_seconds") == 1_999.5
+
+
+def test_silver_metrics_count_corrections_refusals_and_orphans() -> None:
+    now = [10_000.0]
+    metrics = SilverMetrics(jvm_heap=lambda: None, clock=lambda: now[0], orphan_timeout_s=3600.0)
+    s = scrape(metrics)
+    assert "lakehouse_silver_corrections_waiting" not in s  # unknown before the first batch
+    assert value(s, "lakehouse_silver_events_rejected_total", reason="client_mismatch") == 0
+    metrics.batch(rows=5, seconds=0.1, newest_sale=None, committed_at=9_999.0, corrections=CorrectionFigures(
+        applied=3, rejected=Counter({"client_mismatch": 1, "more_units_than_remain": 2}),
+        waiting_since=[1_000.0, 9_000.0, 9_500.0]))
+    metrics.batch(rows=1, seconds=0.1, newest_sale=None, committed_at=9_999.5, corrections=CorrectionFigures(
+        applied=1, rejected=Counter({"client_mismatch": 1}), waiting_since=[1_000.0, 6_000.0]))
+    s = scrape(metrics)
+    assert value(s, "lakehouse_silver_corrections_applied_total") == 4
+    assert value(s, "lakehouse_silver_events_rejected_total", reason="client_mismatch") == 2
+    assert value(s, "lakehouse_silver_events_rejected_total", reason="more_units_than_remain") == 2
+    assert value(s, "lakehouse_silver_corrections_waiting") == 2  # the last batch's list: every one waiting
+    assert value(s, "lakehouse_silver_corrections_orphaned") == 2  # both past the hour
+    now[0] = 9_000.0
+    assert value(scrape(metrics), "lakehouse_silver_corrections_orphaned") == 1
 
 
 def test_producer_metrics_read_the_delivery_counters_when_scraped() -> None:

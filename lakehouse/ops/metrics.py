@@ -27,6 +27,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lakehouse.silver.corrections import REJECTION_REASONS, CorrectionFigures
+
 log = logging.getLogger(__name__)
 
 # Bucket bounds in seconds. A batch: a fraction of a second to minutes (a catch-up). Produce→commit: the
@@ -248,12 +250,17 @@ class SilverMetrics(_JobMetrics):
     prefix = "lakehouse_silver"
 
     def __init__(self, jvm_heap: Callable[[], tuple[int, int] | None] | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, orphan_timeout_s: float = 3600.0):
         super().__init__(jvm_heap, clock)
         self.rows_merged = 0
         self.failures = 0
+        self.orphan_timeout_s = orphan_timeout_s
+        self.corrections_applied = 0
+        self.rejected: Counter = Counter()
+        self.waiting_since: list[float] | None = None  # unknown until the first batch
 
-    def batch(self, rows: int, seconds: float, newest_sale: float | None, committed_at: float | None = None) -> None:
+    def batch(self, rows: int, seconds: float, newest_sale: float | None, committed_at: float | None = None,
+              corrections: CorrectionFigures | None = None) -> None:
         with self._lock:
             self.batches += 1
             self.rows_merged += rows
@@ -261,6 +268,10 @@ class SilverMetrics(_JobMetrics):
             self.last_commit = self.clock() if committed_at is None else committed_at
             if newest_sale is not None and (self.newest_sale is None or newest_sale > self.newest_sale):
                 self.newest_sale = newest_sale
+            if corrections is not None:
+                self.corrections_applied += corrections.applied
+                self.rejected.update(corrections.rejected)
+                self.waiting_since = list(corrections.waiting_since)
 
     def resume(self, newest_sale: float | None, last_commit: float | None) -> None:
         """Start from what an earlier run of the job had counted (its status file): a restart with no new
@@ -279,6 +290,19 @@ class SilverMetrics(_JobMetrics):
         yield CounterMetricFamily("lakehouse_silver_failures",
                                   "Silver runs or streams that failed (each is retried)", value=self.failures)
         yield self.batch_seconds.family("lakehouse_silver_batch_duration_seconds", "Wall time of a Silver batch")
+        yield CounterMetricFamily("lakehouse_silver_corrections_applied", "Returns and cancellations applied",
+                                  value=self.corrections_applied)
+        rejected = CounterMetricFamily("lakehouse_silver_events_rejected", "Events refused (silver/rejets), per reason",
+                                       labels=["reason"])
+        for reason in REJECTION_REASONS:
+            rejected.add_metric([reason], self.rejected.get(reason, 0))
+        yield rejected
+        if self.waiting_since is not None:
+            yield GaugeMetricFamily("lakehouse_silver_corrections_waiting",
+                                    "Returns and cancellations waiting for their sale", value=len(self.waiting_since))
+            yield GaugeMetricFamily("lakehouse_silver_corrections_orphaned",
+                                    "Corrections waiting for their sale for longer than [analytics] orphan_timeout",
+                                    value=sum(now - t > self.orphan_timeout_s for t in self.waiting_since))
         if self.newest_sale is not None:
             yield GaugeMetricFamily("lakehouse_silver_newest_sale_timestamp_seconds",
                                     "Event time of the newest sale Silver counts (Unix time)",

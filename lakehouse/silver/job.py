@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +29,7 @@ from deltalake import DeltaTable as DeltaRsTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.util import inheritable_thread_target
 
@@ -35,10 +37,13 @@ from lakehouse.platform.delta import (checkpoint_has_entries, checkpoint_query_i
                                      is_commit_conflict, read_delta)
 from lakehouse.platform.lake import ObjectPath, remove_tree
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.tables import SILVER_TABLES, silver_tag, tagged_batch
-from lakehouse.silver.small_batch import client_rows_after, gained, totals_after
-from lakehouse.silver.transforms import (TOTALS, ClientRules, clients_from_bronze, combine_clients, combine_totals,
-                                         new_members)
+from lakehouse.bronze.tables import ensure_corrections_table
+from lakehouse.silver.corrections import (REJETS_COLUMNS, SALE, VENTE_ID_REUSED, WAITING_COLUMNS,
+                                          CorrectionFigures, apply_batch, arrival_key)
+from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, silver_tag, tagged_batch
+from lakehouse.silver.small_batch import client_rows_after, gained, table_key, totals_after
+from lakehouse.silver.transforms import (BOOKING_SCHEMA, TOTALS, ClientRules, clients_from_bronze, combine_clients,
+                                         combine_totals, new_members, sale_bookings, ventes_rows)
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,11 @@ class SilverStopping(RuntimeError):
     next start."""
 
 
-BRONZE_INPUT = ["vente_id", "client_id", "produit_id", "event_ts", "jour", "quantite", "montant",
-                "client_nom", "pays", "segment"]
+# The columns of a Silver batch: Bronze's sales and corrections in one shape (a sale has no retour_id nor motif,
+# a correction no product, name, country or segment), with when Bronze received each and its Kafka position.
+EVENT_COLUMNS = ["type_evenement", "vente_id", "retour_id", "client_id", "produit_id", "produit_nom", "categorie",
+                 "event_ts", "jour", "quantite", "montant", "client_nom", "pays", "segment", "motif", "recu_le",
+                 "kafka_partition", "kafka_offset"]
 QUERY_NAME = "silver_ventes"
 # Delta's session settings that make a MERGE idempotent and tag its commit (a MERGE takes no write options).
 TXN_APP_ID, TXN_VERSION = "spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion"
@@ -75,6 +83,7 @@ class BatchReport:
     newest_sale: datetime | None
     seconds: float
     steps: dict[str, float] = field(default_factory=dict)
+    corrections: CorrectionFigures | None = None
 
 
 def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int) -> None:
@@ -115,6 +124,22 @@ def read_rows(path: Path, version: int | None = None, where: pc.Expression | Non
     return dataset.to_table(filter=where).to_pylist()
 
 
+def read_named(path: Path, version: int | None, column: str, values: set) -> list[dict]:
+    """The rows of a table (as of ``version``) whose ``column`` is one of ``values``, as dicts. One column is
+    scanned to find the files that hold them, and only those files are read whole: ids drawn at random
+    (uuids) defeat the files' min/max statistics, and a full read of a large table would cost seconds."""
+    if not values:
+        return []
+    dataset = open_delta_rs(path, version).to_pyarrow_dataset()
+    where = pc.field(column).cast(pa.string()).isin(sorted(values))
+    files = set(dataset.to_table(columns=[column, "__filename"], filter=where).column("__filename").to_pylist())
+    rows: list[dict] = []
+    for fragment in dataset.get_fragments():
+        if fragment.path in files or Path(fragment.path).name in files:
+            rows += fragment.to_table(schema=dataset.schema, filter=where).to_pylist()
+    return rows
+
+
 def _commit(table: DeltaRsTable, app_id: str, batch_id: int) -> CommitProperties | None:
     """The commit's properties (the batch's tag, its idempotency token), or None when this batch's write is
     already in the table (a batch re-run after a crash)."""
@@ -148,9 +173,18 @@ def merge_rows(path: Path, rows: list[dict], key: str, app_id: str, batch_id: in
          .when_matched_update_all().when_not_matched_insert_all().execute())
 
 
+def append_rows(path: Path, rows: list[dict], app_id: str, batch_id: int) -> None:
+    """Append ``rows`` to the table at ``path``, once per (``app_id``, ``batch_id``)."""
+    table = open_delta_rs(path)
+    commit = _commit(table, app_id, batch_id)
+    if commit is not None:
+        write_deltalake(table, _arrow(table, rows), mode="append", commit_properties=commit)
+
+
 class SilverBatchWriter:
-    """foreachBatch function: new Bronze rows → the touched clients' new rows (from the rows they had) →
-    the clients gained by each country, segment and day → the four tables written at once."""
+    """foreachBatch function: new Bronze sales and corrections → the sales they name, in their new state, with
+    the bookings of what was sold and taken back → the touched clients' new rows (from the rows they had) and
+    the touched rows of each table of totals → every table written at once."""
 
     def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: Path,
                  on_batch: Callable[[BatchReport], None] | None = None):
@@ -160,10 +194,12 @@ class SilverBatchWriter:
         self.batches = 0
         self._query_id: str | None = None
         # The first batch after a start, or after a failed one, may be a batch that a crash interrupted
-        # after some of its tables were written (see _clients_version).
+        # after some of its tables were written (see _versions_before).
         self._may_replay = True
         # Held while a batch runs: a stop, or the upkeep of Silver's tables, waits for the batch to end.
         self.batch_lock = threading.Lock()
+        self._merge_lock = threading.Lock()  # Spark MERGEs take their idempotency token from the session
+        self._figures: CorrectionFigures | None = None  # the last batch's, for the job's metrics
         self.stopping = False
 
     def _app(self, table: str) -> str:
@@ -176,7 +212,8 @@ class SilverBatchWriter:
             if self.stopping:
                 raise SilverStopping("Silver is stopping: this batch runs again at the next start")
             started = time.monotonic()
-            new = bronze_batch_df.select(*BRONZE_INPUT).persist()
+            new = bronze_batch_df.select(*EVENT_COLUMNS).persist()
+            self._figures = None
             try:
                 rows, newest, steps = self._merge(new, batch_id)
             except BaseException:
@@ -187,33 +224,30 @@ class SilverBatchWriter:
             self._may_replay = False
             self.rows_merged += rows
             self.batches += 1
-            report = BatchReport(batch_id, rows, newest, time.monotonic() - started, steps)
+            report = BatchReport(batch_id, rows, newest, time.monotonic() - started, steps, self._figures)
             log.info("Silver batch %d: %d Bronze rows merged in %.2f s (%s)", batch_id, report.rows,
                      report.seconds, ", ".join(f"{k} {v:.2f} s" for k, v in steps.items()))
             if self.on_batch is not None:
                 self.on_batch(report)
 
-    def _clients_version(self, batch_id: int) -> int | None:
-        """The version of ``clients`` this batch starts from (None: no table yet). Normally the latest; but
-        when a crash interrupted this batch after its clients were written, the version before that commit,
-        so that the other tables' new clients are counted against what the clients had before the batch."""
-        path = self.paths.silver("clients")
+    def _version_before(self, table: str, batch_id: int) -> int | None:
+        """The version of a table this batch reads (None: no table yet). Normally the latest; but when a crash
+        interrupted this batch after that table was written, the version before that commit, so that the batch
+        computes what it computed the first time."""
+        path = self.paths.silver(table)
         if not delta_table_exists(path):
             return None
         latest = open_delta_rs(path)
         if self._may_replay:
             for commit in latest.history(50):
                 if tagged_batch(commit.get("userMetadata")) == batch_id:
-                    log.info("Silver batch %d runs again: its clients were written (version %d); counting from "
-                             "the version before", batch_id, commit["version"])
+                    log.info("Silver batch %d runs again: its %s were written (version %d); reading the version "
+                             "before", batch_id, table, commit["version"])
                     return commit["version"] - 1 if commit["version"] > 0 else None
         return latest.version()
 
-    def _read_clients(self, version: int) -> DataFrame:
-        return self.spark.read.format("delta").option("versionAsOf", version).load(str(self.paths.silver("clients")))
-
     def _merge(self, new: DataFrame, batch_id: int) -> tuple[int, datetime | None, dict[str, float]]:
-        """Merge one batch; (its rows, its newest sale's event time, seconds per step)."""
+        """Merge one batch; (its rows, its newest sale's or correction's event time, seconds per step)."""
         steps: dict[str, float] = {}
         started = time.monotonic()
 
@@ -222,61 +256,102 @@ class SilverBatchWriter:
             steps[step] = time.monotonic() - started
             started = time.monotonic()
 
-        version = self._clients_version(batch_id)
-        sales = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
+        versions = {t: self._version_before(t, batch_id) for t in ("clients", "ventes", "corrections_en_attente")}
+        events = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
         done("read")
-        if not sales:  # a Bronze commit without sales (retention's delete): nothing to count
+        if not events:  # a Bronze commit without rows (retention's delete): nothing to count
             return 0, None, steps
-        if len(sales) <= DRIVER_BATCH_ROWS:
-            self._create_missing_tables(new)
-            self._merge_in_driver(version, sales, batch_id, done, steps)
-            return len(sales), max((s["event_ts"] for s in sales), default=None), steps
-        clients = None if version is None else self._read_clients(version)
-        self._merge_in_spark(new, clients, batch_id, done, steps)
+        self._create_missing_tables(new)
+        if len(events) <= DRIVER_BATCH_ROWS:
+            self._merge_in_driver(versions, events, batch_id, done, steps)
+            return len(events), max((e["event_ts"] for e in events), default=None), steps
+        self._merge_in_spark(versions, new, batch_id, done, steps)
         summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
         return summary["rows"], summary["newest"], steps
 
     def _create_missing_tables(self, new: DataFrame) -> None:
         """Create, empty, the Silver tables that do not exist yet (before the first batch), with the schemas of
         Spark's transforms (the full recompute's), through delta-rs."""
-        empty = new.limit(0)
+        sales = new.limit(0)
         for table in SILVER_TABLES:
             path = self.paths.silver(table)
-            if not delta_table_exists(path):
-                df = clients_from_bronze(empty, self.rules) if table == "clients" else TOTALS[table][3](empty)
-                schema = to_arrow_schema(df.schema, timezone="UTC")
-                write_deltalake(str(path), schema.empty_table(), mode="append",
-                                storage_options=storage_options(path))
+            if delta_table_exists(path):
+                continue
+            if table == "clients":
+                df = clients_from_bronze(sales, self.rules)
+            elif table == "ventes":
+                df = ventes_rows(sales, F.current_timestamp())
+            elif table == "corrections_en_attente":
+                df = sales.select(*WAITING_COLUMNS)
+            elif table == "rejets":
+                df = sales.withColumn("raison", F.lit(None).cast("string")).select(*REJETS_COLUMNS)
+            else:
+                df = TOTALS[table][3](sales)
+            schema = to_arrow_schema(df.schema, timezone="UTC")
+            write_deltalake(str(path), schema.empty_table(), mode="append", storage_options=storage_options(path))
 
-    def _merge_in_driver(self, version: int | None, sales: list[dict], batch_id: int,
+    def _read_known(self, version: int | None, ids: set[str]) -> dict[str, dict]:
+        """The rows silver/ventes holds for these vente_ids (as of ``version``)."""
+        if version is None:
+            return {}
+        return {row["vente_id"]: row for row in read_named(self.paths.silver("ventes"), version, "vente_id", ids)}
+
+    def _read_waiting(self, version: int | None) -> list[dict]:
+        return [] if version is None else read_rows(self.paths.silver("corrections_en_attente"), version)
+
+    def _merge_in_driver(self, versions: dict[str, int | None], events: list[dict], batch_id: int,
                          done: Callable[[str], None], steps: dict[str, float]) -> None:
         """A small batch, without a Spark job: the touched rows read through delta-rs, computed in the driver
-        (``small_batch``), written through delta-rs."""
+        (``corrections``, ``small_batch``), written through delta-rs."""
+        now = datetime.now(timezone.utc)
+        known = self._read_known(versions["ventes"], {e["vente_id"] for e in events})
+        waiting = self._read_waiting(versions["corrections_en_attente"])
+        outcome = apply_batch(events, known, waiting)
+        self._figures = CorrectionFigures.of(outcome)
         clients = self.paths.silver("clients")
-        named = pc.field("client_id").cast(pa.string()).isin(list({s["client_id"] for s in sales}))
-        before = {} if version is None else {row["client_id"]: row for row in read_rows(clients, version, named)}
-        after = client_rows_after(before, sales, self.rules, datetime.now(timezone.utc))
+        touched = {s["client_id"] for s in outcome.sales} | {b["client_id"] for b in outcome.bookings}
+        before = {} if versions["clients"] is None else \
+            {row["client_id"]: row for row in read_named(clients, versions["clients"], "client_id", touched)}
+        after = client_rows_after(before, outcome.sales, outcome.bookings, self.rules, now)
         done("clients read")
 
         def totals(table: str) -> None:
-            key, field_name = TOTALS[table][0], TOTALS[table][1]
+            field_name = TOTALS[table][1]
             path = self.paths.silver(table)
-            existing = {row[key]: row for row in read_rows(path)}
-            touched = totals_after(table, existing, sales, gained(before, after, field_name))
-            keys = {row[key] for row in touched}
-            write_rows(path, [row for k, row in existing.items() if k not in keys] + touched, self._app(table),
+            existing = {table_key(table, row): row for row in read_rows(path)}
+            counts = gained(before, after, field_name) if field_name else Counter()
+            rows = totals_after(table, existing, outcome.sales, outcome.bookings, counts)
+            keys = {table_key(table, row) for row in rows}
+            write_rows(path, [row for k, row in existing.items() if k not in keys] + rows, self._app(table),
                        batch_id)
 
-        self._write_all({"clients": partial_write(merge_rows, clients, after, "client_id", self._app("clients"),
-                                                  batch_id),
-                         **{table: partial_write(totals, table) for table in SILVER_TABLES if table != "clients"}},
-                        steps)
+        writes = {"clients": partial_write(merge_rows, clients, after, "client_id", self._app("clients"), batch_id),
+                  **{table: partial_write(totals, table) for table in FIGURE_TABLES if table != "clients"}}
+        if outcome.ventes:
+            rows = [{**row, "updated_at": now} for row in outcome.ventes.values()]
+            writes["ventes"] = partial_write(merge_rows, self.paths.silver("ventes"), rows, "vente_id",
+                                             self._app("ventes"), batch_id)
+        writes.update(self._side_writes(waiting, outcome.waiting, outcome.rejections, batch_id))
+        self._write_all(writes, steps)
         done("writes")
 
+    def _side_writes(self, waiting_before: list[dict], waiting_after: list[dict], rejections: list[dict],
+                     batch_id: int) -> dict[str, Callable[[], None]]:
+        """The writes of the corrections waiting (when they changed) and of the events refused (when any)."""
+        writes = {}
+        if [arrival_key(r) for r in waiting_before] != [arrival_key(r) for r in waiting_after]:
+            writes["corrections_en_attente"] = partial_write(
+                write_rows, self.paths.silver("corrections_en_attente"), waiting_after,
+                self._app("corrections_en_attente"), batch_id)
+        if rejections:
+            writes["rejets"] = partial_write(append_rows, self.paths.silver("rejets"), rejections,
+                                             self._app("rejets"), batch_id)
+        return writes
+
     def _write_all(self, writes: dict[str, Callable[[], None]], steps: dict[str, float]) -> None:
-        """Run the four writes at once, each one's seconds into ``steps``."""
-        # The four writes are independent given the batch and its touched clients: made at once, their
-        # Delta commits and small jobs overlap. Each table stays idempotent on its own (see _save).
+        """Run the writes at once, each one's seconds into ``steps``."""
+        # The writes are independent given the batch and its touched rows: made at once, their Delta commits
+        # and small jobs overlap. Each table stays idempotent on its own (see _save).
         def timed(item: tuple[str, Callable[[], None]]) -> None:
             started = time.monotonic()
             item[1]()
@@ -285,54 +360,98 @@ class SilverBatchWriter:
         with ThreadPoolExecutor(len(writes)) as pool:
             list(pool.map(run, writes.items()))
 
-    def _merge_in_spark(self, new: DataFrame, clients: DataFrame | None, batch_id: int,
+    def _merge_in_spark(self, versions: dict[str, int | None], new: DataFrame, batch_id: int,
                         done: Callable[[str], None], steps: dict[str, float]) -> None:
-        """A large batch (or the first): Spark's transforms (``transforms``)."""
+        """A large batch (or the first): the sales by Spark's transforms (``transforms``); the corrections, few,
+        applied in the driver (``corrections``) to the sales they name, and their bookings added to the sales'."""
+        now = datetime.now(timezone.utc)
         paths = self.paths
-        # The touched clients before and after the batch, each materialized once (one row per client the
-        # batch names), before any write changes the table under them.
+        ventes = None if versions["ventes"] is None else \
+            self.spark.read.format("delta").option("versionAsOf", versions["ventes"]).load(str(paths.silver("ventes")))
+        # The sales counted: the first of each vente_id in arrival order, unless silver/ventes holds it already.
+        first = Window.partitionBy("vente_id").orderBy("recu_le", "kafka_partition", "kafka_offset")
+        ranked = new.filter(F.col("type_evenement") == SALE).withColumn("_rank", F.row_number().over(first))
+        counted = ranked.filter("_rank = 1").drop("_rank")
+        if ventes is not None:
+            counted = counted.join(ventes.select("vente_id"), "vente_id", "left_anti")
+        counted = counted.select(*EVENT_COLUMNS).localCheckpoint()
+        reused = ranked.drop("_rank").join(counted.select("kafka_partition", "kafka_offset"),
+                                           ["kafka_partition", "kafka_offset"], "left_anti")
+        # The corrections, with the sales they name (in silver/ventes, or new in this batch). Through Arrow, as the
+        # driver path reads them: times come aware, in UTC, as delta-rs gives the waiting ones.
+        corrections = new.filter(F.col("type_evenement") != SALE).toArrow().to_pylist()
+        waiting = self._read_waiting(versions["corrections_en_attente"])
+        named_ids = {c["vente_id"] for c in corrections} | {w["vente_id"] for w in waiting}
+        named_new = [] if not named_ids else \
+            counted.filter(F.col("vente_id").isin(*sorted(named_ids))).toArrow().to_pylist()
+        known = self._read_known(versions["ventes"], named_ids - {s["vente_id"] for s in named_new})
+        outcome = apply_batch(named_new + corrections, known, waiting)
+        corrected = [b for b in outcome.bookings if b["nb_ventes"] == 0]  # the sales' own come from Spark
+        bookings = sale_bookings(counted).unionByName(self.spark.createDataFrame(corrected, BOOKING_SCHEMA))
+        touched = bookings.select("client_id").distinct()
+        clients = None if versions["clients"] is None else \
+            self.spark.read.format("delta").option("versionAsOf", versions["clients"]).load(str(paths.silver("clients")))
+        # The touched clients before and after the batch, each materialized once (one row per client), before
+        # any write changes the table under them.
         before = None if clients is None else \
-            clients.join(F.broadcast(new.select("client_id").distinct()), "client_id", "left_semi").localCheckpoint()
-        after = combine_clients(before, new, self.rules,
-                                F.lit(datetime.now(timezone.utc)).cast("timestamp")).localCheckpoint()
+            clients.join(F.broadcast(touched), "client_id", "left_semi").localCheckpoint()
+        after = combine_clients(before, counted, bookings, self.rules,
+                                F.lit(now).cast("timestamp")).localCheckpoint()
         done("clients read")
 
         def totals(table: str) -> None:
             key, field_name = TOTALS[table][0], TOTALS[table][1]
+            keys = list(key) if isinstance(key, tuple) else [key]
             path = paths.silver(table)
             existing = read_delta(self.spark, path)
-            touched = combine_totals(table, existing, new, new_members(before, after, field_name))
-            # The small tables (one row per country, segment or day) are rewritten whole: one file, cheaper
-            # than a MERGE's two passes, whatever the number of clients.
-            rows = touched if existing is None else \
-                existing.join(touched.select(key), key, "left_anti").unionByName(touched)
+            gained_df = new_members(before, after, field_name) if field_name else None
+            rows = combine_totals(table, existing, counted, bookings, gained_df)
+            # The small tables (one row per country, segment, day or product) are rewritten whole: one file,
+            # cheaper than a MERGE's two passes, whatever the number of clients.
+            if existing is not None:
+                rows = existing.join(rows.select(*keys), keys, "left_anti").unionByName(rows)
             _save(rows.coalesce(1), path, "overwrite", self._app(table), batch_id)
 
-        self._write_all({"clients": partial_write(self._write_clients, after, batch_id),
-                         **{table: partial_write(totals, table) for table in SILVER_TABLES if table != "clients"}},
-                        steps)
+        # silver/ventes: the new sales as sold, but those a correction changed (new or known) as corrected.
+        changed = self.spark.createDataFrame([{**r, "updated_at": now} for r in outcome.ventes.values()],
+                                             ventes_rows(counted.limit(0), F.lit(now)).schema) \
+            if outcome.ventes else None
+        ventes_df = ventes_rows(counted, F.lit(now).cast("timestamp"))
+        if changed is not None:
+            ventes_df = ventes_df.join(changed.select("vente_id"), "vente_id", "left_anti").unionByName(changed)
+        rejected = reused.withColumn("raison", F.lit(VENTE_ID_REUSED)).select(*REJETS_COLUMNS)
+        writes = {"clients": partial_write(self._write_merge, "clients", after, "client_id", batch_id),
+                  "ventes": partial_write(self._write_merge, "ventes", ventes_df, "vente_id", batch_id),
+                  **{table: partial_write(totals, table) for table in FIGURE_TABLES if table != "clients"}}
+        writes.update(self._side_writes(waiting, outcome.waiting, [], batch_id))
+        rejections = outcome.rejections
+        reused_sales = rejected.count()
+        self._figures = CorrectionFigures.of(outcome, reused_sales)
+        if rejections or reused_sales:
+            extra = self.spark.createDataFrame(rejections, rejected.schema) if rejections else None
+            all_rejected = rejected if extra is None else rejected.unionByName(extra)
+            writes["rejets"] = partial_write(lambda: _save(all_rejected, paths.silver("rejets"), "append",
+                                                           self._app("rejets"), batch_id))
+        self._write_all(writes, steps)
         done("writes")
 
-    def _write_clients(self, after: DataFrame, batch_id: int) -> None:
-        """MERGE the touched clients' rows into ``clients`` (created by the first batch)."""
-        path = self.paths.silver("clients")
-        if not delta_table_exists(path):
-            _save(after, path, "append", self._app("clients"), batch_id)
-            return
+    def _write_merge(self, table: str, rows: DataFrame, key: str, batch_id: int) -> None:
+        """MERGE ``rows`` into a Silver table on ``key`` (Spark), once per batch."""
+        path = self.paths.silver(table)
         conf = self.spark.conf
-        settings = {TXN_APP_ID: self._app("clients"), TXN_VERSION: str(batch_id),
-                    USER_METADATA: silver_tag(batch_id)}
+        settings = {TXN_APP_ID: self._app(table), TXN_VERSION: str(batch_id), USER_METADATA: silver_tag(batch_id)}
         # Session settings: the other tables' writes, made meanwhile, carry their own as write options,
-        # which Delta takes over the session's.
-        for key, value in settings.items():
-            conf.set(key, value)
-        try:
-            (DeltaTable.forPath(self.spark, str(path)).alias("t")
-             .merge(after.alias("s"), "t.client_id = s.client_id")
-             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
-        finally:
-            for key in settings:
-                conf.unset(key)
+        # which Delta takes over the session's. Two MERGEs of one batch run one after the other.
+        with self._merge_lock:
+            for name, value in settings.items():
+                conf.set(name, value)
+            try:
+                (DeltaTable.forPath(self.spark, str(path)).alias("t")
+                 .merge(rows.alias("s"), f"t.{key} = s.{key}")
+                 .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+            finally:
+                for name in settings:
+                    conf.unset(name)
 
 
 def partial_write(write: Callable[..., None], *args: object) -> Callable[[], None]:
@@ -357,6 +476,10 @@ def check_silver_state(paths: Paths) -> None:
     committed = checkpoint_has_entries(checkpoint, "commits")
     planned = checkpoint_has_entries(checkpoint, "offsets")  # a crashed first run too
     present = [delta_table_exists(paths.silver(t)) for t in SILVER_TABLES]
+    if delta_table_exists(paths.silver("clients")) and not delta_table_exists(paths.silver("ventes")):
+        raise SilverInputError(
+            f"The Silver tables under {paths.silver_dir} were built by an earlier version (without returns and "
+            "cancellations): run streaming_silver.py --full-refresh once to rebuild them from Bronze")
     if (committed and not all(present)) or (any(present) and not planned):
         raise SilverInputError(
             f"Silver checkpoint {checkpoint} and the Silver tables under {paths.silver_dir} do not match (one "
@@ -379,6 +502,21 @@ def prepare_silver(spark: SparkSession, paths: Paths, full_refresh: bool = False
     if read_delta(spark, paths.bronze) is None:
         raise SilverInputError(f"Bronze table {paths.bronze} does not exist yet: run spark_streaming_delta.py "
                                "first (it creates it with the first sales)")
+    ensure_corrections_table(spark, paths)
+
+
+def bronze_events(sales_df: DataFrame, corrections_df: DataFrame) -> DataFrame:
+    """Bronze's sales and corrections in one shape (``EVENT_COLUMNS``)."""
+    def shaped(df: DataFrame, sales: bool) -> DataFrame:
+        present = set(df.columns)
+        columns = {"type_evenement": F.lit(SALE)} if sales else {}
+        columns.update(recu_le=F.col("ingestion_ts"))
+        return df.select(*[(columns[c] if c in columns else F.col(c) if c in present else F.lit(None).cast("string")).alias(c)
+                           for c in EVENT_COLUMNS])
+    typed = shaped(sales_df, True)
+    corrections = shaped(corrections_df, False).select(
+        *[F.col(c).cast(typed.schema[c].dataType).alias(c) for c in EVENT_COLUMNS])
+    return typed.unionByName(corrections)
 
 
 def start_silver_query(spark: SparkSession, writer: SilverBatchWriter, paths: Paths,
@@ -391,10 +529,11 @@ def start_silver_query(spark: SparkSession, writer: SilverBatchWriter, paths: Pa
     # A MERGE's source is the batch's touched clients, computed once (a local relation, or checkpointed):
     # Delta need not materialize it again.
     spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
-    stream = (spark.readStream.format("delta")
-              # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
-              .option("ignoreDeletes", "true")
-              .load(str(paths.bronze))
+    def source(path: Path) -> DataFrame:
+        # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
+        return spark.readStream.format("delta").option("ignoreDeletes", "true").load(str(path))
+
+    stream = (bronze_events(source(paths.bronze), source(paths.corrections))
               .writeStream.foreachBatch(writer)
               .option("checkpointLocation", str(paths.silver_checkpoint)).queryName(QUERY_NAME))
     stream = stream.trigger(availableNow=True) if trigger_s is None else \

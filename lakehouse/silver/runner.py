@@ -55,6 +55,7 @@ class SilverJob:
     dashboard_every_s: float = 5.0
     print_dashboard: Callable[[str], None] | None = None
     metrics: SilverMetrics | None = None
+    orphan_timeout_s: float = 3600.0  # [analytics] orphan_timeout, for the dashboard's orphans
     _dashboard_at: float = 0.0
     _dashboard_batches: int = -1
 
@@ -62,7 +63,7 @@ class SilverJob:
         self.status.batch(report.batch_id, report.rows, report.newest_sale, report.seconds, report.steps)
         if self.metrics is not None:
             newest = report.newest_sale.timestamp() if report.newest_sale is not None else None
-            self.metrics.batch(report.rows, report.seconds, newest)
+            self.metrics.batch(report.rows, report.seconds, newest, corrections=report.corrections)
 
     def on_failure(self, message: str) -> None:
         self.status.error(message)
@@ -77,7 +78,7 @@ class SilverJob:
             return
         self._dashboard_at, self._dashboard_batches = now, batches
         try:
-            text = dashboard_text(self.paths, datetime.now())
+            text = dashboard_text(self.paths, datetime.now(), self.orphan_timeout_s)
         except TableProblem as e:  # a table being compacted, the disk: next time
             log.warning("Could not refresh the Silver dashboard: %s", e)
             return

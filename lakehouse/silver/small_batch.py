@@ -1,5 +1,8 @@
 """Silver's incremental step for a small batch, in plain Python: the rows of the touched clients, countries,
-segments and days after the batch's sales, from the rows they had before.
+segments, days and products after the batch's sales and corrections, from the rows they had before.
+
+The measures are sums of bookings (``lakehouse.silver.corrections``); the attributes (latest name, first
+and last purchase, the sets in ``historique``) come from the sales alone.
 
 A continuous Silver stream sees a few to a few thousand sales a batch. Computed by Spark, such a batch costs
 dozens of small jobs (joins, broadcasts, generated code); here it is a loop over the batch in the driver.
@@ -17,6 +20,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Iterable, Mapping
 
+from lakehouse.silver.corrections import AMOUNTS, COUNTS, ZERO
 from lakehouse.silver.transforms import HISTORIQUE, TOTALS, ClientRules
 
 Row = Mapping[str, Any]
@@ -43,26 +47,47 @@ def _latest_key(sale: Row) -> tuple:
     return sale["event_ts"], sale["vente_id"]
 
 
-def client_rows_after(before: Mapping[str, Row], sales: Iterable[Row], rules: ClientRules,
-                      updated_at: datetime) -> list[dict]:
-    """The rows (``CLIENTS_COLUMNS``) of the clients that ``sales`` touch, after them; ``before`` maps each
-    client id to the row it had (absent: a new client)."""
+def basket(total: Decimal, purchases: int) -> Decimal | None:
+    """The average net basket: None when every sale was cancelled (no purchase left)."""
+    return average(total, purchases) if purchases > 0 else None
+
+
+# Client columns that bookings add to: column -> {booking measure: sign}.
+CLIENT_SUMS = {
+    "nb_achats": {"nb_ventes": 1, "nb_annulations": -1},
+    "total_quantite": {"quantite_vendue": 1, "quantite_retournee": -1, "quantite_annulee": -1},
+    "total_depense": {"chiffre_affaires_brut": 1, "remboursements": -1, "montant_annule": -1},
+    "total_brut": {"chiffre_affaires_brut": 1},
+    "total_rembourse": {"remboursements": 1},
+    "total_annule": {"montant_annule": 1},
+    "quantite_retournee": {"quantite_retournee": 1},
+    "nb_retours": {"nb_retours": 1},
+    "nb_annulations": {"nb_annulations": 1},
+}
+_CLIENT_MONEY = ("total_depense", "total_brut", "total_rembourse", "total_annule")
+
+
+def client_rows_after(before: Mapping[str, Row], sales: Iterable[Row], bookings: Iterable[Row],
+                      rules: ClientRules, updated_at: datetime) -> list[dict]:
+    """The rows (``CLIENTS_COLUMNS``) of the clients that ``sales`` and ``bookings`` touch, after them;
+    ``before`` maps each client id to the row it had (absent: a new client)."""
     touched: dict[str, dict] = {}
-    for sale in sales:
-        cid = sale["client_id"]
+
+    def row_of(cid: str) -> dict:
         row = touched.get(cid)
         if row is None:
             old = before.get(cid)
             row = touched[cid] = dict(old) if old is not None else {
-                "client_id": cid, "nb_achats": 0, "total_quantite": 0, "total_depense": Decimal("0.00"),
+                "client_id": cid, **{c: ZERO if c in _CLIENT_MONEY else 0 for c in CLIENT_SUMS},
                 "achat_min": None, "achat_max": None, "premier_achat": None, "dernier_achat": None,
                 "dernier_vente_id": None, "client_nom": None, "pays": None, "segment": None}
             sets = (old or {}).get("historique") or {}
             row["_sets"] = {name: set(sets.get(name) or ()) for name in HISTORIQUE}
             row["_latest"] = (row["dernier_achat"], row["dernier_vente_id"]) if old is not None else None
-        row["nb_achats"] += 1
-        row["total_quantite"] += sale["quantite"]
-        row["total_depense"] += sale["montant"]
+        return row
+
+    for sale in sales:
+        row = row_of(sale["client_id"])
         row["achat_min"] = sale["montant"] if row["achat_min"] is None else min(row["achat_min"], sale["montant"])
         row["achat_max"] = sale["montant"] if row["achat_max"] is None else max(row["achat_max"], sale["montant"])
         row["premier_achat"] = sale["event_ts"] if row["premier_achat"] is None else \
@@ -76,13 +101,19 @@ def client_rows_after(before: Mapping[str, Row], sales: Iterable[Row], rules: Cl
         for name, column in HISTORIQUE.items():
             if sale[column] is not None:
                 row["_sets"][name].add(sale[column])
+    for booking in bookings:
+        row = row_of(booking["client_id"])
+        for column, terms in CLIENT_SUMS.items():
+            for measure, sign in terms.items():
+                if booking[measure]:
+                    row[column] += sign * booking[measure]
     rows = []
     for row in touched.values():
         sets = row.pop("_sets")
         row.pop("_latest")
         row["historique"] = {name: sorted(sets[name]) for name in HISTORIQUE}
         row["nb_produits_distincts"] = len(sets["produits"])
-        row["panier_moyen"] = average(row["total_depense"], row["nb_achats"])
+        row["panier_moyen"] = basket(row["total_depense"], row["nb_achats"])
         row["est_client_fidele"] = row["nb_achats"] >= rules.loyalty_threshold
         row["segment_depense"] = tier(row["total_depense"], rules)
         row["updated_at"] = updated_at
@@ -101,39 +132,58 @@ def gained(before: Mapping[str, Row], after: Iterable[Row], field: str) -> Count
     return counts
 
 
-# table → the sale column summed into each of its measures (besides nb_ventes, a count)
-SUMS = {
-    "pays": {"chiffre_affaires": "montant", "quantite_vendue": "quantite"},
-    "segments": {"chiffre_affaires": "montant"},
-    "ventes_jour": {"chiffre_affaires": "montant"},
-}
+def net(row: Row) -> Decimal:
+    return row["chiffre_affaires_brut"] - row["remboursements"] - row["montant_annule"]
 
 
-def totals_after(table: str, existing: Mapping[Any, Row], sales: Iterable[Row], gained_clients: Counter
-                 ) -> list[dict]:
-    """The rows of ``pays``, ``segments`` or ``ventes_jour`` that ``sales`` touch, after them; ``existing``
-    maps each key to the row it had."""
-    key, sums = TOTALS[table][0], SUMS[table]
+def return_rate(row: Row) -> float | None:
+    """Units returned per unit sold (None before any unit was sold)."""
+    return row["quantite_retournee"] / row["quantite_vendue"] if row["quantite_vendue"] else None
+
+
+def table_key(table: str, row: Row) -> Any:
+    key = TOTALS[table][0]
+    return tuple(row[k] for k in key) if isinstance(key, tuple) else row[key]
+
+
+def totals_after(table: str, existing: Mapping[Any, Row], sales: Iterable[Row], bookings: Iterable[Row],
+                 gained_clients: Counter) -> list[dict]:
+    """The rows of ``pays``, ``segments``, ``ventes_jour`` or ``produits`` that ``bookings`` touch, after them;
+    ``existing`` maps each key (``table_key``) to the row it had. ``sales`` bring a segment's countries and a
+    product's latest name."""
+    key, columns = TOTALS[table][0], TOTALS[table][4]
+    names = key if isinstance(key, tuple) else (key,)
     touched: dict[Any, dict] = {}
-    for sale in sales:
-        k = sale[key]
+
+    def row_of(source: Row) -> dict:
+        k = table_key(table, source)
         row = touched.get(k)
         if row is None:
-            old = existing.get(k)
-            row = touched[k] = dict(old) if old is not None else {
-                key: k, "nb_ventes": 0, "nb_clients": 0, **{m: Decimal("0.00") if c == "montant" else 0
-                                                             for m, c in sums.items()}}
-            if table == "segments":
-                row["_pays"] = set(row.get("liste_pays") or ())
-        row["nb_ventes"] += 1
-        for measure, column in sums.items():
-            row[measure] += sale[column]
-        if table == "segments" and sale["pays"] is not None:
+            # What a new row starts from; a table's row lacks the columns another table has.
+            row = touched[k] = {**{n: source[n] for n in names}, "nb_clients": 0, **dict.fromkeys(COUNTS, 0),
+                                **dict.fromkeys(AMOUNTS, ZERO), "liste_pays": [], "produit_nom": None,
+                                "derniere_vente": None, "derniere_vente_id": None, **(existing.get(k) or {})}
+            row["_pays"] = set(row.get("liste_pays") or ())
+        return row
+
+    for booking in bookings:
+        row = row_of(booking)
+        for measure in (*COUNTS, *AMOUNTS):
+            row[measure] += booking[measure]
+    for sale in sales:
+        row = row_of(sale)
+        if sale["pays"] is not None:
             row["_pays"].add(sale["pays"])
+        if row["derniere_vente"] is None or _latest_key(sale) > (row["derniere_vente"], row["derniere_vente_id"]):
+            row.update(derniere_vente=sale["event_ts"], derniere_vente_id=sale["vente_id"],
+                       produit_nom=sale.get("produit_nom"))
+    result = []
     for k, row in touched.items():
         row["nb_clients"] += gained_clients.get(k, 0)
-        row["panier_moyen"] = average(row["chiffre_affaires"], row["nb_ventes"])
-        if table == "segments":
-            row["liste_pays"] = sorted(row.pop("_pays"))
-            row["nb_pays"] = len(row["liste_pays"])
-    return list(touched.values())
+        row["chiffre_affaires"] = net(row)
+        row["panier_moyen"] = basket(row["chiffre_affaires"], row["nb_ventes"] - row["nb_annulations"])
+        row["taux_retour"] = return_rate(row)
+        row["liste_pays"] = sorted(row.pop("_pays"))
+        row["nb_pays"] = len(row["liste_pays"])
+        result.append({c: row[c] for c in columns})
+    return result

@@ -5,8 +5,14 @@ from __future__ import annotations
 import json
 
 TIERS = ("Premium", "Standard", "Economy")
-# The tables Silver keeps (besides its internal pairs table).
-SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour")
+# The tables Silver keeps: figures, the sales in their current state, the corrections waiting for their sale
+# and the events refused.
+SILVER_TABLES = ("clients", "pays", "segments", "ventes_jour", "produits", "ventes", "corrections_en_attente",
+                 "rejets")
+# The tables of figures every reader shows, written by every batch.
+FIGURE_TABLES = ("clients", "pays", "segments", "ventes_jour", "produits")
+# The small tables each batch rewrites whole (one file): upkeep does not compact them.
+REWRITTEN_TABLES = ("pays", "segments", "ventes_jour", "produits", "corrections_en_attente")
 
 
 def silver_tag(batch_id: int) -> str:
