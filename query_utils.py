@@ -1,5 +1,9 @@
 """Explore the lakehouse: an interactive menu over the Bronze and Silver tables, or a report in one go.
 
+Revenue is net of refunds and cancellations; the menu and the report show the returns beside it, the
+corrections waiting for their sale for longer than [analytics] orphan_timeout (orphans) and the events
+Silver refused, and the menu one sale with its corrections.
+
 Usage: query_utils.py [--batch] [--out DIR] [--top N] [--config PATH]
 Example:
     python query_utils.py                        # the menu (numbered choices, q or Ctrl-D to leave)
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch:
         from lakehouse.serve.report import build_report, write_report_files
         try:
-            report = build_report(lake, datetime.now(), args.top)
+            report = build_report(lake, datetime.now(), args.top, cfg.analytics.orphan_timeout.seconds)
         except MissingTableError as e:  # deleted between the check and the read
             print(e, file=sys.stderr)
             return EXIT_MISSING_TABLES
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Not there yet (the choices that need them will say so):\n  "
               + "\n  ".join(str(e) for e in missing))
     try:
-        Menu(lake, Console(sys.stdin, sys.stdout), cfg.query.sql_max_rows, cfg.query.sql_timeout.seconds).run()
+        Menu(lake, Console(sys.stdin, sys.stdout), cfg.query.sql_max_rows, cfg.query.sql_timeout.seconds,
+             cfg.analytics.orphan_timeout.seconds).run()
     except KeyboardInterrupt:
         print()
     print("Bye.")

@@ -1,5 +1,9 @@
 """The web dashboard: Silver's figures, the stream's health, the quarantine and the latest sales, live.
 
+Silver's revenue is net of refunds and cancellations, shown with the refunds and the return rate by country,
+segment and product, beside the corrections waiting for their sale too long (orphans) and the events Silver
+refused; the sidebar travels back to an earlier Silver run.
+
 Usage: python streamlit_dashboard.py [--port N] [--address ADDRESS] [--config PATH]
     (make dashboard; make demo starts it too). It reads the Delta tables with delta-rs (no JVM) and
     refreshes every [monitoring] dashboard_refresh; by default only this machine can open it.

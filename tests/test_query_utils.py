@@ -31,7 +31,14 @@ from tests.test_silver_transforms import RULES, D1, D2, ts
 
 BRONZE = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, quantite INT, "
           "montant DECIMAL(14,2), client_nom STRING, pays STRING, segment STRING, produit_nom STRING, "
-          "is_late BOOLEAN")
+          "is_late BOOLEAN, categorie STRING, ingestion_ts TIMESTAMP, kafka_partition INT, kafka_offset BIGINT")
+RECEIVED = dt.datetime(2026, 11, 26, 9, 0)  # when Bronze received the sales (Silver applies events in that order)
+
+
+def bronze(rows: list[tuple], first_offset: int = 0) -> list[tuple]:
+    """Sales as Bronze keeps them: with a category, when Bronze received each and where from."""
+    return [(*row, "Maison", RECEIVED, 0, first_offset + i) for i, row in enumerate(rows)]
+
 QUARANTINE = ("reason STRING, reasons ARRAY<STRING>, raw_value BINARY, raw_text STRING, kafka_partition INT, "
               "kafka_offset BIGINT, ingestion_ts TIMESTAMP")
 FIRST = [  # Bronze version 0
@@ -49,8 +56,8 @@ SECOND = [  # Bronze version 1
 @pytest.fixture(scope="module")
 def lake_paths(spark, tmp_path_factory) -> Paths:
     paths = Paths.from_config(make_config(tmp_path_factory.mktemp("query") / "data"))
-    for rows in (FIRST, SECOND):
-        spark.createDataFrame(rows, BRONZE).write.format("delta").mode("append").partitionBy("jour") \
+    for rows, offset in ((FIRST, 0), (SECOND, len(FIRST))):
+        spark.createDataFrame(bronze(rows, offset), BRONZE).write.format("delta").mode("append").partitionBy("jour") \
             .save(str(paths.bronze))
     at = dt.datetime(2026, 11, 26, 10, 0)
     spark.createDataFrame([
@@ -59,7 +66,7 @@ def lake_paths(spark, tmp_path_factory) -> Paths:
         ("wrong_type", ["wrong_type:quantite", "missing:pays"], b'{"quantite": "deux"}', '{"quantite": "deux"}',
          2, 8, at + dt.timedelta(seconds=1)),
     ], QUARANTINE).write.format("delta").save(str(paths.quarantine))
-    metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0, 0)
+    metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0, 0, 0)
                for b in (0, 1)]
     spark.createDataFrame(metrics, METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
     run_silver(spark, RULES, paths)
@@ -100,7 +107,11 @@ def test_missing_tables_name_the_command() -> None:
                            "spark_streaming_delta.py (it creates the table with the first sales) first.")
     assert ("Table clients not found at /nonexistent/data/delta/silver/clients: run streaming_silver.py first."
             in messages)
-    assert len(messages) == 6  # the quarantine may be missing: no bad record yet
+    assert ("Table rejets not found at /nonexistent/data/delta/silver/rejets: run streaming_silver.py first."
+            in messages)
+    # The quarantine, the duplicates and Bronze's corrections may be missing: no bad record, no duplicate, no
+    # return or cancellation yet.
+    assert len(messages) == 10
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -110,12 +121,19 @@ def test_report_figures(spark, lake_paths) -> None:
     # Silver built here without its job: no status file, so nothing is claimed about its freshness.
     assert text.startswith("Sales lakehouse report — 2026-11-26 12:00:00\n"
                            "Silver freshness unknown: no status from the Silver job (streaming_silver.py) yet\n\n")
-    for pattern in [r"Sales\s+6\n", r"Revenue\s+1,199\.98 €", r"Average basket\s+200\.00 €", r"Clients\s+4\n",
+    # No return nor cancellation here: the net revenue is the gross, and nothing waits nor was refused.
+    for pattern in [r"Sales\s+6\n", r"Revenue\s+1,199\.98 €", r"Gross sales\s+1,199\.98 €", r"Refunds\s+0\.00 €",
+                    r"Cancelled\s+0\.00 €", r"Return rate\s+0\.0 %", r"Corrections waiting for their sale\s+0\n",
+                    r"Orphans \(waiting over 1 h\)\s+0\n", r"Rejected events\s+0\n",
+                    r"\(no orphan: 0 correction\(s\) waiting for their sale, none for over 1 h\)",
+                    r"Rejected events by reason\n=+\n\(no event refused by Silver\)",
+                    r"Average basket\s+200\.00 €", r"Clients\s+4\n",
                     r"Loyal clients\s+2 \(50\.0 %\)", r"Premium clients\s+1 \(25\.0 %\)",
                     r"Standard clients\s+2 \(50\.0 %\)", r"Economy clients\s+1 \(25\.0 %\)",
                     # top client, countries (by revenue), segments, days
                     r"C4\s+Dan SA\s+Suisse\s+B2B\s+2\s+500\.00 €\s+250\.00 €\s+Premium\s+yes",
-                    r"Belgique\s+2\s+539\.99 €\s+270\.00 €\s+4\s+2\n", r"B2B\s+4\s+1,039\.99 €",
+                    r"Belgique\s+2\s+539\.99 €\s+270\.00 €\s+4\s+2\s+539\.99 €\s+0\.00 €\s+0\.00 €\s+0\s+0\s+0\.0 %\n",
+                    r"B2B\s+4\s+1,039\.99 €", r"Table\s+P3\s+Maison\s+3\s+999\.99 €\s+5\s+0\s+999\.99 €",
                     r"2024-12-12\s+3\s+659\.98 €\s+3", r"2024-12-13\s+3\s+540\.00 €\s+2",
                     r"wrong_type\s+2\s", r"not_json\s+1\s", r"wrong_type:quantite, missing:pays",
                     r"\n\s*1\s+2026-11-26 10:00:01\s+3\s+2\s+1\s+0\s+0\s+0\s+901",
@@ -188,8 +206,8 @@ def test_report_files_are_markdown_and_valid_pngs(spark, lake_paths, tmp_path) -
         with Image.open(path) as image:
             assert image.size == (800, 450)
         assert f"![{title}]({name})" in markdown
-    assert "| Belgique | 2 | 539.99 € | 270.00 € | 4 | 2 |" in markdown
-    assert "|---|---:|---:|---:|---:|---:|" in markdown
+    assert "| Belgique | 2 | 539.99 € | 270.00 € | 4 | 2 | 539.99 € | 0.00 € | 0.00 € | 0 | 0 | 0.0 % |" in markdown
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" in markdown
 
 
 @pytest.mark.parametrize("days", [1, 90])
@@ -289,7 +307,22 @@ MENU_SESSION = [
     # 1e8 is a DOUBLE: Spark 4.2 refuses the statement at analysis, in one line (no plan under it).
     ("11\nSELECT explode(sequence(1, 1e8))\n", [r"SQL> Error: \[DATATYPE_MISMATCH[^\n]*\n\n=== Sales"]),
     ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),  # the session still answers
-    ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 11, or q to quit\."]),
+    # Issue 31's choices: products, one sale with its corrections (a valid id, an unknown one, hostile ones),
+    # the corrections waiting and the events refused (none here).
+    ("12\n\n", [r"Revenue by product\n=+", r"Table\s+P3\s+Maison\s+3\s+999\.99 €\s+5\s+0\s+999\.99 €\s+0\.00 €"]),
+    ("13\nv4\n", [r"Sale 'v4'\n=+", r"statut\s+vendue\n", r"montant_net\s+499\.99 €\n", r"\ncorrections\s+—\n",
+                   r"\(no return or cancellation names this sale in Bronze\)"]),
+    ("13\nnobody\n", [r"^Sale id \(vente_id\): No sale 'nobody' in Silver, and no correction or refused event names "
+                       r"it\.\n\n=== Sales"]),
+    ("13\n\x1b[2J\x1b]0;T\x07v1\n", [r"^Sale id \(vente_id\): Not a sale id: '\\x1b\[2J\\x1b\]0;T\\x07v1' holds a "
+                                    r"control character; a sale id holds none\.\n\n=== Sales"]),
+    ("13\n" + "V" * 65 + "\n", [r"^Sale id \(vente_id\): Not a sale id: 'V{64}'… has 65 characters; a sale id has "
+                                r"at most 64\.\n\n=== Sales"]),
+    ("13\n\n", [r"^Sale id \(vente_id\): Type a sale id \(vente_id\), e\.g\. V000042\.\n\n=== Sales"]),
+    ("14\n", [r"Corrections waiting for their sale \(oldest first\)\n=+\n\(no rows\)",
+              r"0 waiting; 0 orphan\(s\): waiting for over 1 h"]),
+    ("15\n\n", [r"Events Silver refused, by reason\n=+\n\(no rows\)"]),
+    ("abc\n", [r"Unknown choice 'abc': type a number from 1 to 15, or q to quit\."]),
     ("2\nmany\n", [r"Not a number from 1 to 1000: 'many'\."]),
 ]
 
@@ -334,8 +367,8 @@ ESC_RECORD = b"\x1b]0;TITLE\x07\x1b[2J\x1b[31m"
 
 def test_names_and_raw_records_from_the_data_stay_text_in_the_report_and_the_menu(spark, tmp_path) -> None:
     paths = Paths.from_config(make_config(tmp_path / "data"))
-    spark.createDataFrame([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C", "Lampe",
-                            False) for i, name in enumerate(HOSTILE_NAMES)], BRONZE) \
+    spark.createDataFrame(bronze([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C",
+                                   "Lampe", False) for i, name in enumerate(HOSTILE_NAMES)]), BRONZE) \
         .write.format("delta").partitionBy("jour").save(str(paths.bronze))
     at = dt.datetime(2026, 11, 26, 10, 0)
     spark.createDataFrame([("not_json", ["not_json"], ESC_RECORD, ESC_RECORD.decode(), 0, 1, at)], QUARANTINE) \

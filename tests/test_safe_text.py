@@ -113,3 +113,49 @@ def test_terminal_dashboard_and_demo_view_show_names_as_text() -> None:
 def test_web_rows_make_format_characters_visible() -> None:
     rows = shown([{"client_nom": HOSTILE["zero_width_space"], "pays": HOSTILE["rlo"], "nb": 3, "x": None}])
     assert rows == [{"client_nom": "Ali<U+200B>ce", "pays": "Alice<U+202E>ecilA", "nb": 3, "x": None}]
+
+
+# --- returns and cancellations (issue 31): retour_id, motif and product names are text from the data ------
+
+def test_corrections_text_is_shown_as_text_in_every_reader() -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+
+    from lakehouse.serve import web_tables as wt
+    from lakehouse.serve.dashboard import CorrectionCounts
+    from lakehouse.serve.queries import EVENT_COLUMNS
+
+    names = list(HOSTILE.values())
+    received = dt.datetime(2026, 11, 26, 10, 0, tzinfo=dt.timezone.utc)
+    events = [{"retour_id": n, "type_evenement": "retour", "vente_id": n, "client_id": "C1", "event_ts": received,
+               "jour": received.date(), "quantite": 1, "montant": Decimal("1.00"), "motif": n, "recu_le": received,
+               "kafka_partition": 0, "kafka_offset": i, "raison": "client_mismatch"} for i, n in enumerate(names)]
+    # The report (and the menu, which prints the same sections): one cell per value, nothing hidden.
+    section = Section("Rejected events (latest)", EVENT_COLUMNS, [[e[c] for c in EVENT_COLUMNS] for e in events])
+    rows = section.markdown().split("\n")[4:]
+    assert len(rows) == len(names)
+    for name, row in zip(names, rows):
+        cells = re.split(r"(?<!\\)\|", row)[1:-1]
+        assert len(cells) == len(EVENT_COLUMNS), row
+        assert unescape_markdown(cells[2].strip()) == visible(name).strip()  # retour_id
+        assert unescape_markdown(cells[8].strip()) == visible(name).strip()  # motif
+    assert hidden_chars(section.text().replace("\n", "")) == []
+    # The web page: orphans and refused events through for_web (a lone surrogate cannot be stored in a table).
+    stored = [e for e in events if e["motif"] != HOSTILE["lone_surrogate"]]
+    table = pa.Table.from_pylist([{k: v for k, v in e.items() if k != "raison"} for e in stored])
+    silver = wt.Silver(*[pa.table({})] * 5, corrections_en_attente=table, rejets=pa.Table.from_pylist(stored),
+                       rejets_by_raison={"client_mismatch": len(stored)}, versions={}, committed=None)
+    for rows in (wt.orphans(silver, received + dt.timedelta(days=1), 3600), wt.latest_rejections(silver)):
+        assert len(rows) == len(stored)
+        for row, name in zip(sorted(rows, key=lambda r: r["kafka_offset"]), [e["motif"] for e in stored]):
+            assert row["retour_id"] == row["motif"] == row["vente_id"] == for_web(name)
+            assert hidden_chars(row["motif"]) == []
+    # The terminal dashboard: hostile product names and categories.
+    products = [{"produit_id": str(i), "produit_nom": n, "categorie": n, "nb_ventes": 1, "quantite_vendue": 1,
+                 "quantite_retournee": 0, "taux_retour": 0.0, "chiffre_affaires": Decimal("1.00"),
+                 "remboursements": Decimal("0.00")} for i, n in enumerate(names)]
+    text = format_dashboard(SilverSnapshot([], [], [], [], ClientCounts.of([]), products,
+                                           CorrectionCounts(rejected_by_reason={HOSTILE["esc_osc_title"]: 1})),
+                            datetime(2026, 1, 1))
+    assert hidden_chars(text.replace("\n", "")) == [] and "\\x1b]0;TITLE\\x07" in text

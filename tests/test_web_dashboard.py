@@ -3,8 +3,9 @@ earlier run; the stream, quarantine and latest sales come from the tables withou
 missing and unreadable tables are said, by path, never as a traceback. Logic through Streamlit's AppTest
 (in this process); one test drives the served page in a real headless Chromium.
 
-The lake is written by the real Bronze writer (contract check, duplicates, quarantine, metrics) and the
-real Silver job, in two rounds: two Silver runs to travel between.
+The lake is written by the real Bronze writer (contract check, duplicates, quarantine, metrics, returns and
+cancellations) and the real Silver job, in three rounds: sales, more sales, then corrections (a return, a
+cancellation, one waiting for a sale that never came, one refused), three Silver runs to travel between.
 """
 
 from __future__ import annotations
@@ -33,12 +34,15 @@ from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_page, web_server
 from lakehouse.serve import web_tables as wt
-from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.numbers import euros, rate, share
+from lakehouse.bronze.tables import ensure_corrections_table
+from lakehouse.serve.safe_text import for_web
 from lakehouse.silver.freshness import SilverStatusWriter
-from lakehouse.silver.job import SilverBatchWriter
-from lakehouse.silver.tables import TIERS, silver_tag, tagged_batch
+from lakehouse.silver.job import SilverBatchWriter, bronze_events
+from lakehouse.silver.tables import SILVER_TABLES, TIERS, silver_tag, tagged_batch
 from lakehouse.silver.transforms import ClientRules
 from tests.conftest import PROJECT_DIR, make_config, write_config
+from tests.corrections_lake import HOSTILE_MOTIF, HOSTILE_RETOUR_ID, build_corrections_lake
 from tests.web_browser import (chromium, dashboard_server, missing_browser, open_until, page_drawn, shown_metrics,
                                wait_until)
 
@@ -51,6 +55,9 @@ KAFKA_SCHEMA = T.StructType([
 CLIENTS = [("C1", "Alice Martin", "France", "B2C"), ("C2", "Bob & Co", "Belgique", "B2B"),
            ("C3", "山田太郎", "Japon", "B2C"), ("C4", "Zoé", "France", "B2B")]
 BINARY_RECORD = b"\xff\xfe\x00vente\x01" + bytes(range(60))  # not UTF-8, longer than the hex shown
+# Text the contract lets through (no control character) that would be markup if a reader rendered it.
+MARKUP_MOTIF = "<img src=x onerror=alert(1)> | **abîmé** [x](javascript:alert(1))"
+MARKUP_RETOUR_ID = "<b>R4</b>|[x](javascript:alert(1))"
 
 
 def sale(vente_id: str, client: int, at: dt.datetime, montant: str) -> bytes:
@@ -60,14 +67,28 @@ def sale(vente_id: str, client: int, at: dt.datetime, montant: str) -> bytes:
                        "produit_nom": "Lampe", "categorie": "Maison", "pays": pays, "segment": segment}).encode()
 
 
+def correction(kind: str, retour_id: str, vente_id: str, client: int, at: dt.datetime, quantite: int | None = None,
+               montant: str | None = None, motif: str | None = None) -> bytes:
+    """A return (``retour``) or cancellation (``annulation``) as the producer sends it."""
+    event = {"type_evenement": kind, "retour_id": retour_id, "vente_id": vente_id, "client_id": CLIENTS[client][0],
+             "timestamp": at.isoformat()}
+    if quantite is not None:
+        event.update(quantite=quantite, montant=float(montant))
+    if motif is not None:
+        event["motif"] = motif
+    return json.dumps(event).encode()
+
+
 class Lake:
     """A small lake written by the real Bronze writer and Silver job."""
 
     def __init__(self, spark, root: Path):
-        self.spark, self.cfg = spark, make_config(root / "data", monitoring__dashboard_refresh="1 second")
+        # Orphans after a second: the correction waiting for a sale that never comes is one on the page.
+        self.spark, self.cfg = spark, make_config(root / "data", monitoring__dashboard_refresh="1 second",
+                                                  analytics__orphan_timeout="1 second")
         self.paths = Paths.from_config(self.cfg)
-        self.config_file = write_config(root / "config.ini", self.cfg,
-                                        monitoring={"dashboard_refresh": "1 second"})
+        self.config_file = write_config(root / "config.ini", self.cfg, monitoring={"dashboard_refresh": "1 second"},
+                                        analytics={"orphan_timeout": "1 second"})
         checkpoint = self.paths.bronze_checkpoint
         checkpoint.mkdir(parents=True)
         (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
@@ -90,11 +111,15 @@ class Lake:
         self.batch += 1
 
     def silver(self) -> None:
-        """A Silver run over the last Bronze batch: the Silver job's own batch function, called directly (the
-        available-now stream around it, which run_silver adds, is tested in test_silver_incremental)."""
+        """A Silver run over the last Bronze batch (its sales and corrections): the Silver job's own batch
+        function, called directly (the available-now stream around it, which run_silver adds, is tested in
+        test_silver_incremental)."""
         batch = self.batch - 1
-        bronze = self.spark.read.format("delta").load(str(self.paths.bronze)).filter(F.col("bronze_batch_id") == batch)
-        self.silver_writer(bronze, batch)
+        ensure_corrections_table(self.spark, self.paths)  # as the Silver job does before its stream
+
+        def rows(path: Path):
+            return self.spark.read.format("delta").load(str(path)).filter(F.col("bronze_batch_id") == batch)
+        self.silver_writer(bronze_events(rows(self.paths.bronze), rows(self.paths.corrections)), batch)
 
     def read(self, table: str, version: int | None = None):
         reader = self.spark.read.format("delta")
@@ -127,6 +152,12 @@ def lake(spark, tmp_path_factory) -> Lake:
                sale("V1", 0, at, "10.10"),  # a duplicate of V1
                sale("V2", 1, at, "999.00")])  # V2 again with other content: quarantined (conflicting_id)
     lake.silver()  # run 1
+    later = at + dt.timedelta(minutes=1)
+    lake.send([correction("retour", "R1", "V2", 1, later, 1, "50.00", MARKUP_MOTIF),  # applied: 50.00 refunded
+               correction("annulation", "R2", "V3", 2, later, motif="changement d'avis"),  # applied: 99.99 voided
+               correction("retour", "R3", "V9", 0, later, 1, "5.00"),  # no such sale: waits, an orphan after 1 s
+               correction("retour", MARKUP_RETOUR_ID, "V4", 0, later, 2, "1.00", "a | b")])  # V4 has 1 unit: refused
+    lake.silver()  # run 2
     return lake
 
 
@@ -154,17 +185,26 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 
 def expected_headline(lake: Lake, versions: dict[str, int] | None = None) -> dict[str, str]:
-    """The headline as the Silver tables (read by Spark) hold it, formatted as the page formats it."""
+    """The headline as the Silver tables (read by Spark) hold it, formatted as the page formats it (the
+    orphans, which depend on the time, aside)."""
     v = versions or {}
-    pays = lake.read("pays", v.get("pays")).agg(F.sum("nb_ventes"), F.sum("chiffre_affaires")).first()
+    sums = ("nb_ventes", "chiffre_affaires", "chiffre_affaires_brut", "remboursements", "montant_annule", "nb_retours",
+            "nb_annulations", "quantite_vendue", "quantite_retournee")
+    pays = lake.read("pays", v.get("pays")).agg(*[F.sum(c).alias(c) for c in sums]).first()
     clients = lake.read("clients", v.get("clients"))
     n = clients.count()
     loyal = clients.filter("est_client_fidele").count()
-    sales, revenue = pays[0], pays[1]
+    sales, revenue = pays["nb_ventes"], pays["chiffre_affaires"]
     tiers = {r.segment_depense: r["count"] for r in clients.groupBy("segment_depense").count().collect()}
     shown = {"Sales": f"{sales:,}", "Revenue": euros(revenue), "Clients": f"{n:,}",
              "Loyal clients": f"{loyal:,} ({share(loyal, n)})",
-             "Average basket": euros((revenue / sales).quantize(Decimal("0.01")))}
+             "Average basket": euros((revenue / (sales - pays["nb_annulations"])).quantize(Decimal("0.01"))),
+             "Gross sales": euros(pays["chiffre_affaires_brut"]), "Refunds": euros(pays["remboursements"]),
+             "Cancelled": euros(pays["montant_annule"]), "Returns": f"{pays['nb_retours']:,}",
+             "Cancellations": f"{pays['nb_annulations']:,}",
+             "Return rate": share(pays["quantite_retournee"], pays["quantite_vendue"]),
+             "Corrections waiting": f"{lake.read('corrections_en_attente', v.get('corrections_en_attente')).count():,}",
+             "Rejected events": f"{lake.read('rejets', v.get('rejets')).count():,}"}
     shown.update({f"{t} clients": f"{tiers.get(t, 0):,} ({share(tiers.get(t, 0), n)})" for t in TIERS})
     return shown
 
@@ -174,22 +214,61 @@ def test_headline_and_breakdowns_are_the_silver_tables(lake, monkeypatch) -> Non
     assert not at.error, [e.value for e in at.error]
     shown = metrics(at)
     assert {k: shown[k] for k in expected_headline(lake)} == expected_headline(lake)
-    assert shown["Sales"] == "6" and shown["Revenue"] == euros(Decimal("1080.10"))  # V1..V6, V2 at 250.00
+    # V1..V6 (V2 at 250.00) less R1's refund of V2 (50.00) and R2's cancellation of V3 (99.99): net of gross.
+    assert shown["Sales"] == "6" and shown["Revenue"] == euros(Decimal("930.11"))
+    assert (shown["Gross sales"], shown["Refunds"], shown["Cancelled"]) == \
+        (euros(Decimal("1080.10")), euros(Decimal("50.00")), euros(Decimal("99.99")))
+    assert (shown["Returns"], shown["Cancellations"], shown["Return rate"]) == ("1", "1", "16.7 %")
+    assert shown["Average basket"] == euros(Decimal("186.02"))  # over the 5 sales not cancelled
+    assert (shown["Corrections waiting"], shown["Orphans"], shown["Rejected events"]) == ("1", "1", "1")
     pays = table(at, "Country", "Sales")
     silver_pays = {r.pays: r for r in lake.read("pays").collect()}
     assert list(pays["Country"]) == sorted(silver_pays, key=lambda p: (-silver_pays[p].chiffre_affaires, p))
     for row in pays.to_dict("records"):
-        assert row["Sales"] == silver_pays[row["Country"]].nb_ventes
-        assert row["Revenue"] == euros(silver_pays[row["Country"]].chiffre_affaires)
-        assert row["Clients"] == silver_pays[row["Country"]].nb_clients
+        silver = silver_pays[row["Country"]]
+        assert row["Sales"] == silver.nb_ventes and row["Clients"] == silver.nb_clients
+        assert (row["Net revenue"], row["Gross"], row["Refunds"], row["Cancelled"]) == \
+            (euros(silver.chiffre_affaires), euros(silver.chiffre_affaires_brut), euros(silver.remboursements),
+             euros(silver.montant_annule))
+        assert (row["Returns"], row["Cancellations"], row["Return rate"]) == \
+            (silver.nb_retours, silver.nb_annulations, rate(silver.taux_retour))
+    belgique = pays[pays["Country"] == "Belgique"].to_dict("records")[0]
+    assert (belgique["Net revenue"], belgique["Refunds"], belgique["Return rate"]) == \
+        ("200.00 €", "50.00 €", "100.0 %")
     segments = {r["Segment"]: r for r in table(at, "Segment").to_dict("records")}
-    assert {s: (r["Sales"], r["Revenue"]) for s, r in segments.items()} == \
-        {r.segment: (r.nb_ventes, euros(r.chiffre_affaires)) for r in lake.read("segments").collect()}
+    assert {s: (r["Sales"], r["Net revenue"], r["Refunds"], r["Cancelled"], r["Return rate"])
+            for s, r in segments.items()} == \
+        {r.segment: (r.nb_ventes, euros(r.chiffre_affaires), euros(r.remboursements), euros(r.montant_annule),
+                     rate(r.taux_retour)) for r in lake.read("segments").collect()}
+    products = table(at, "Product", "Id")
+    silver_products = lake.read("produits").orderBy(F.desc("chiffre_affaires"), "produit_id").collect()
+    assert list(products["Id"]) == [p.produit_id for p in silver_products]
+    assert list(products["Net revenue"]) == [euros(p.chiffre_affaires) for p in silver_products]
+    assert list(products["Refunds"]) == [euros(p.remboursements) for p in silver_products]
+    assert list(products["Return rate"]) == [rate(p.taux_retour) for p in silver_products]
+    assert products[products["Id"] == "P2"]["Cancelled"].tolist() == [euros(Decimal("99.99"))]
     top = table(at, "#")
     silver_top = lake.read("clients").orderBy(F.desc("total_depense"), "client_id").limit(10).collect()
     assert list(top["Id"]) == [c.client_id for c in silver_top]
-    assert list(top["Revenue"]) == [euros(c.total_depense) for c in silver_top]
+    assert list(top["Net revenue"]) == [euros(c.total_depense) for c in silver_top]
+    assert list(top["Refunds"]) == [euros(c.total_rembourse) for c in silver_top]
     assert list(top["Client"]) == [c.client_nom for c in silver_top]  # 山田太郎 as written
+
+
+def test_orphans_and_refused_events_are_shown_as_text(lake, monkeypatch) -> None:
+    at = app(lake, monkeypatch)
+    orphans = table(at, "Received", "Waiting for").to_dict("records")
+    assert [(o["Type"], o["Correction"], o["Sale"], o["Client"], o["Amount"]) for o in orphans] == \
+        [("retour", "R3", "V9", "C1", "5.00 €")]
+    assert any("1 correction(s) waiting for their sale; 1 of them for longer than 1 second" in c.value
+               for c in at.caption)
+    assert table(at, "Why refused", "Events").to_dict("records") == [{"Why refused": "more_units_than_remain",
+                                                                      "Events": 1}]
+    refused = table(at, "Received", "Why").to_dict("records")
+    # Markup and Markdown pipes from the data: the page's tables show them as they are (Streamlit escapes them).
+    assert [(r["Why"], r["Correction"], r["Sale"], r["Quantity"], r["Motif"]) for r in refused] == \
+        [("more_units_than_remain", MARKUP_RETOUR_ID, "V4", 2, "a | b")]
+    assert all(MARKUP_RETOUR_ID not in m.value and "<img" not in m.value for m in [*at.markdown, *at.caption])
 
 
 def test_stream_quarantine_and_latest_sales_come_from_the_tables(lake, monkeypatch) -> None:
@@ -221,7 +300,7 @@ def test_stream_health_per_minute_from_the_metrics_table(lake) -> None:
     health = wt.stream_health(lake.paths, now)
     assert health.events_per_s == pytest.approx(sum(r.input_rows for r in rows) / 60)  # both within the minute
     assert health.kafka_lag == last.kafka_lag and health.last_latency_ms == last.latency_p50_ms
-    assert sum(s["events"] for s in health.series) == sum(r.input_rows for r in rows) == 10
+    assert sum(s["events"] for s in health.series) == sum(r.input_rows for r in rows) == 14
     later = wt.stream_health(lake.paths, now + dt.timedelta(hours=1))  # nothing in the window: the last is named
     assert later.series == [] and later.events_per_s is None
     # From the files' statistics (milliseconds), without reading them.
@@ -237,17 +316,46 @@ def test_only_a_silver_tag_names_a_run() -> None:
 
 def test_an_earlier_run_shows_that_runs_tables(lake, monkeypatch) -> None:
     runs = wt.silver_runs(lake.paths)
-    assert [r.batch_id for r in runs] == [1, 0]
+    assert [r.batch_id for r in runs] == [2, 1, 0]
+    assert all(set(r.versions) == set(SILVER_TABLES) for r in runs)
+    # The tables only some batches write: the version of the run, or the newest before it (the empty table
+    # Silver created with its first batch, before any correction waited or was refused).
+    assert [r.versions["rejets"] for r in runs] == [1, 0, 0]
+    assert [r.versions["corrections_en_attente"] for r in runs] == [1, 0, 0]
+    assert [r.versions["ventes"] for r in runs] == [3, 2, 1]
     at = app(lake, monkeypatch)
     at.selectbox(key="silver_run").select(0).run()
     assert not at.exception and not at.error
     shown = metrics(at)
-    then = expected_headline(lake, runs[1].versions)
+    then = expected_headline(lake, runs[2].versions)
     assert {k: shown[k] for k in then} == then
     assert shown["Sales"] == "3" and shown["Revenue"] == euros(Decimal("360.09"))
-    assert any(f"run 0, written {runs[1].committed:%Y-%m-%d %H:%M:%S} UTC" in c.value for c in at.caption)
+    assert any(f"run 0, written {runs[2].committed:%Y-%m-%d %H:%M:%S} UTC" in c.value for c in at.caption)
+    # Run 1: the sales all counted, no correction yet: net is gross, nothing waits, nothing refused.
+    at.selectbox(key="silver_run").select(1).run()
+    shown = metrics(at)
+    assert shown["Revenue"] == shown["Gross sales"] == euros(Decimal("1080.10"))
+    assert (shown["Refunds"], shown["Corrections waiting"], shown["Orphans"], shown["Rejected events"]) == \
+        (euros(Decimal("0.00")), "0", "0", "0")
+    assert any(c.value == "No event refused by Silver." for c in at.caption)
+    # Run 2: the corrections; its orphan as of that run (waiting for more than a second by then, or not).
+    at.selectbox(key="silver_run").select(2).run()
+    shown = metrics(at)
+    then = expected_headline(lake, runs[0].versions)
+    assert {k: shown[k] for k in then} == then and shown["Revenue"] == euros(Decimal("930.11"))
+    assert table(at, "Received", "Why")["Correction"].tolist() == [MARKUP_RETOUR_ID]
     at.selectbox(key="silver_run").select("live").run()
-    assert metrics(at)["Sales"] == "6"
+    assert metrics(at)["Sales"] == "6" and metrics(at)["Orphans"] == "1"
+
+
+def test_a_side_tables_version_for_a_run() -> None:
+    # (version, commit ms, tagged batch) newest first: batch 5 wrote it, a compaction after, batch 2 before.
+    commits = [(4, 5000, 5), (3, 2500, None), (2, 2000, 2), (1, 1000, None), (0, 900, None)]
+    assert wt.side_version(commits, 5, 5100) == 4
+    assert wt.side_version(commits, 4, 4000) == 3  # the compaction (same rows as batch 2's)
+    assert wt.side_version(commits, 3, 2400) == 2  # the compaction came after the run
+    assert wt.side_version(commits, 1, 1500) == 1  # before any tagged commit: the table as it was then
+    assert wt.side_version(commits[:2], 1, 1500) is None  # history cut: the caller asks the log by time
 
 
 def test_before_any_data_the_page_says_what_to_run(tmp_path, monkeypatch) -> None:
@@ -350,6 +458,25 @@ def test_the_launcher_refuses_a_busy_port_and_a_bad_setting(tmp_path, capsys) ->
     command = web_server.server_command(Path(SCRIPT), make_config(tmp_path))
     assert command[command.index("--server.address") + 1] == "127.0.0.1"  # this machine only by default
     assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
+
+
+def test_hostile_retour_id_and_motif_are_inert_on_the_page(spark, tmp_path, monkeypatch) -> None:
+    # A lake whose corrections carry what the contract refuses (terminal escapes), written directly to Bronze.
+    _, config = build_corrections_lake(spark, tmp_path)
+    at = app(config, monkeypatch)
+    assert not at.error, [e.value for e in at.error]
+    shown = metrics(at)
+    assert (shown["Revenue"], shown["Gross sales"], shown["Refunds"], shown["Cancelled"], shown["Return rate"]) == \
+        ("90.00 €", "180.00 €", "40.00 €", "50.00 €", "25.0 %")
+    assert (shown["Corrections waiting"], shown["Orphans"], shown["Rejected events"]) == ("2", "2", "2")
+    assert for_web(HOSTILE_MOTIF) in table(at, "Received", "Waiting for")["Motif"].tolist()
+    assert for_web(HOSTILE_RETOUR_ID) in table(at, "Received", "Why")["Correction"].tolist()
+    assert "\\x1b[2J" in for_web(HOSTILE_MOTIF) and "\\x07" in for_web(HOSTILE_RETOUR_ID)
+    # Nothing the page shows holds a control character; the data's markup is only ever in a table's cells.
+    cells = [str(v) for d in at.dataframe for v in d.value.to_numpy().ravel()]
+    texts = [e.value for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.text]]
+    assert not any(ch in t for t in cells + texts for ch in "\x1b\x07")
+    assert not any("<img" in t or "javascript" in t for t in texts)
 
 
 # Last in the file: it adds a sale to the module's lake.

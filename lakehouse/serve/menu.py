@@ -1,20 +1,29 @@
-"""The interactive query menu: numbered choices over the lakehouse's tables, driven by any text stream."""
+"""The interactive query menu: numbered choices over the lakehouse's tables, driven by any text stream.
+
+Revenue is Silver's, net of refunds and cancellations; choices after the first eleven (whose numbers users
+and scripts know) show products, one sale with its corrections, the orphan corrections and the events Silver
+refused."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Callable, TextIO
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
-from lakehouse.serve.queries import (CLIENT_COLUMNS, TABLES, Lakehouse, MissingTableError, QueryInputError,
-                                     countries, daily_revenue, duplicates_samples, duplicates_summary, filter_client,
-                                     last_batches, quarantine_samples, quarantine_summary, recent_sales, segments,
-                                     top_clients)
-from lakehouse.serve.report import Section
+from lakehouse.serve.numbers import duration
+from lakehouse.serve.queries import (CLIENT_COLUMNS, ORPHAN, SALE_FIELDS, TABLES, Lakehouse, MissingTableError,
+                                     QueryInputError, countries, daily_revenue, duplicates_samples, duplicates_summary,
+                                     filter_client, last_batches, latest_rejections, products, quarantine_samples,
+                                     quarantine_summary, recent_sales, rejections_summary, segments, top_clients,
+                                     waiting_corrections)
+from lakehouse.serve.report import Figure, Section, is_data_text, format_value
 from lakehouse.serve.safe_text import for_terminal
+from lakehouse.serve.web_tables import DEFAULT_ORPHAN_TIMEOUT_S
 
 ROWS_SHOWN = 20
 
@@ -51,9 +60,11 @@ class Menu:
     """Each choice asks what it needs, shows a table, and comes back to the menu; errors are shown and
     the menu goes on."""
 
-    def __init__(self, lake: Lakehouse, console: Console, sql_max_rows: int = 100, sql_timeout_s: float = 60):
+    def __init__(self, lake: Lakehouse, console: Console, sql_max_rows: int = 100, sql_timeout_s: float = 60,
+                 orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S):
         self.lake, self.console = lake, console
         self.sql_max_rows, self.sql_timeout_s = sql_max_rows, sql_timeout_s
+        self.orphan_timeout_s = orphan_timeout_s
         self.choices: list[tuple[str, Callable[[], None]]] = [
             ("Recent sales", self.recent_sales),
             ("Top clients by revenue", self.top_clients),
@@ -66,6 +77,10 @@ class Menu:
             ("Table history", self.history),
             ("Time travel: a table as of a version or a timestamp", self.time_travel),
             ("Custom SQL (read-only) over the tables", self.custom_sql),
+            ("Products: net revenue, refunds, return rate", self.products),
+            ("One sale with its corrections (returns, cancellations)", self.one_sale),
+            ("Corrections waiting for their sale (orphans)", self.waiting),
+            ("Events Silver refused (rejected corrections and sales)", self.rejections),
         ]
 
     # --- the loop ------------------------------------------------------------------------------------
@@ -137,9 +152,11 @@ class Menu:
 
     def countries(self) -> None:
         self.show("Revenue by country", countries(self.lake.table("pays")))
+        self.console.say("(net revenue: gross sales - refunds - cancellations)")
 
     def segments(self) -> None:
         self.show("Revenue by segment", segments(self.lake.table("segments")))
+        self.console.say("(net revenue: gross sales - refunds - cancellations)")
 
     def daily_revenue(self) -> None:
         n = self.ask_number("How many days", 30, highest=100_000)
@@ -177,6 +194,58 @@ class Menu:
         self.console.say(f"{name} as of {when}: {df.count():,} rows")
         self.show(f"{name} as of {when}", df)
 
+    def products(self) -> None:
+        n = self.ask_number("How many products", 20)
+        self.show("Revenue by product", products(self.lake.table("produits"), n), n)
+        self.console.say("(net revenue: gross sales - refunds - cancellations; taux_retour: units returned per "
+                         "unit sold)")
+
+    def one_sale(self) -> None:
+        """A sale as Silver holds it (status, sold, returned, net) and every correction naming it, with what
+        became of it."""
+        answer = self.console.ask("Sale id (vente_id): ")
+        story = self.lake.sale_story(answer, datetime.now(), self.orphan_timeout_s)  # a bad id: one line
+        if not story.found:
+            self.console.say(f"No sale {story.vente_id!r} in Silver, and no correction or refused event names it.")
+            return
+        if story.sale is None:
+            self.console.say(f"Sale {story.vente_id!r} is not in Silver (not received, or not counted yet); the "
+                             "events naming it:")
+        else:
+            sale = Section(f"Sale {story.vente_id!r}", ["field", "value"],
+                           [[name, _by_field(name, story.sale.get(name))] for name in SALE_FIELDS])
+            self.console.say()
+            self.console.say(sale.text())
+        columns = ["recu_le", "type_evenement", "retour_id", "event_ts", "quantite", "montant", "motif", "outcome",
+                   "raison"]
+        corrections = Section(f"Corrections naming sale {story.vente_id!r}", columns,
+                              [[c[k] for k in columns] for c in story.corrections],
+                              empty="(no return or cancellation names this sale in Bronze)",
+                              note=f"(orphan: waiting for its sale for over {duration(self.orphan_timeout_s)}, "
+                                   "[analytics] orphan_timeout)"
+                              if any(c["outcome"] == ORPHAN for c in story.corrections) else "")
+        self.console.say()
+        self.console.say(corrections.text())
+        if story.other_refused:
+            columns = ["recu_le", "type_evenement", "raison", "retour_id", "client_id", "quantite", "montant"]
+            self.console.say()
+            self.console.say(Section(f"Other events refused under sale id {story.vente_id!r}", columns,
+                                     [[r.get(k) for k in columns] for r in story.other_refused]).text())
+
+    def waiting(self) -> None:
+        df = waiting_corrections(self.lake.table("corrections_en_attente"), datetime.now(), self.orphan_timeout_s)
+        counts = df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")).first()
+        self.show("Corrections waiting for their sale (oldest first)", df.drop("kafka_partition", "kafka_offset"))
+        self.console.say(f"{counts['n']:,} waiting; {counts['orphans']:,} orphan(s): waiting for over "
+                         f"{duration(self.orphan_timeout_s)} ([analytics] orphan_timeout). Silver applies one when "
+                         "its sale arrives; none is dropped.")
+
+    def rejections(self) -> None:
+        n = self.ask_number("How many of the latest", 20)
+        rejets = self.lake.table("rejets")
+        self.show("Events Silver refused, by reason", rejections_summary(rejets))
+        self.show("Events Silver refused (latest first)", latest_rejections(rejets, n), n)
+
     def custom_sql(self) -> None:
         views = self.lake.register_views()
         self.console.say(f"Tables: {', '.join(views) or 'none yet'}. One read-only statement, on one line.")
@@ -187,6 +256,12 @@ class Menu:
             section.note = f"(first {self.sql_max_rows} rows shown: [query] sql_max_rows)"
         self.console.say()
         self.console.say(section.text())
+
+
+def _by_field(name: str, value: object) -> object:
+    """A value of a one-row table shown as (field, value) lines: formatted as its own column would be (euros
+    for money); text from the data stays text, for the table to make it safe."""
+    return value if is_data_text(value) else Figure(format_value(name, value))
 
 
 def _first_lines(message: str, lines: int = 1) -> str:

@@ -1,21 +1,25 @@
 """The read side of the lakehouse: its tables by name, the questions users ask of them, read-only SQL.
 
 Questions are DataFrame → DataFrame transforms over the tables (tested on batch DataFrames); finding
-the tables, time travel and SQL sit in ``Lakehouse`` at the edge.
+the tables, time travel and SQL sit in ``Lakehouse`` at the edge. Silver's revenue is net: gross sales less
+refunds (returns) and what cancellations voided; the questions show the gross, refunds and return rate
+beside it, the corrections waiting for their sale (orphans) and the events Silver refused.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
+from lakehouse.ingest.contract import CONTROL_CHAR, MAX_ID_CHARS
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.sql_guard import QueryInputError, SqlResult, fetch, read_only_sql
@@ -43,6 +47,14 @@ TABLES = {t.name: t for t in (
     TableInfo("pays", lambda p: p.silver("pays"), SILVER_JOB),
     TableInfo("segments", lambda p: p.silver("segments"), SILVER_JOB),
     TableInfo("ventes_jour", lambda p: p.silver("ventes_jour"), SILVER_JOB),
+    # Returns and cancellations: Bronze keeps them apart from the sales; Silver applies them.
+    TableInfo("corrections", lambda p: p.corrections,
+              "spark_streaming_delta.py (at the first return or cancellation) or streaming_silver.py", optional=True),
+    TableInfo("produits", lambda p: p.silver("produits"), SILVER_JOB),
+    # Silver's sales in their current state (Bronze's sales table already goes by "ventes").
+    TableInfo("silver_ventes", lambda p: p.silver("ventes"), SILVER_JOB),
+    TableInfo("corrections_en_attente", lambda p: p.silver("corrections_en_attente"), SILVER_JOB),
+    TableInfo("rejets", lambda p: p.silver("rejets"), SILVER_JOB),
 )}
 
 
@@ -64,7 +76,17 @@ def recent_sales(ventes_df: DataFrame, limit: int = 10) -> DataFrame:
 
 
 CLIENT_COLUMNS = ["client_id", "client_nom", "pays", "segment", "nb_achats", "total_depense", "panier_moyen",
-                  "segment_depense", "est_client_fidele", "dernier_achat"]
+                  "segment_depense", "est_client_fidele", "dernier_achat", "total_rembourse", "nb_retours",
+                  "nb_annulations"]
+# Beside a table of totals' net revenue: the gross, what returns refunded and cancellations voided, how many
+# of each, and the return rate (units returned per unit sold).
+CORRECTED_COLUMNS = ["chiffre_affaires_brut", "remboursements", "montant_annule", "nb_retours", "nb_annulations",
+                     "taux_retour"]
+PRODUCT_COLUMNS = ["produit_nom", "produit_id", "categorie", "nb_ventes", "chiffre_affaires", "quantite_vendue",
+                   "quantite_retournee", *CORRECTED_COLUMNS]
+# A correction (or an event Silver refused) as the questions show it.
+EVENT_COLUMNS = ["recu_le", "type_evenement", "retour_id", "vente_id", "client_id", "event_ts", "quantite", "montant",
+                 "motif"]
 
 
 def top_clients(clients_df: DataFrame, limit: int = 10) -> DataFrame:
@@ -83,19 +105,147 @@ def filter_client(clients_df: DataFrame, text: str) -> DataFrame:
 
 
 def countries(pays_df: DataFrame) -> DataFrame:
-    return pays_df.orderBy(F.desc("chiffre_affaires"), "pays")
+    """Net revenue by country, highest first, with refunds, cancellations and the return rate."""
+    return (pays_df.orderBy(F.desc("chiffre_affaires"), "pays")
+            .select("pays", "nb_ventes", "chiffre_affaires", "panier_moyen", "quantite_vendue", "nb_clients",
+                    *CORRECTED_COLUMNS))
 
 
 def segments(segments_df: DataFrame) -> DataFrame:
-    return segments_df.orderBy("segment")
+    """Net revenue by segment (B2B, B2C), with refunds, cancellations and the return rate."""
+    return (segments_df.orderBy("segment")
+            .select("segment", "nb_ventes", "chiffre_affaires", "panier_moyen", "nb_clients", "nb_pays",
+                    "quantite_vendue", *CORRECTED_COLUMNS))
+
+
+def products(produits_df: DataFrame, limit: int | None = None) -> DataFrame:
+    """Net revenue by product, highest first (the first ``limit`` if given), with units sold and returned,
+    refunds and the return rate."""
+    df = produits_df.orderBy(F.desc("chiffre_affaires"), "produit_id", "categorie").select(*PRODUCT_COLUMNS)
+    return df if limit is None else df.limit(limit)
 
 
 def daily_revenue(ventes_jour_df: DataFrame, days: int | None = None) -> DataFrame:
-    """Revenue per day, oldest first; only the last ``days`` days with sales if given."""
+    """Net revenue per day (refunds and cancellations count on the day they were made), oldest first; only
+    the last ``days`` days if given."""
     df = ventes_jour_df.orderBy(F.desc("jour"))
     if days is not None:
         df = df.limit(days)
-    return df.orderBy("jour")
+    return df.orderBy("jour").select("jour", "nb_ventes", "chiffre_affaires", "nb_clients", "quantite_vendue",
+                                     "chiffre_affaires_brut", "remboursements", "montant_annule", "nb_retours",
+                                     "nb_annulations")
+
+
+def waiting_corrections(waiting_df: DataFrame, now: datetime, orphan_timeout_s: float,
+                        only_orphans: bool = False) -> DataFrame:
+    """The corrections waiting for their sale, oldest first, with ``attente_s`` (seconds since Bronze received
+    each, at ``now``) and ``orphelin``: waiting for longer than ``orphan_timeout_s``. ``now`` naive: local
+    time."""
+    moment = now.astimezone(timezone.utc)
+    cutoff = moment - timedelta(seconds=orphan_timeout_s)
+    df = waiting_df.select(
+        *EVENT_COLUMNS,
+        ((F.unix_micros(F.lit(moment)) - F.unix_micros("recu_le")) / F.lit(1_000_000)).alias("attente_s"),
+        (F.col("recu_le") < F.lit(cutoff)).alias("orphelin"), "kafka_partition", "kafka_offset")
+    if only_orphans:
+        df = df.filter("orphelin")
+    return df.orderBy("recu_le", "kafka_partition", "kafka_offset")
+
+
+def rejections_summary(rejets_df: DataFrame) -> DataFrame:
+    """Events Silver refused per reason (``raison``), most frequent first, with the first and last received."""
+    return (rejets_df.groupBy("raison")
+            .agg(F.count(F.lit(1)).alias("events"), F.min("recu_le").alias("first_seen"),
+                 F.max("recu_le").alias("last_seen"))
+            .orderBy(F.desc("events"), "raison"))
+
+
+def latest_rejections(rejets_df: DataFrame, limit: int = 20) -> DataFrame:
+    """The events Silver refused last (by when Bronze received them), newest first, with why."""
+    return (rejets_df.orderBy(F.desc("recu_le"), "kafka_partition", F.desc("kafka_offset"))
+            .select("raison", *EVENT_COLUMNS, "kafka_partition", "kafka_offset").limit(limit))
+
+
+# --- one sale with its corrections --------------------------------------------------------------------
+
+_CONTROL = re.compile(CONTROL_CHAR)
+
+
+def sale_id(text: str) -> str:
+    """``text`` as a sale id, checked as the contract checks a vente_id: 1 to ``MAX_ID_CHARS`` characters, no
+    control character. ``QueryInputError`` (one line, quoting at most the first characters) otherwise."""
+    if not text:
+        raise QueryInputError("Type a sale id (vente_id), e.g. V000042.")
+    quoted = repr(text[:MAX_ID_CHARS]) + ("…" if len(text) > MAX_ID_CHARS else "")
+    if len(text) > MAX_ID_CHARS:
+        raise QueryInputError(f"Not a sale id: {quoted} has {len(text):,} characters; a sale id has at most "
+                              f"{MAX_ID_CHARS}.")
+    if _CONTROL.search(text):
+        raise QueryInputError(f"Not a sale id: {quoted} holds a control character; a sale id holds none.")
+    return text
+
+
+APPLIED, WAITING, ORPHAN, REFUSED, NOT_YET = ("applied", "waiting", "waiting (orphan)", "refused",
+                                              "not counted by Silver yet")
+
+
+def _position(event: Mapping[str, Any]) -> tuple:
+    return event["retour_id"], event["kafka_partition"], event["kafka_offset"]
+
+
+def _instant(moment: datetime) -> datetime:
+    """An aware moment; a naive one is this machine's local time (as PySpark's collect() gives timestamps)."""
+    return moment if moment.tzinfo is not None else moment.astimezone(timezone.utc)
+
+
+def correction_outcomes(sale: Mapping[str, Any] | None, corrections: list[Mapping[str, Any]],
+                        waiting: list[Mapping[str, Any]], refused: list[Mapping[str, Any]], now: datetime,
+                        orphan_timeout_s: float) -> list[dict]:
+    """What became of each of a sale's corrections in Bronze (``corrections``, rows of Bronze's corrections
+    table): refused (with Silver's ``raison``), waiting for the sale (an orphan after ``orphan_timeout_s``),
+    applied (its retour_id among the sale's ``corrections`` in silver/ventes), or not counted yet (Silver has
+    not read it). ``waiting`` and ``refused``: the rows of corrections_en_attente and rejets naming the sale.
+    In the order Bronze received them."""
+    why = {_position(r): r["raison"] for r in refused}
+    waits = {_position(w) for w in waiting}
+    applied = set((sale or {}).get("corrections") or ())
+    cutoff = _instant(now) - timedelta(seconds=orphan_timeout_s)
+    rows = []
+    for c in sorted(corrections, key=lambda c: (_instant(c["ingestion_ts"]), c["kafka_partition"], c["kafka_offset"])):
+        key = _position(c)
+        if key in why:
+            outcome, raison = REFUSED, why[key]
+        elif key in waits:
+            outcome, raison = ORPHAN if _instant(c["ingestion_ts"]) < cutoff else WAITING, None
+        elif c["retour_id"] in applied:
+            outcome, raison = APPLIED, None
+        else:
+            outcome, raison = NOT_YET, None
+        rows.append({"recu_le": c["ingestion_ts"], "type_evenement": c["type_evenement"], "retour_id": c["retour_id"],
+                     "event_ts": c["event_ts"], "quantite": c["quantite"], "montant": c["montant"],
+                     "motif": c["motif"], "outcome": outcome, "raison": raison,
+                     "kafka_partition": c["kafka_partition"], "kafka_offset": c["kafka_offset"]})
+    return rows
+
+
+SALE_FIELDS = ["vente_id", "statut", "client_id", "produit_nom", "produit_id", "categorie", "pays", "segment",
+               "event_ts", "quantite", "montant", "quantite_retournee", "montant_rembourse", "quantite_annulee",
+               "montant_annule", "quantite_nette", "montant_net", "corrections", "derniere_correction"]
+
+
+@dataclass
+class SaleStory:
+    """One sale as Silver holds it (None: not in Silver), what became of each correction naming it, and the
+    other events Silver refused under its id (a sale re-using it)."""
+
+    vente_id: str
+    sale: dict | None
+    corrections: list[dict] = field(default_factory=list)
+    other_refused: list[dict] = field(default_factory=list)
+
+    @property
+    def found(self) -> bool:
+        return self.sale is not None or bool(self.corrections) or bool(self.other_refused)
 
 
 def quarantine_summary(quarantine_df: DataFrame) -> DataFrame:
@@ -217,6 +367,29 @@ class Lakehouse:
     def duplicates(self) -> DataFrame | None:
         """The duplicates table, or None while no record has repeated a kept sale."""
         return self.table("ventes_duplicates") if self.exists("ventes_duplicates") else None
+
+    def rows_naming(self, name: str, vente_id: str) -> list[dict]:
+        """The rows of a table whose vente_id is ``vente_id`` (compared as a value, never parsed), as dicts;
+        none when the table does not exist (an optional one)."""
+        if not self.exists(name):
+            return []
+        return [r.asDict(recursive=True) for r in self.table(name).filter(F.col("vente_id") == F.lit(vente_id))
+                .collect()]
+
+    def sale_story(self, vente_id: str, now: datetime, orphan_timeout_s: float) -> SaleStory:
+        """One sale (``sale_id`` checks the id first) with its corrections and their outcome (``now`` naive:
+        local time)."""
+        vente_id = sale_id(vente_id)
+        self.location("silver_ventes")  # Silver missing: said, with the command that creates it
+        sales = self.rows_naming("silver_ventes", vente_id)
+        refused = self.rows_naming("rejets", vente_id)
+        corrections = self.rows_naming("corrections", vente_id)
+        outcomes = correction_outcomes(sales[0] if sales else None, corrections,
+                                       self.rows_naming("corrections_en_attente", vente_id), refused, now,
+                                       orphan_timeout_s)
+        bronze = {_position(c) for c in corrections}
+        others = [r for r in refused if _position(r) not in bronze]
+        return SaleStory(vente_id, sales[0] if sales else None, outcomes, others)
 
     def as_of(self, name: str, when: str) -> DataFrame:
         """A table as of a version number or a timestamp."""

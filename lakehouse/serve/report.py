@@ -1,4 +1,8 @@
-"""Turning query results into what users read: aligned text tables, the batch report, Markdown, charts."""
+"""Turning query results into what users read: aligned text tables, the batch report, Markdown, charts.
+
+The report's revenue is Silver's: net of refunds (returns) and of what cancellations voided, with the gross
+sales, refunds and return rate beside it by country, segment and product; then the corrections waiting for
+their sale too long (orphans) and the events Silver refused."""
 
 from __future__ import annotations
 
@@ -10,21 +14,28 @@ from pathlib import Path
 from typing import Callable
 
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from lakehouse.serve.dashboard import table
-from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.numbers import duration, euros, rate, share
 from lakehouse.serve.safe_text import for_markdown, for_terminal, visible
-from lakehouse.serve.queries import (TABLES, Lakehouse, countries, daily_revenue, duplicates_samples,
-                                     duplicates_summary, last_batches, quarantine_samples, quarantine_summary,
-                                     segments, top_clients)
+from lakehouse.serve.queries import (EVENT_COLUMNS, TABLES, Lakehouse, countries, daily_revenue,
+                                     duplicates_samples, duplicates_summary, last_batches, latest_rejections,
+                                     products, quarantine_samples, quarantine_summary, rejections_summary,
+                                     segments, top_clients, waiting_corrections)
+from lakehouse.serve.web_tables import DEFAULT_ORPHAN_TIMEOUT_S
 from lakehouse.silver.freshness import SilverFreshness, read_freshness
 from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
 
 MONEY_COLUMNS = {"montant", "prix_unitaire", "total_depense", "panier_moyen", "achat_min", "achat_max",
-                 "chiffre_affaires"}
+                 "chiffre_affaires", "chiffre_affaires_brut", "remboursements", "montant_annule", "montant_rembourse",
+                 "montant_net", "total_brut", "total_rembourse", "total_annule"}
+RATE_COLUMNS = {"taux_retour"}  # a ratio, shown as a percentage
+DURATION_COLUMNS = {"attente_s"}  # seconds, shown in their two largest units
 REPORT_DAYS = 30
+REPORT_ROWS = 50  # orphans and refused events listed in the report (the oldest orphans, the newest refused)
 
 
 def format_value(column: str, value: object) -> str:
@@ -35,6 +46,10 @@ def format_value(column: str, value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, Decimal) and column in MONEY_COLUMNS:
         return euros(value)
+    if isinstance(value, float) and column in RATE_COLUMNS:
+        return rate(value)
+    if isinstance(value, (int, float)) and column in DURATION_COLUMNS:
+        return duration(value)
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
@@ -47,6 +62,8 @@ def format_value(column: str, value: object) -> str:
         return bytes(value).decode("utf-8", "backslashreplace")
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):  # the retour_ids a sale's corrections carried
+        return ", ".join(str(v) for v in value) or "—"
     return str(value)  # shown through safe_text by the caller (line breaks included)
 
 
@@ -54,7 +71,7 @@ class Figure(str):
     """Text this module wrote itself from numbers (``1,234.50 €``, ``2 (50.0 %)``), not from the data."""
 
 
-def _is_data_text(value: object) -> bool:
+def is_data_text(value: object) -> bool:
     """Whether a cell's value is text that may come from the data (names, raw records, reasons): shown only
     through ``safe_text``. Numbers, times, yes/no and ``Figure`` are formatted here and carry nothing else."""
     return isinstance(value, (str, bytes, bytearray, dict, list, tuple)) and not isinstance(value, Figure)
@@ -81,7 +98,7 @@ class Section:
 
     def cells(self, escape=for_terminal) -> list[list[str]]:
         """Each row's cells as text, data text passed through ``escape`` (terminal by default)."""
-        return [[escape(format_value(c, v)) if _is_data_text(v) else format_value(c, v)
+        return [[escape(format_value(c, v)) if is_data_text(v) else format_value(c, v)
                  for c, v in zip(self.columns, row)] for row in self.rows]
 
     def right_aligned(self) -> set[int]:
@@ -156,43 +173,78 @@ class Report:
 
 OVERVIEW, TOP, COUNTRIES, SEGMENTS, DAILY = ("Overview", "Top clients", "Revenue by country",
                                              "Revenue by segment", "Daily revenue")
+PRODUCTS, ORPHANS, REJECTIONS, REJECTED_SAMPLES = ("Revenue by product", "Orphan corrections",
+                                                   "Rejected events by reason", "Rejected events (latest)")
+NET_NOTE = "(revenue net of refunds and cancellations: chiffre_affaires = brut - remboursements - montant_annule)"
 QUARANTINE, SAMPLES, BATCHES, TABLES_SECTION = ("Quarantine by reason", "Quarantined records (latest per reason)",
                                                 "Bronze stream: last batches", "Tables")
 DUPLICATES, DUPLICATE_SAMPLES = ("Duplicates (records repeating a kept sale)", "Latest duplicates")
 
 
-def overview(clients: list[dict], pays: list[dict]) -> Section:
-    """Totals, loyalty and spending tiers from the Silver clients and pays rows."""
-    revenue = sum((p["chiffre_affaires"] for p in pays), Decimal("0.00"))
-    sales = sum(p["nb_ventes"] for p in pays)
+@dataclass
+class CorrectionCounts:
+    """Corrections waiting for their sale, the orphans among them, and the events Silver refused."""
+
+    waiting: int = 0
+    orphans: int = 0
+    orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S
+    rejected: int = 0
+
+
+def overview(clients: list[dict], pays: list[dict], corrections: CorrectionCounts | None = None) -> Section:
+    """Totals (revenue net, with gross, refunds and cancellations beside it), returns, loyalty and spending
+    tiers from the Silver clients and pays rows; the corrections not applied."""
+    def total(column: str, zero: int | Decimal = Decimal("0.00")):
+        return sum((p.get(column) or zero for p in pays), zero)
+
+    revenue, sales, cancellations = total("chiffre_affaires"), total("nb_ventes", 0), total("nb_annulations", 0)
+    purchases = sales - cancellations
+    sold, returned = total("quantite_vendue", 0), total("quantite_retournee", 0)
     n = len(clients)
     loyal = sum(1 for c in clients if c["est_client_fidele"])
     rows: list[list[object]] = [
         ["Sales", sales], ["Revenue", Figure(euros(revenue))],
-        ["Average basket", Figure(euros((revenue / sales).quantize(Decimal("0.01")) if sales else None))],
+        ["Gross sales", Figure(euros(total("chiffre_affaires_brut")))],
+        ["Refunds", Figure(euros(total("remboursements")))], ["Cancelled", Figure(euros(total("montant_annule")))],
+        ["Returns", total("nb_retours", 0)], ["Cancellations", cancellations],
+        ["Units returned", Figure(f"{returned:,} of {sold:,} sold")], ["Return rate", Figure(share(returned, sold))],
+        ["Average basket", Figure(euros((revenue / purchases).quantize(Decimal("0.01")) if purchases > 0 else None))],
         ["Clients", n], ["Loyal clients", Figure(f"{loyal:,} ({share(loyal, n)})")]]
     for tier in TIERS:
         k = sum(1 for c in clients if c["segment_depense"] == tier)
         rows.append([f"{tier} clients", Figure(f"{k:,} ({share(k, n)})")])
-    return Section(OVERVIEW, ["figure", "value"], rows)
+    if corrections is not None:
+        rows += [["Corrections waiting for their sale", corrections.waiting],
+                 [f"Orphans (waiting over {duration(corrections.orphan_timeout_s)})", corrections.orphans],
+                 ["Rejected events", corrections.rejected]]
+    return Section(OVERVIEW, ["figure", "value"], rows, note=NET_NOTE)
 
 
-def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
-    """Every section of the batch report, under Silver's freshness (``now`` naive, local time). Raises
-    MissingTableError if a required table is missing."""
+def build_report(lake: Lakehouse, now: datetime, top: int = 10,
+                 orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S) -> Report:
+    """Every section of the batch report, under Silver's freshness (``now`` naive, local time; orphans: the
+    corrections waiting for longer than ``orphan_timeout_s`` at ``now``). Raises MissingTableError if a
+    required table is missing."""
     # Read before the tables: the figures are then at least as recent as the line says.
     freshness = silver_freshness(lake.paths.silver_status, now)
     clients_df, pays_df = lake.table("clients"), lake.table("pays")
+    waiting_df = waiting_corrections(lake.table("corrections_en_attente"), now, orphan_timeout_s).localCheckpoint()
+    rejets_df = lake.table("rejets")
+    waiting = waiting_df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")).first()
+    counts = CorrectionCounts(waiting["n"], waiting["orphans"], orphan_timeout_s, rejets_df.count())
     report = Report(now, silver=freshness)
     report.sections.append(overview([r.asDict() for r in clients_df.collect()],
-                                    [r.asDict() for r in pays_df.collect()]))
+                                    [r.asDict() for r in pays_df.collect()], counts))
     report.sections += [
-        Section.from_df(f"{TOP} ({top})", top_clients(clients_df, top)),
-        Section.from_df(COUNTRIES, countries(pays_df)),
-        Section.from_df(SEGMENTS, segments(lake.table("segments"))),
+        Section.from_df(f"{TOP} ({top})", top_clients(clients_df, top), note="(total_depense is net)"),
+        Section.from_df(COUNTRIES, countries(pays_df), note=NET_NOTE),
+        Section.from_df(SEGMENTS, segments(lake.table("segments")), note=NET_NOTE),
+        Section.from_df(PRODUCTS, products(lake.table("produits")), note=NET_NOTE),
         Section.from_df(DAILY, daily_revenue(lake.table("ventes_jour"), REPORT_DAYS),
-                        note=f"(last {REPORT_DAYS} days with sales)"),
+                        note=f"(last {REPORT_DAYS} days; net revenue: refunds and cancellations count on the day "
+                             "they were made)"),
     ]
+    report.sections += corrections_sections(waiting_df, rejets_df, counts)
     report.sections += kept_records_sections(lake.quarantine(), (QUARANTINE, SAMPLES), ["reason", "records"],
                                              quarantine_summary, quarantine_samples, "(no quarantined record)")
     report.sections += kept_records_sections(lake.duplicates(), (DUPLICATES, DUPLICATE_SAMPLES), ["records", "sales"],
@@ -200,6 +252,23 @@ def build_report(lake: Lakehouse, now: datetime, top: int = 10) -> Report:
     report.sections.append(Section.from_df(BATCHES, last_batches(lake.table("bronze_metrics"))))
     report.sections.append(tables_section(lake))
     return report
+
+
+def corrections_sections(waiting_df: DataFrame, rejets_df: DataFrame, counts: CorrectionCounts) -> list[Section]:
+    """The orphans (``waiting_corrections`` rows, oldest first) and the events Silver refused: per reason, and
+    the newest."""
+    timeout = duration(counts.orphan_timeout_s)
+    orphans = Section.from_df(
+        ORPHANS, waiting_df.filter("orphelin").select(*EVENT_COLUMNS, "attente_s"), REPORT_ROWS,
+        note=f"({counts.orphans:,} of the {counts.waiting:,} corrections waiting for their sale have waited over "
+             f"{timeout}, [analytics] orphan_timeout; oldest first, {REPORT_ROWS} at most. They keep waiting: Silver "
+             "applies one when its sale arrives.)" if counts.orphans else "",
+        empty=f"(no orphan: {counts.waiting:,} correction(s) waiting for their sale, none for over {timeout})")
+    if not counts.rejected:
+        return [orphans, Section(REJECTIONS, ["raison", "events"], [], empty="(no event refused by Silver)")]
+    return [orphans, Section.from_df(REJECTIONS, rejections_summary(rejets_df)),
+            Section.from_df(REJECTED_SAMPLES, latest_rejections(rejets_df, REPORT_ROWS),
+                            note=f"(the newest {REPORT_ROWS} at most)")]
 
 
 def kept_records_sections(df: DataFrame | None, titles: tuple[str, str], empty_columns: list[str],
@@ -236,7 +305,8 @@ def revenue_chart(title: str, labels: list[str], values: list[float]):
     """A bar chart of revenue per label, its value axis starting at zero; returns the matplotlib Figure.
 
     Bars from zero keep one day, or ninety days of similar revenue, from being drawn on an axis zoomed
-    to a narrow band (a single dot between 521k and 582k said nothing)."""
+    to a narrow band (a single dot between 521k and 582k said nothing). Net revenue may be below zero (a day
+    of more refunds than sales): the axis then goes down to it."""
     from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
@@ -245,7 +315,7 @@ def revenue_chart(title: str, labels: list[str], values: list[float]):
     money = FuncFormatter(lambda x, _: f"{x:,.0f}")
     if title == COUNTRIES:
         ax.barh(labels[::-1], values[::-1])
-        ax.set_xlim(left=0)
+        ax.set_xlim(left=min(0.0, *values))
         ax.set_xlabel("Revenue (€)")
         ax.xaxis.set_major_formatter(money)
     else:
@@ -258,7 +328,7 @@ def revenue_chart(title: str, labels: list[str], values: list[float]):
             ax.set_xlim(-0.5 - spare, len(labels) - 0.5 + spare)
         else:
             ax.set_xticks(positions, labels)
-        ax.set_ylim(bottom=0)
+        ax.set_ylim(bottom=min(0.0, *values))
         ax.set_ylabel("Revenue (€)")
         ax.yaxis.set_major_formatter(money)
     ax.set_title(title)

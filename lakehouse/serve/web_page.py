@@ -1,9 +1,11 @@
 """The web dashboard's page (Streamlit), over ``web_tables`` (delta-rs, no JVM).
 
 Silver's figures as the Silver tables hold them (latest, under how old they are by Silver's status file,
-or as of an earlier run picked in the sidebar), the stream's health from its metrics table, the quarantine
-and the latest sales. Every section says what is missing or unreadable, by path, instead of failing;
-details go to <data_dir>/logs/dashboard.log.
+or as of an earlier run picked in the sidebar): net revenue beside gross sales, refunds and cancellations,
+the return rate by country, segment and product, the corrections waiting for their sale (orphans) and the
+events Silver refused; the stream's health from its metrics table, the quarantine and the latest sales.
+Every section says what is missing or unreadable, by path, instead of failing; details go to
+<data_dir>/logs/dashboard.log.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Callable
 import streamlit as st
 
 from lakehouse.platform.cli import LOG_FORMAT, RedactSecrets
-from lakehouse.platform.config import Config, ConfigError, load_config
+from lakehouse.platform.config import Config, ConfigError, Duration, load_config
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_tables as wt
-from lakehouse.serve.numbers import euros, share
+from lakehouse.serve.numbers import duration, euros, rate, share
 from lakehouse.serve.safe_text import for_web
 from lakehouse.silver.freshness import SilverFreshness, read_freshness
 from lakehouse.silver.tables import TIERS
@@ -121,20 +123,34 @@ def show_freshness(freshness: SilverFreshness, now: datetime) -> None:
         st.text(for_web(freshness.error))
 
 
-def show_headline(silver: wt.Silver, figures: wt.Headline, run: wt.SilverRun | None) -> None:
+def show_headline(silver: wt.Silver, figures: wt.Headline, run: wt.SilverRun | None,
+                  orphan_timeout: Duration) -> None:
     which = "latest run" if run is None else f"run {run.batch_id}"
     st.caption(f"Silver, {which}, written {_utc(silver.committed)} · table versions "
                + ", ".join(f"{t} {v}" for t, v in silver.versions.items()))
     cols = st.columns([2, 4, 2, 3, 3])  # room for a revenue in the billions
     cols[0].metric("Sales", f"{figures.sales:,}")
-    cols[1].metric("Revenue", euros(figures.revenue))
+    # "Revenue", as the terminal dashboard and the report say it (scripts read the label): it is net.
+    cols[1].metric("Revenue", euros(figures.revenue), help="Net: gross sales less refunds and cancellations")
     cols[2].metric("Clients", f"{figures.clients:,}")
     cols[3].metric("Loyal clients", f"{figures.loyal:,} ({share(figures.loyal, figures.clients)})")
-    cols[4].metric("Average basket", euros(figures.average_basket))
-    cols = st.columns(len(TIERS))
+    cols[4].metric("Average basket", euros(figures.average_basket), help="Net revenue per sale not cancelled")
+    cols = st.columns([4, 4, 4, 2, 2, 2])
+    cols[0].metric("Gross sales", euros(figures.gross))
+    cols[1].metric("Refunds", euros(figures.refunds))
+    cols[2].metric("Cancelled", euros(figures.cancelled))
+    cols[3].metric("Returns", f"{figures.returns:,}")
+    cols[4].metric("Cancellations", f"{figures.cancellations:,}")
+    cols[5].metric("Return rate", rate(figures.return_rate), help="Units returned per unit sold")
+    cols = st.columns(len(TIERS) + 3)
     for col, tier in zip(cols, TIERS):
         n = figures.tiers[tier]
         col.metric(f"{tier} clients", f"{n:,} ({share(n, figures.clients)})")
+    cols[-3].metric("Corrections waiting", f"{figures.waiting:,}", help="Returns and cancellations whose sale "
+                    "Silver has not seen yet")
+    cols[-2].metric("Orphans", f"{figures.orphans:,}", help=f"Corrections waiting for longer than {orphan_timeout} "
+                    "([analytics] orphan_timeout)")
+    cols[-1].metric("Rejected events", f"{figures.rejected:,}", help="Corrections and sales Silver refused")
 
 
 def bar_chart(rows: list[dict], x: str, y: str, height: int) -> None:
@@ -143,33 +159,81 @@ def bar_chart(rows: list[dict], x: str, y: str, height: int) -> None:
         st.bar_chart(rows, x=x, y=y, sort=False, height=height)
 
 
+def _corrected(row: dict) -> dict:
+    """A table of totals' returns and cancellations, as the page's columns show them."""
+    return {"Refunds": euros(row["remboursements"]), "Return rate": rate(row["taux_retour"]),
+            "Cancelled": euros(row["montant_annule"]), "Gross": euros(row["chiffre_affaires_brut"]),
+            "Returns": row["nb_retours"], "Cancellations": row["nb_annulations"]}
+
+
 def show_breakdowns(silver: wt.Silver, figures: wt.Headline) -> None:
     left, right = st.columns(2)
     with left:
-        st.markdown("**Revenue by country**")
+        st.markdown("**Net revenue by country**")
         pays = wt.ordered(silver.pays, [("chiffre_affaires", "descending"), ("pays", "ascending")])
-        bar_chart([{"country": p["pays"], "revenue (€)": float(p["chiffre_affaires"])} for p in pays],
-                  "country", "revenue (€)", 260)
-        st.dataframe([{"Country": p["pays"], "Sales": p["nb_ventes"], "Revenue": euros(p["chiffre_affaires"]),
-                       "Share": share(p["chiffre_affaires"], figures.revenue), "Clients": p["nb_clients"]}
-                      for p in pays], hide_index=True)
+        bar_chart([{"country": p["pays"], "net revenue (€)": float(p["chiffre_affaires"])} for p in pays],
+                  "country", "net revenue (€)", 260)
+        st.dataframe([{"Country": p["pays"], "Sales": p["nb_ventes"], "Net revenue": euros(p["chiffre_affaires"]),
+                       "Share": share(p["chiffre_affaires"], figures.revenue), **_corrected(p),
+                       "Clients": p["nb_clients"]} for p in pays], hide_index=True)
     with right:
-        st.markdown("**Revenue by segment**")
+        st.markdown("**Net revenue by segment**")
         segments = wt.ordered(silver.segments, [("segment", "ascending")])
-        bar_chart([{"segment": s["segment"], "revenue (€)": float(s["chiffre_affaires"])} for s in segments],
-                  "segment", "revenue (€)", 260)
-        st.dataframe([{"Segment": s["segment"], "Sales": s["nb_ventes"], "Revenue": euros(s["chiffre_affaires"]),
-                       "Share": share(s["chiffre_affaires"], figures.revenue), "Clients": s["nb_clients"],
-                       "Countries": s["nb_pays"]} for s in segments], hide_index=True)
-    st.markdown("**Revenue by day**")
+        bar_chart([{"segment": s["segment"], "net revenue (€)": float(s["chiffre_affaires"])} for s in segments],
+                  "segment", "net revenue (€)", 260)
+        st.dataframe([{"Segment": s["segment"], "Sales": s["nb_ventes"], "Net revenue": euros(s["chiffre_affaires"]),
+                       "Share": share(s["chiffre_affaires"], figures.revenue), **_corrected(s),
+                       "Clients": s["nb_clients"], "Countries": s["nb_pays"]} for s in segments], hide_index=True)
+    st.markdown("**Net revenue by day** (refunds and cancellations count on the day they were made)")
     days = wt.ordered(silver.ventes_jour, [("jour", "ascending")])
-    bar_chart([{"day": str(d["jour"]), "revenue (€)": float(d["chiffre_affaires"])} for d in days],
-              "day", "revenue (€)", 220)
-    st.markdown(f"**Top {wt.TOP_CLIENTS} clients by revenue**")
+    bar_chart([{"day": str(d["jour"]), "net revenue (€)": float(d["chiffre_affaires"])} for d in days],
+              "day", "net revenue (€)", 220)
+    st.markdown(f"**Products by net revenue** (the first {wt.TOP_PRODUCTS})")
+    products = wt.top_products(silver)
+    # Two products may share a name: each bar says its id too.
+    bar_chart([{"product": f"{p['produit_nom'] or '—'} · {p['produit_id']}",
+                "return rate (%)": 100 * (p["taux_retour"] or 0.0)} for p in products],
+              "product", "return rate (%)", 220)
+    st.dataframe([{"Product": p["produit_nom"], "Id": p["produit_id"], "Category": p["categorie"],
+                   "Sales": p["nb_ventes"], "Units sold": p["quantite_vendue"],
+                   "Units returned": p["quantite_retournee"], "Net revenue": euros(p["chiffre_affaires"]),
+                   **_corrected(p)} for p in products], hide_index=True)
+    st.markdown(f"**Top {wt.TOP_CLIENTS} clients by net revenue**")
     st.dataframe([{"#": i, "Client": c["client_nom"], "Id": c["client_id"], "Country": c["pays"],
-                   "Segment": c["segment"], "Purchases": c["nb_achats"], "Revenue": euros(c["total_depense"]),
-                   "Tier": c["segment_depense"], "Loyal": "yes" if c["est_client_fidele"] else "no"}
+                   "Segment": c["segment"], "Purchases": c["nb_achats"], "Net revenue": euros(c["total_depense"]),
+                   "Refunds": euros(c["total_rembourse"]), "Returns": c["nb_retours"],
+                   "Cancellations": c["nb_annulations"], "Tier": c["segment_depense"],
+                   "Loyal": "yes" if c["est_client_fidele"] else "no"}
                   for i, c in enumerate(wt.top_clients(silver), 1)], hide_index=True)
+
+
+def _event(row: dict) -> dict:
+    """A correction (or refused event) as the page's columns show it: its text already through ``shown``."""
+    return {"Type": row["type_evenement"], "Correction": row["retour_id"], "Sale": row["vente_id"],
+            "Client": row["client_id"], "Quantity": row["quantite"], "Amount": euros(row["montant"]),
+            "Motif": row["motif"]}
+
+
+def show_corrections(silver: wt.Silver, figures: wt.Headline, now: datetime, orphan_timeout: Duration) -> None:
+    """The corrections waiting for their sale for longer than the orphan timeout, and the events Silver
+    refused: per reason, and the newest."""
+    st.caption(f"{figures.waiting:,} correction(s) waiting for their sale; {figures.orphans:,} of them for longer "
+               f"than {orphan_timeout} ([analytics] orphan_timeout): orphans, shown here (they keep waiting: "
+               "Silver applies one when its sale arrives).")
+    orphans = wt.orphans(silver, now, orphan_timeout.seconds)
+    if orphans:
+        st.dataframe([{"Received": _utc(o["recu_le"]), "Waiting for": duration(o["attente_s"]), **_event(o)}
+                      for o in orphans], hide_index=True)
+    if not silver.rejected:
+        st.caption("No event refused by Silver.")
+        return
+    st.caption(f"{silver.rejected:,} event(s) refused by Silver (a return of more than remains, a correction "
+               f"after a cancellation or naming another client, a re-used id); the newest {wt.LATEST_REJECTIONS}:")
+    left, right = st.columns([1, 3])
+    left.dataframe([{"Why refused": r["raison"], "Events": r["events"]} for r in wt.rejections_by_reason(silver)],
+                   hide_index=True)
+    right.dataframe([{"Received": _utc(r["recu_le"]), "Why": r["raison"], **_event(r)}
+                     for r in wt.latest_rejections(silver)], hide_index=True)
 
 
 def show_stream(paths: Paths) -> None:
@@ -218,7 +282,7 @@ def show_latest_sales(paths: Paths) -> None:
                   for s in wt.latest_sales(paths)], hide_index=True)
 
 
-def body(paths: Paths, run: wt.SilverRun | None) -> None:
+def body(paths: Paths, run: wt.SilverRun | None, orphan_timeout: Duration) -> None:
     try:
         has_data = paths.silver_dir.exists() or paths.bronze_metrics.exists()
         has_silver = (paths.silver("clients") / "_delta_log").is_dir()
@@ -230,16 +294,17 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
     if not has_data:
         st.info(no_data_message(paths))
         return
-    silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the two Silver sections
+    silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the Silver sections
+    # Orphans as of now, or as of the run shown.
+    now = datetime.now(timezone.utc) if run is None else run.committed
 
     def headline() -> None:
         if run is None:  # the latest tables; an earlier run says when it was written, and nothing more
             # Read before the tables: they are then at least as recent as the line says.
-            now = datetime.now(timezone.utc)
             show_freshness(read_freshness(paths.silver_status, now), now)
         tables = wt.read_silver(paths, run)
-        silver.append((tables, wt.headline(tables)))
-        show_headline(*silver[0], run)
+        silver.append((tables, wt.headline(tables, now, orphan_timeout.seconds)))
+        show_headline(*silver[0], run, orphan_timeout)
 
     if has_silver:
         section("Sales (Silver)", paths, headline)
@@ -247,7 +312,10 @@ def body(paths: Paths, run: wt.SilverRun | None) -> None:
         st.info(no_data_message(paths))
     section("Stream health (Bronze)", paths, lambda: show_stream(paths))
     if silver:
-        section("Revenue by country, segment and day · top clients", paths, lambda: show_breakdowns(*silver[0]))
+        section("Net revenue, refunds and returns by country, segment, day and product · top clients", paths,
+                lambda: show_breakdowns(*silver[0]))
+        section("Orphan corrections and events Silver refused", paths,
+                lambda: show_corrections(*silver[0], now, orphan_timeout))
     section("Quarantine", paths, lambda: show_quarantine(paths))
     section(f"Latest {wt.LATEST_SALES} sales received", paths, lambda: show_latest_sales(paths))
 
@@ -265,5 +333,5 @@ def page() -> None:
     st.caption(f"Data: {paths.delta_dir} · " + (f"refreshes every {refresh:g} s" if run is None
                                                  else "pinned to an earlier Silver run (no refresh)"))
     # Only the page's body reruns on the timer; the picker keeps its choice.
-    st.fragment(run_every=refresh if run is None else None)(body)(paths, run)
+    st.fragment(run_every=refresh if run is None else None)(body)(paths, run, cfg.analytics.orphan_timeout)
 

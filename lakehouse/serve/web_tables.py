@@ -1,9 +1,11 @@
 """What the web dashboard reads, through delta-rs (``deltalake``): no JVM, so the page opens in about a second.
 
 Bronze is never scanned: its row count comes from the Delta log (each file's ``numRecords``), the latest
-sales from its newest files only. Silver is read whole (one row per client, country, segment, day), as
-of the latest run or of an earlier one (time travel: each Silver commit is tagged with its run's batch).
-The figures are the Silver tables' own; nothing here computes them another way.
+sales from its newest files only. Silver's tables of figures are read whole (one row per client, country,
+segment, day, product), with the corrections waiting for their sale and the newest events Silver refused,
+as of the latest run or of an earlier one (time travel: each Silver commit is tagged with its run's batch).
+The figures are the Silver tables' own (net revenue: gross sales less refunds and cancellations); nothing
+here computes them another way.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pa_fs
 from deltalake import DeltaTable
 
+from lakehouse.platform.config import SCHEMA, parse_duration
 from lakehouse.platform.lake import LakePath, ObjectPath
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.safe_text import for_web
-from lakehouse.silver.tables import SILVER_TABLES, TIERS, tagged_batch
+from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, TIERS, tagged_batch
 
 log = logging.getLogger(__name__)
 
 TOP_CLIENTS = 10
+TOP_PRODUCTS = 50
 LATEST_SALES = 20
+LATEST_REJECTIONS = 20  # events Silver refused, the newest
 QUARANTINE_SAMPLES = 10
 RUNS_LISTED = 100  # Silver runs offered for time travel (the newest)
 SERIES_WINDOW = timedelta(minutes=30)  # stream health's time series
@@ -135,9 +140,14 @@ def row_count(path: Path) -> int | None:
 def newest_rows(path: Path, columns: list[str], order: list[tuple[str, str]], limit: int) -> pa.Table:
     """The ``limit`` newest rows by ``order``, read from the most recently written files only (enough of
     them to hold ``limit`` rows)."""
-    table = open_table(path)
+    return _newest_rows(path, open_table(path), columns, order, limit)
+
+
+def _newest_rows(path: Path, table: DeltaTable, columns: list[str] | None, order: list[tuple[str, str]],
+                 limit: int) -> pa.Table:
+    """``newest_rows`` of the table as loaded (any version)."""
     files = _files(table)
-    if files.num_rows == 0:
+    if files.num_rows == 0 or limit <= 0:
         return _read(path, table, columns, [])
     files = files.sort_by([("modification_time", "descending")])
     counts = files["num_records"].to_pylist()
@@ -152,52 +162,119 @@ def newest_rows(path: Path, columns: list[str], order: list[tuple[str, str]], li
 
 # --- Silver -------------------------------------------------------------------------------------------
 
+# Silver's tables that only the batches that change them write (the figure tables are written by every batch).
+SIDE_TABLES = tuple(t for t in SILVER_TABLES if t not in FIGURE_TABLES)
+# Commits of a side table looked at to find its version of each listed run: a side table commits at most once
+# per batch, plus its upkeep's commits.
+SIDE_HISTORY = 2 * RUNS_LISTED
+# A correction waiting for its sale for longer than this is an orphan: [analytics] orphan_timeout's default,
+# for readers given no configuration (the Silver job's terminal dashboard).
+DEFAULT_ORPHAN_TIMEOUT_S = parse_duration(SCHEMA["analytics"]["orphan_timeout"].default).seconds
+EVENT_ORDER = [("recu_le", "descending"), ("kafka_partition", "ascending"), ("kafka_offset", "descending")]
+
+
 @dataclass(frozen=True)
 class SilverRun:
-    """One Silver run: its batch and, for each Silver table, the version it committed."""
+    """One Silver run: its batch and, for each Silver table, the version it committed (or, for a table the
+    batch did not change, the version it read)."""
 
     batch_id: int
     committed: datetime
     versions: dict[str, int]
 
 
+def _commits(table: DeltaTable, limit: int) -> list[tuple[int, int, int | None]]:
+    """(version, commit time in ms, tagged batch or None) of the table's newest ``limit`` commits, newest
+    first."""
+    return [(c["version"], c["timestamp"], tagged_batch(c.get("userMetadata"))) for c in table.history(limit)]
+
+
+def side_version(commits: list[tuple[int, int, int | None]], batch_id: int, committed_ms: int) -> int | None:
+    """The version of a side table that run ``batch_id`` (committed at ``committed_ms``) saw: the newest commit
+    tagged with that batch or an earlier one, or an untagged one made by then (the empty table Silver creates,
+    a compaction); None when ``commits`` (newest first) do not reach back that far."""
+    for version, ms, batch in commits:
+        if (batch is not None and batch <= batch_id) or (batch is None and ms <= committed_ms):
+            return version
+    return None
+
+
+def _version_at(path: Path, moment: datetime) -> int | None:
+    """The table's version at ``moment`` (its newest commit made by then), or None when its log no longer
+    goes back that far."""
+    table = open_table(path)
+    try:
+        table.load_as_version(moment)
+    except Exception:  # delta-rs: no version that old is left (log cleaned up)
+        log.info("No version of %s at %s", path, moment, exc_info=True)
+        return None
+    return table.version()
+
+
 def silver_runs(paths: Paths, limit: int = RUNS_LISTED) -> list[SilverRun]:
-    """The newest Silver runs that every Silver table still has in its history, newest first."""
+    """The newest Silver runs, newest first: the batches that every figure table (written by every batch)
+    still has a tagged commit of, with the version of every Silver table as of each."""
     found: dict[int, dict[str, tuple[int, int]]] = {}
-    for name in SILVER_TABLES:
-        table = open_table(paths.silver(name))
-        for commit in table.history(limit):
-            batch = tagged_batch(commit.get("userMetadata"))
+    for name in FIGURE_TABLES:
+        for version, ms, batch in _commits(open_table(paths.silver(name)), limit):
             if batch is not None:
-                found.setdefault(batch, {}).setdefault(name, (commit["version"], commit["timestamp"]))
-    runs = [SilverRun(batch, datetime.fromtimestamp(max(ms for _, ms in tables.values()) / 1000, timezone.utc),
-                      {name: version for name, (version, _) in tables.items()})
-            for batch, tables in found.items() if len(tables) == len(SILVER_TABLES)]
+                found.setdefault(batch, {}).setdefault(name, (version, ms))
+    side = {name: _commits(open_table(paths.silver(name)), SIDE_HISTORY) for name in SIDE_TABLES}
+    runs = []
+    for batch, tables in found.items():
+        if len(tables) != len(FIGURE_TABLES):
+            continue
+        committed_ms = max(ms for _, ms in tables.values())
+        committed = datetime.fromtimestamp(committed_ms / 1000, timezone.utc)
+        versions = {name: version for name, (version, _) in tables.items()}
+        for name in SIDE_TABLES:
+            version = side_version(side[name], batch, committed_ms)
+            versions[name] = version if version is not None else _version_at(paths.silver(name), committed)
+        if None not in versions.values():  # a side table whose history no longer reaches that run: not offered
+            runs.append(SilverRun(batch, committed, versions))
     return sorted(runs, key=lambda r: r.batch_id, reverse=True)
 
 
 @dataclass(frozen=True)
 class Silver:
-    """The four Silver tables as Arrow tables, and the version of each that was read."""
+    """The Silver tables as Arrow tables, and the version of each that was read.
+
+    ``ventes`` (one row per sale) is not read: the page shows figures, and one sale is the menu's question.
+    ``rejets`` holds the newest refused events only, ``rejets_by_raison`` counts all of them."""
 
     clients: pa.Table
     pays: pa.Table
     segments: pa.Table
     ventes_jour: pa.Table
+    produits: pa.Table
+    corrections_en_attente: pa.Table
+    rejets: pa.Table  # the newest first
+    rejets_by_raison: dict[str, int]
     versions: dict[str, int]
-    committed: datetime | None  # when the newest of the four was written
+    committed: datetime | None  # when the newest of the figure tables was written
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.rejets_by_raison.values())
 
 
-def read_silver(paths: Paths, run: SilverRun | None = None) -> Silver:
-    """The Silver tables, latest or as of ``run``."""
+def read_silver(paths: Paths, run: SilverRun | None = None, rejections: int = LATEST_REJECTIONS) -> Silver:
+    """The Silver tables, latest or as of ``run``; of ``rejets``, the newest ``rejections`` events and the
+    count of each reason."""
     tables, versions, committed = {}, {}, []
     for name in SILVER_TABLES:
         path = paths.silver(name)
         table = open_table(path, None if run is None else run.versions[name])
-        tables[name] = _read(path, table, None)
         versions[name] = table.version()
-        if run is None:  # the table's newest commit (its history starts there whatever version is loaded)
+        if run is None and name in FIGURE_TABLES:  # the table's newest commit (whatever version is loaded)
             committed += [c["timestamp"] for c in table.history(1)]
+        if name == "rejets":
+            reasons = _read(path, table, ["raison"])["raison"]
+            counts = pc.value_counts(reasons).to_pylist() if len(reasons) else []
+            tables["rejets_by_raison"] = {c["values"]: c["counts"] for c in counts}
+            tables["rejets"] = _newest_rows(path, table, None, EVENT_ORDER, rejections)
+        elif name != "ventes":
+            tables[name] = _read(path, table, None)
     when = run.committed if run is not None else \
         datetime.fromtimestamp(max(committed) / 1000, timezone.utc) if committed else None
     return Silver(**tables, versions=versions, committed=when)
@@ -205,15 +282,38 @@ def read_silver(paths: Paths, run: SilverRun | None = None) -> Silver:
 
 @dataclass(frozen=True)
 class Headline:
+    """Silver's totals: sales and money as the countries table counts them (revenue is net: gross sales less
+    refunds and what cancellations voided), clients from the clients table, corrections from theirs."""
+
     sales: int
     revenue: Decimal
     clients: int
     loyal: int
     tiers: dict[str, int]
+    gross: Decimal = Decimal("0.00")
+    refunds: Decimal = Decimal("0.00")
+    cancelled: Decimal = Decimal("0.00")
+    returns: int = 0
+    cancellations: int = 0
+    units_sold: int = 0
+    units_returned: int = 0
+    waiting: int = 0
+    orphans: int = 0
+    rejected: int = 0
+
+    @property
+    def purchases(self) -> int:
+        """Sales not cancelled."""
+        return self.sales - self.cancellations
 
     @property
     def average_basket(self) -> Decimal | None:
-        return (self.revenue / self.sales).quantize(Decimal("0.01")) if self.sales else None
+        return (self.revenue / self.purchases).quantize(Decimal("0.01")) if self.purchases > 0 else None
+
+    @property
+    def return_rate(self) -> float | None:
+        """Units returned per unit sold (as Silver's ``taux_retour``)."""
+        return self.units_returned / self.units_sold if self.units_sold else None
 
 
 def _sum(column: pa.ChunkedArray, zero: int | Decimal):
@@ -221,17 +321,28 @@ def _sum(column: pa.ChunkedArray, zero: int | Decimal):
     return sum((v for v in column.to_pylist() if v is not None), zero)
 
 
-def headline(silver: Silver) -> Headline:
-    """Sales and revenue as the countries table counts them; clients, loyalty and tiers from the clients
-    table (the same figures as the terminal dashboard)."""
-    clients = silver.clients
+def headline(silver: Silver, now: datetime | None = None,
+             orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S) -> Headline:
+    """Sales, money and returns as the countries table counts them; clients, loyalty and tiers from the
+    clients table (the same figures as the terminal dashboard); corrections waiting, orphans as of ``now``
+    (default: this moment) and events refused."""
+    clients, pays = silver.clients, silver.pays
     tiers = pc.value_counts(clients["segment_depense"]).to_pylist() if clients.num_rows else []
     by_tier = {t["values"]: t["counts"] for t in tiers}
-    return Headline(sales=int(_sum(silver.pays["nb_ventes"], 0)),
-                    revenue=_sum(silver.pays["chiffre_affaires"], Decimal("0.00")),
+    cents = Decimal("0.00")
+    return Headline(sales=int(_sum(pays["nb_ventes"], 0)),
+                    revenue=_sum(pays["chiffre_affaires"], cents),
                     clients=clients.num_rows,
                     loyal=int(_sum(clients["est_client_fidele"].cast(pa.int64()), 0)),
-                    tiers={t: int(by_tier.get(t, 0)) for t in TIERS})
+                    tiers={t: int(by_tier.get(t, 0)) for t in TIERS},
+                    gross=_sum(pays["chiffre_affaires_brut"], cents), refunds=_sum(pays["remboursements"], cents),
+                    cancelled=_sum(pays["montant_annule"], cents), returns=int(_sum(pays["nb_retours"], 0)),
+                    cancellations=int(_sum(pays["nb_annulations"], 0)),
+                    units_sold=int(_sum(pays["quantite_vendue"], 0)),
+                    units_returned=int(_sum(pays["quantite_retournee"], 0)),
+                    waiting=silver.corrections_en_attente.num_rows,
+                    orphans=len(orphans(silver, now or datetime.now(timezone.utc), orphan_timeout_s)),
+                    rejected=silver.rejected)
 
 
 def shown(rows: list[dict]) -> list[dict]:
@@ -240,14 +351,41 @@ def shown(rows: list[dict]) -> list[dict]:
 
 
 def top_clients(silver: Silver, n: int = TOP_CLIENTS) -> list[dict]:
-    """The ``n`` clients with the largest total_depense (ties by client_id), as the page shows them."""
+    """The ``n`` clients with the largest total_depense (net; ties by client_id), as the page shows them."""
     return shown(silver.clients.sort_by([("total_depense", "descending"), ("client_id", "ascending")])
                  .slice(0, n).to_pylist())
+
+
+def top_products(silver: Silver, n: int = TOP_PRODUCTS) -> list[dict]:
+    """The ``n`` products with the largest net revenue (ties by product id and category), as the page shows
+    them."""
+    return shown(silver.produits.sort_by([("chiffre_affaires", "descending"), ("produit_id", "ascending"),
+                                          ("categorie", "ascending")]).slice(0, n).to_pylist())
 
 
 def ordered(table: pa.Table, order: list[tuple[str, str]]) -> list[dict]:
     """The rows in ``order``, as the page shows them."""
     return shown(table.sort_by(order).to_pylist())
+
+
+def orphans(silver: Silver, now: datetime, timeout_s: float) -> list[dict]:
+    """The corrections waiting for their sale for longer than ``timeout_s`` at ``now`` (aware), oldest first,
+    each with ``attente_s``: the seconds since Bronze received it. They keep waiting: Silver never drops one."""
+    cutoff = now - timedelta(seconds=timeout_s)
+    rows = [r for r in silver.corrections_en_attente.to_pylist() if r["recu_le"] is not None and r["recu_le"] < cutoff]
+    rows.sort(key=lambda r: (r["recu_le"], r["kafka_partition"], r["kafka_offset"]))
+    return shown([{**r, "attente_s": (now - r["recu_le"]).total_seconds()} for r in rows])
+
+
+def latest_rejections(silver: Silver) -> list[dict]:
+    """The newest events Silver refused (``rejets``), newest first, as the page shows them."""
+    return shown(silver.rejets.to_pylist())
+
+
+def rejections_by_reason(silver: Silver) -> list[dict]:
+    """Events refused per reason (``raison``), most frequent first."""
+    return sorted(({"raison": for_web(r or ""), "events": n} for r, n in silver.rejets_by_raison.items()),
+                  key=lambda r: (-r["events"], r["raison"]))
 
 
 # --- the stream ---------------------------------------------------------------------------------------
