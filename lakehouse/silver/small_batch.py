@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any, Iterable, Mapping
 
 from lakehouse.silver.corrections import AMOUNTS, COUNTS, ZERO
-from lakehouse.silver.transforms import HISTORIQUE, TOTALS, ClientRules
+from lakehouse.silver.transforms import CLIENT_MONEY, CLIENT_SUMS, HISTORIQUE, TOTALS, ClientRules
 
 Row = Mapping[str, Any]
 CENT = Decimal("0.01")
@@ -52,19 +52,6 @@ def basket(total: Decimal, purchases: int) -> Decimal | None:
     return average(total, purchases) if purchases > 0 else None
 
 
-# Client columns that bookings add to: column -> {booking measure: sign}.
-CLIENT_SUMS = {
-    "nb_achats": {"nb_ventes": 1, "nb_annulations": -1},
-    "total_quantite": {"quantite_vendue": 1, "quantite_retournee": -1, "quantite_annulee": -1},
-    "total_depense": {"chiffre_affaires_brut": 1, "remboursements": -1, "montant_annule": -1},
-    "total_brut": {"chiffre_affaires_brut": 1},
-    "total_rembourse": {"remboursements": 1},
-    "total_annule": {"montant_annule": 1},
-    "quantite_retournee": {"quantite_retournee": 1},
-    "nb_retours": {"nb_retours": 1},
-    "nb_annulations": {"nb_annulations": 1},
-}
-_CLIENT_MONEY = ("total_depense", "total_brut", "total_rembourse", "total_annule")
 
 
 def client_rows_after(before: Mapping[str, Row], sales: Iterable[Row], bookings: Iterable[Row],
@@ -78,7 +65,7 @@ def client_rows_after(before: Mapping[str, Row], sales: Iterable[Row], bookings:
         if row is None:
             old = before.get(cid)
             row = touched[cid] = dict(old) if old is not None else {
-                "client_id": cid, **{c: ZERO if c in _CLIENT_MONEY else 0 for c in CLIENT_SUMS},
+                "client_id": cid, **{c: ZERO if c in CLIENT_MONEY else 0 for c in CLIENT_SUMS},
                 "achat_min": None, "achat_max": None, "premier_achat": None, "dernier_achat": None,
                 "dernier_vente_id": None, "client_nom": None, "pays": None, "segment": None}
             sets = (old or {}).get("historique") or {}

@@ -45,7 +45,7 @@ VENTES_JOUR_COLUMNS = ["jour", "nb_ventes", "chiffre_affaires", "nb_clients", "q
 PRODUITS_COLUMNS = ["produit_id", "categorie", "produit_nom", "nb_ventes", "chiffre_affaires", "panier_moyen",
                     "quantite_vendue", *_CORRECTED, "taux_retour", "derniere_vente", "derniere_vente_id"]
 
-# Client columns that bookings add to: column -> {booking measure: sign} (as small_batch.CLIENT_SUMS).
+# Client columns that bookings add to: column -> {booking measure: sign} (both paths).
 CLIENT_SUMS = {
     "nb_achats": {"nb_ventes": 1, "nb_annulations": -1},
     "total_quantite": {"quantite_vendue": 1, "quantite_retournee": -1, "quantite_annulee": -1},
@@ -57,7 +57,7 @@ CLIENT_SUMS = {
     "nb_retours": {"nb_retours": 1},
     "nb_annulations": {"nb_annulations": 1},
 }
-_CLIENT_MONEY = ("total_depense", "total_brut", "total_rembourse", "total_annule")
+CLIENT_MONEY = ("total_depense", "total_brut", "total_rembourse", "total_annule")
 
 BOOKING_SCHEMA = T.StructType(
     [T.StructField("jour", T.DateType()), *[T.StructField(d, T.StringType()) for d in DIMENSIONS],
@@ -118,7 +118,7 @@ def _sum(measure: str) -> Column:
 def _client_sums(bookings_df: DataFrame) -> DataFrame:
     sums = bookings_df.groupBy("client_id").agg(*[_sum(m).alias(m) for m in MEASURES])
     return sums.select("client_id", *[
-        sum(F.col(m) * sign for m, sign in terms.items()).cast(MONEY_SUM if c in _CLIENT_MONEY else "long").alias(c)
+        sum(F.col(m) * sign for m, sign in terms.items()).cast(MONEY_SUM if c in CLIENT_MONEY else "long").alias(c)
         for c, terms in CLIENT_SUMS.items()])
 
 
