@@ -84,7 +84,8 @@ def test_demo_runs_stops_cleanly_and_resumes(spark, kafka_bootstrap, topic, tmp_
     assert web_answered == [b"ok"] and f"Web dashboard: http://127.0.0.1:{web_port}" in log.read_text()
     first = read_json(paths.producer_summary)
     out = log.read_text()
-    assert re.search(r"Stream: [\d.]+ events/s in · [\d,]+ sales into Bronze this run", out)
+    assert re.search(r"Stream: [\d.]+ events/s in · [\d,]+ sales and [\d,]+ returns or cancellations into Bronze "
+                     r"this run", out)
     assert re.search(r"Sales [1-9][\d,]*   Revenue [\d,]+\.\d\d €", out)
     # Above Silver's figures, how old they are, read from Silver's status file at each refresh.
     assert re.search(r"\nSilver interval: newest sale counted \d+ (s|min) ago, last batch committed \d+ s ago\n"
@@ -204,10 +205,11 @@ def test_an_unreachable_cluster_is_not_replaced_by_a_single_broker(tmp_path) -> 
 
 
 def test_health_line() -> None:
-    status = {"bronze_rows_total": 1234, "quarantined_rows_total": 2, "duplicate_rows_total": 1, "kafka_lag": 0,
-              "last_batch": {"latency_p50_ms": 1500}}
-    assert format_health(status, 3.04) == ("Stream: 3.0 events/s in · 1,234 sales into Bronze this run · "
-                                           "last batch latency 1.5 s · quarantined 2 · duplicates 1 · Kafka lag 0")
+    status = {"bronze_rows_total": 1234, "correction_rows_total": 40, "quarantined_rows_total": 2,
+              "duplicate_rows_total": 1, "kafka_lag": 0, "last_batch": {"latency_p50_ms": 1500}}
+    assert format_health(status, 3.04) == (
+        "Stream: 3.0 events/s in · 1,234 sales and 40 returns or cancellations into Bronze this run · "
+        "last batch latency 1.5 s · quarantined 2 · duplicates 1 · Kafka lag 0")
     assert format_health(None, None).startswith("Stream: starting")
 
 

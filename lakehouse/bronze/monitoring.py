@@ -46,7 +46,8 @@ class BronzeProgressLogger(StreamingQueryListener):
         self.writer, self.status_file, self.metrics = writer, status_file, metrics
         self.terminated = threading.Event()  # events arrive in order: after this one, none is pending
         self.status: dict = {"started_at": time.time(), "batches": 0, "input_rows_total": 0,
-                             "bronze_rows_total": 0, "quarantined_rows_total": 0, "duplicate_rows_total": 0,
+                             "bronze_rows_total": 0, "correction_rows_total": 0, "quarantined_rows_total": 0,
+                             "duplicate_rows_total": 0,
                              "last_batch": None, "kafka_lag": None}
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API names)
@@ -70,10 +71,10 @@ class BronzeProgressLogger(StreamingQueryListener):
         self._write_status(counts, lag)
         if counts is None:
             return
-        log.info("📊 Batch %d: %d rows in %d ms (%.0f rows/s) → bronze %d, quarantined %d, duplicates %d, "
-                 "late %d; produce-to-commit p50 %s ms; Kafka lag %s", progress.batchId,
+        log.info("📊 Batch %d: %d rows in %d ms (%.0f rows/s) → bronze %d, corrections %d, quarantined %d, "
+                 "duplicates %d, late %d; produce-to-commit p50 %s ms; Kafka lag %s", progress.batchId,
                  counts["input_rows"], counts["duration_ms"], counts["rows_per_s"] or 0.0,
-                 counts["bronze_rows"], counts["quarantined_rows"], counts["duplicate_rows"],
+                 counts["bronze_rows"], counts["correction_rows"], counts["quarantined_rows"], counts["duplicate_rows"],
                  counts["late_rows"], counts["latency_p50_ms"], "unknown" if lag is None else lag)
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
@@ -88,7 +89,7 @@ class BronzeProgressLogger(StreamingQueryListener):
         status.update(updated_at=time.time(), kafka_lag=lag)
         if counts is not None:
             status["batches"] += 1
-            for key in ("input_rows", "bronze_rows", "quarantined_rows", "duplicate_rows"):
+            for key in ("input_rows", "bronze_rows", "correction_rows", "quarantined_rows", "duplicate_rows"):
                 status[f"{key}_total"] += counts[key]
             status["last_batch"] = {k: (v.isoformat() if isinstance(v, datetime) else v)
                                     for k, v in counts.items()}

@@ -145,7 +145,8 @@ def format_health(status: dict | None, rate: float | None) -> str:
     latency = last.get("latency_p50_ms")
     lag = status.get("kafka_lag")
     return (f"Stream: {'—' if rate is None else f'{rate:.1f}'} events/s in · "
-            f"{status.get('bronze_rows_total', 0):,} sales into Bronze this run · "
+            f"{status.get('bronze_rows_total', 0):,} sales and {status.get('correction_rows_total', 0):,} "
+            "returns or cancellations into Bronze this run · "
             f"last batch latency {'—' if latency is None else f'{latency / 1000:.1f} s'} · "
             f"quarantined {status.get('quarantined_rows_total', 0):,} · "
             f"duplicates {status.get('duplicate_rows_total', 0):,} · Kafka lag {'—' if lag is None else lag}")
