@@ -1,9 +1,10 @@
 """The long-running Silver job (streaming_silver.py --continuous) as users run it: kill -9 in the middle of a
-batch and a restart leave the tables of an uninterrupted run; SIGTERM stops it after its batch; its
-Prometheus endpoint counts what it merged."""
+batch and a restart leave the tables of an uninterrupted run (and, with returns and cancellations, the oracle's);
+SIGTERM stops it after its batch; its Prometheus endpoint counts what it merged."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from decimal import Decimal
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -20,8 +22,13 @@ from lakehouse.platform.delta import checkpoint_entries
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.freshness import read_freshness
 from lakehouse.silver.job import read_rows
+from lakehouse.silver.tables import FIGURE_TABLES
 from tests.conftest import free_port, make_config, write_config
-from tests.test_silver_incremental import append_bronze, assert_silver_equals_full_recompute, random_sales
+from tests.test_silver_corrections import RULES, Ev, assert_matches, oracle, read_silver
+from tests.test_silver_incremental import (RECEIVED, UTC, BronzeLog, assert_silver_equals_full_recompute,
+                                           random_corrections, random_event_sales)
+
+START = dt.datetime(2024, 12, 1, tzinfo=UTC)  # the events' first day (of four)
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -60,12 +67,23 @@ def test_kill_9_in_a_batch_then_a_restart_equals_an_uninterrupted_run_and_sigter
     cfg = make_config(tmp_path / "data")
     paths = Paths.from_config(cfg)
     metrics_port = free_port()
-    config = write_config(tmp_path / "config.ini", cfg, analytics={"silver_trigger": "0.5 s"},
-                          monitoring={"metrics_port_silver": metrics_port})
+    # Silver with the oracle's client rules (loyalty, spending tiers).
+    config = write_config(tmp_path / "config.ini", cfg, analytics={
+        "silver_trigger": "0.5 s", "loyalty_threshold": RULES.loyalty_threshold,
+        "premium_threshold": RULES.premium_threshold, "standard_threshold": RULES.standard_threshold},
+        monitoring={"metrics_port_silver": metrics_port})
     log_file = tmp_path / "silver.log"
     rng = random.Random(5)
+    bronze = BronzeLog(spark, paths, rng, RECEIVED)
+    first, second = random_event_sales(rng, 0, 60_000, START), random_event_sales(rng, 60_000, 25, START)
+    # Returns and cancellations: two on average for each of 150 sales (some refused: their units or money gone,
+    # the sale cancelled, another client), of sales not sent yet (they wait), and of a sale never sent.
+    corrected = first[:150]
+    corrections = random_corrections(rng, corrected, 300, 0, START) + random_corrections(rng, second, 10, 300, START)
+    corrections.append(Ev("retour", "jamais_vendue", "C1", START, retour_id="r_orphan", quantite=1,
+                          montant=Decimal("1.00")))
     # A first batch large enough for Spark's path (seconds long): the kill lands inside it.
-    append_bronze(spark, paths, random_sales(rng, 0, 60_000))
+    bronze.append(first + corrections)
     silver = start_silver(config, log_file)
     try:
         planned = lambda: checkpoint_entries(paths.silver_checkpoint, "offsets") >= 1  # noqa: E731
@@ -73,18 +91,22 @@ def test_kill_9_in_a_batch_then_a_restart_equals_an_uninterrupted_run_and_sigter
         assert checkpoint_entries(paths.silver_checkpoint, "commits") == 0  # in the middle of the batch
         os.killpg(silver.pid, signal.SIGKILL)
         silver.wait(30)
-        append_bronze(spark, paths, random_sales(rng, 60_000, 25))
+        bronze.append(second + random_corrections(rng, corrected + second, 20, 320, START))
 
         silver = start_silver(config, log_file)  # the lock the killed job held is free again
         wait_for(lambda: counted(paths) == 60_025, "both batches counted", silver, log_file)
-        # And later sales, in small batches merged in the driver, while the stream runs.
-        for start in (60_025, 60_030, 60_040):
-            append_bronze(spark, paths, random_sales(rng, start, 5 if start < 60_040 else 10))
+        # And later sales and corrections, in small batches merged in the driver, while the stream runs.
+        later = []
+        for start, n in ((60_025, 5), (60_030, 5), (60_040, 10)):
+            sales = random_event_sales(rng, start, n, START)
+            later += sales
+            bronze.append(sales + random_corrections(rng, corrected + second + later, 4, start, START))
             time.sleep(1)
+        # A batch's corrections are written before its sales: once its sales are counted, they are merged too.
         wait_for(lambda: counted(paths) == 60_045, "the later batches", silver, log_file)
         # Its Prometheus endpoint counts what this run merged: everything (the killed run committed nothing).
         samples = scrape(metrics_port)
-        assert samples["lakehouse_silver_rows_merged_total"] == 60_045
+        assert samples["lakehouse_silver_rows_merged_total"] == len(bronze.arrived) == 60_045 + 343
         assert samples["lakehouse_silver_batches_total"] >= 2
         assert samples["lakehouse_silver_freshness_seconds"] >= 0
         assert samples["lakehouse_silver_jvm_heap_used_bytes"] > 0
@@ -96,4 +118,7 @@ def test_kill_9_in_a_batch_then_a_restart_equals_an_uninterrupted_run_and_sigter
     log = log_file.read_text()
     assert "Silver stream stopped after" in log
     assert read_freshness(paths.silver_status).state == "stopped"
-    assert_silver_equals_full_recompute(spark, paths)
+    # The figures as a full recompute gives them, and every table as the oracle does (each sale's state
+    # too: compared to a recompute, its 60,045 rows would take longer than the rest of the check).
+    assert_silver_equals_full_recompute(spark, paths, RULES, FIGURE_TABLES)
+    assert_matches(oracle(bronze.arrived), *read_silver(spark, paths))
