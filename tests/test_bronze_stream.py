@@ -73,9 +73,13 @@ def test_mixed_input_reconciles_exactly(spark, kafka_bootstrap, topic, tmp_path)
     assert len(refusal) == 1 and f"(pid {os.getpid()} on host" in refusal[0]
 
     bronze, quarantine, metrics = tables(spark, Paths.from_config(cfg))
+    corrections = spark.read.format("delta").load(str(Paths.from_config(cfg).corrections))
     in_topic = first["generated"] + second["generated"] + 1
     duplicates = metrics.agg(F.sum("duplicate_rows")).first()[0]
-    assert bronze.count() + quarantine.count() + duplicates == in_topic
+    # The producer's default returns and cancellations (config.ini) land in the corrections table.
+    sent_corrections = sum(s["returns"] + s["cancellations"] for s in (first, second))
+    assert sent_corrections > 0 and corrections.count() == sent_corrections
+    assert bronze.count() + corrections.count() + quarantine.count() + duplicates == in_topic
     injected = second["injected"]
     assert duplicates == injected["duplicate"]
     assert bronze.filter("is_late").count() == injected["late"]
@@ -138,7 +142,13 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
     bronze, quarantine, metrics = tables(spark, paths)
     assertDataFrameEqual(bronze.drop(*run_columns), ref_bronze.drop(*run_columns))
     assertDataFrameEqual(quarantine.drop(*run_columns), ref_quarantine.drop(*run_columns))
-    assert bronze.count() + quarantine.count() + metrics.agg(F.sum("duplicate_rows")).first()[0] == 2000
+    # The producer's default returns and cancellations too: the same corrections table.
+    load = lambda p: spark.read.format("delta").load(str(p))  # noqa: E731
+    corrections, ref_corrections = load(paths.corrections), load(Paths.from_config(reference).corrections)
+    assert corrections.count() > 0
+    assertDataFrameEqual(corrections.drop(*run_columns), ref_corrections.drop(*run_columns))
+    assert bronze.count() + corrections.count() + quarantine.count() \
+        + metrics.agg(F.sum("duplicate_rows")).first()[0] == 2000
     # One metrics row per batch, none lost to the kills (rows not yet flushed come back from the commits).
     assert metrics.groupBy("query_id", "batch_id").count().filter("count > 1").count() == 0
     assert metrics.agg(F.sum("input_rows")).first()[0] == 2000

@@ -79,7 +79,7 @@ def test_demo_runs_stops_cleanly_and_resumes(spark, kafka_bootstrap, topic, tmp_
                     web_answered.append(answer.read())
             except OSError:
                 pass
-        return log.exists() and "Top 10 clients by revenue" in log.read_text() and bool(web_answered)
+        return log.exists() and "Top 10 clients by net revenue" in log.read_text() and bool(web_answered)
     run_demo_until(config, marker, view_shows_silver, log, "the Silver dashboard in the live view and the web page")
     assert web_answered == [b"ok"] and f"Web dashboard: http://127.0.0.1:{web_port}" in log.read_text()
     first = read_json(paths.producer_summary)
