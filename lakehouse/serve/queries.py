@@ -152,12 +152,18 @@ def waiting_corrections(waiting_df: DataFrame, now: datetime, orphan_timeout_s: 
     return df.orderBy("recu_le", "kafka_partition", "kafka_offset")
 
 
+def per_reason(df: DataFrame, reason: str, received: str, counted: str) -> DataFrame:
+    """Rows per ``reason``, most frequent first (the count named ``counted``), with the first and last time in
+    ``received``."""
+    return (df.groupBy(reason)
+            .agg(F.count(F.lit(1)).alias(counted), F.min(received).alias("first_seen"),
+                 F.max(received).alias("last_seen"))
+            .orderBy(F.desc(counted), reason))
+
+
 def rejections_summary(rejets_df: DataFrame) -> DataFrame:
     """Events Silver refused per reason (``raison``), most frequent first, with the first and last received."""
-    return (rejets_df.groupBy("raison")
-            .agg(F.count(F.lit(1)).alias("events"), F.min("recu_le").alias("first_seen"),
-                 F.max("recu_le").alias("last_seen"))
-            .orderBy(F.desc("events"), "raison"))
+    return per_reason(rejets_df, "raison", "recu_le", "events")
 
 
 def latest_rejections(rejets_df: DataFrame, limit: int = 20) -> DataFrame:
@@ -250,10 +256,7 @@ class SaleStory:
 
 def quarantine_summary(quarantine_df: DataFrame) -> DataFrame:
     """Quarantined records per reason, most frequent first, with the first and last arrival."""
-    return (quarantine_df.groupBy("reason")
-            .agg(F.count(F.lit(1)).alias("records"), F.min("ingestion_ts").alias("first_seen"),
-                 F.max("ingestion_ts").alias("last_seen"))
-            .orderBy(F.desc("records"), "reason"))
+    return per_reason(quarantine_df, "reason", "ingestion_ts", "records")
 
 
 def quarantine_samples(quarantine_df: DataFrame, per_reason: int = 2) -> DataFrame:
