@@ -54,6 +54,8 @@ from lakehouse.serve.web_tables import TableProblem, read_silver  # noqa: E402
 
 BATCH_LINE = re.compile(r"Silver batch (\d+): (\d+) Bronze rows merged in ([\d.]+) s \((.*)\)")
 STEP = re.compile(r"([a-z_ ]+) ([\d.]+) s")
+# How long Silver may take to count its first sale after the jobs start.
+FIRST_FIGURES_S = 300
 BRONZE_P50 = re.compile(r"produce-to-commit p50 (\d+) ms")
 
 
@@ -190,19 +192,22 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     py = sys.executable
 
-    def start(name: str, command: list[str]) -> subprocess.Popen:
+    def start(name: str, command: list[str], project: Path = args.project) -> subprocess.Popen:
         # A session of its own, as make demo starts each part: a SIGTERM to it reaches its JVM too.
-        return subprocess.Popen([py, *command, "--config", str(config)], cwd=args.project,
+        return subprocess.Popen([py, *command, "--config", str(config)], cwd=project,
                                 stdout=open(work / f"{name}.log", "w"), stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)
 
     started = time.time()
     parts = {"bronze": start("bronze", ["spark_streaming_delta.py"]),
              "silver": start("silver", ["streaming_silver.py", *args.silver_args.split()])}
-    total = args.warmup_seconds + args.seconds
+    # The producer runs until the measure ends (stopped below), however long Silver takes to start: long
+    # enough for the wait for Silver's first figures, the warm-up, the measure and the drain.
+    total = FIRST_FIGURES_S + args.warmup_seconds + args.seconds + args.drain_seconds
     parts["producer"] = start("producer", ["producer_ventes.py", "--rate", f"{args.rate:g}",
-                                           "--duration", f"{total + 30} s", "--return-ratio",
-                                           f"{args.return_ratio:g}", "--cancel-ratio", f"{args.cancel_ratio:g}"])
+                                           "--duration", f"{total} s", "--return-ratio",
+                                           f"{args.return_ratio:g}", "--cancel-ratio", f"{args.cancel_ratio:g}"],
+                              PROJECT_DIR)  # the load is this checkout's, whichever jobs are measured
     producer = KafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers, acks="all", linger_ms=0,
                              **kafka_python_kwargs(security))
     marks = Marks(producer, cfg.kafka.topic, run)
@@ -210,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     heap: list[tuple[float, float]] = []
     try:
         # Warm-up: Silver has counted a first sale (its stream runs), then --warmup-seconds more.
-        deadline = time.time() + 300
+        deadline = time.time() + FIRST_FIGURES_S
         while time.time() < deadline:
             if any(p.poll() is not None for p in parts.values()):
                 raise RuntimeError(f"a part stopped during the warm-up: see the logs in {work}")
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             time.sleep(1)
         else:
-            raise RuntimeError(f"Silver counted nothing within 300 s: see {work / 'silver.log'}")
+            raise RuntimeError(f"Silver counted nothing within {FIRST_FIGURES_S} s: see {work / 'silver.log'}")
         ready = time.time()
         print(f"Silver's first figures {ready - started:.1f} s after the jobs started; warm-up "
               f"{args.warmup_seconds} s", flush=True)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
 
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
@@ -40,6 +40,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.bronze.tables import ensure_corrections_table
 from lakehouse.silver.corrections import (REJETS_COLUMNS, SALE, VENTE_ID_REUSED, WAITING_COLUMNS,
                                           CorrectionFigures, apply_batch, arrival_key)
+from lakehouse.silver.sale_index import SaleIndex
 from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, silver_tag, tagged_batch
 from lakehouse.silver.small_batch import client_rows_after, gained, table_key, totals_after
 from lakehouse.silver.transforms import (BOOKING_SCHEMA, TOTALS, ClientRules, clients_from_bronze, combine_clients,
@@ -66,9 +67,14 @@ QUERY_NAME = "silver_ventes"
 # Delta's session settings that make a MERGE idempotent and tag its commit (a MERGE takes no write options).
 TXN_APP_ID, TXN_VERSION = "spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion"
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
-# A batch of at most this many sales is merged in the driver (lakehouse.silver.small_batch); a larger one
-# (the first batch over a long history, a catch-up after Silver was stopped) by Spark's transforms.
+# A batch of at most this many events is merged in the driver (lakehouse.silver.small_batch); a larger one by
+# Spark's transforms, which run many more jobs and are much slower per batch on a small machine.
 DRIVER_BATCH_ROWS = 50_000
+# Each Bronze table gives a Silver batch about this many bytes of new Parquet files at most (Delta's soft
+# maxBytesPerTrigger: a larger single file still comes whole). A Bronze sale row takes about 160 bytes, a
+# correction about 240: a backlog (Silver started after Bronze, or stopped a while) comes as several batches the
+# driver merges, not one batch for Spark's path, which would fall further behind while it runs.
+SOURCE_BYTES_PER_BATCH = "4m"
 # A table write that meets a concurrent commit it cannot pass (make upkeep compacting the same table) is
 # computed again from the new version, this many times at most.
 CONFLICT_RETRIES = 5
@@ -124,6 +130,11 @@ def read_rows(path: Path, version: int | None = None, where: pc.Expression | Non
     return dataset.to_table(filter=where).to_pylist()
 
 
+def read_rows_column(path: Path, version: int | None, column: str) -> list:
+    """One column of a table (as of ``version``)."""
+    return open_delta_rs(path, version).to_pyarrow_dataset().to_table(columns=[column]).column(column).to_pylist()
+
+
 def read_named(path: Path, version: int | None, column: str, values: set) -> list[dict]:
     """The rows of a table (as of ``version``) whose ``column`` is one of ``values``, as dicts. One column is
     scanned to find the files that hold them, and only those files are read whole: ids drawn at random
@@ -137,6 +148,33 @@ def read_named(path: Path, version: int | None, column: str, values: set) -> lis
     for fragment in dataset.get_fragments():
         if fragment.path in files or Path(fragment.path).name in files:
             rows += fragment.to_table(schema=dataset.schema, filter=where).to_pylist()
+    return rows
+
+
+def read_recent_first(path: Path, version: int | None, column: str, values: set) -> list[dict]:
+    """Like ``read_named`` for a table with one row per value (silver/ventes): the files with the latest
+    ``event_ts`` are looked in first, and the search stops once every value is found. The sales that
+    corrections name are mostly recent ones, so a batch reads a few recent files, not the whole history."""
+    if not values:
+        return []
+    table = open_delta_rs(path, version)
+    dataset = table.to_pyarrow_dataset()
+    actions = pa.table(table.get_add_actions(flatten=True))
+    # Files without statistics (none written here, but another writer may) come last.
+    maxima = actions.column("max.event_ts").to_pylist() if "max.event_ts" in actions.schema.names else \
+        [None] * actions.num_rows
+    newest = {Path(p).name: (ts is None, -(ts.timestamp() if ts else 0))
+              for p, ts in zip(actions.column("path").to_pylist(), maxima)}
+    fragments = sorted(dataset.get_fragments(), key=lambda f: newest.get(Path(f.path).name, (True, 0)))
+    where = pc.field(column).cast(pa.string()).isin(sorted(values))
+    missing, rows = set(values), []
+    for fragment in fragments:
+        found = fragment.to_table(schema=dataset.schema, columns=[column], filter=where).column(column).to_pylist()
+        if found:
+            rows += fragment.to_table(schema=dataset.schema, filter=where).to_pylist()
+            missing -= set(found)
+            if not missing:
+                break
     return rows
 
 
@@ -163,14 +201,38 @@ def write_rows(path: Path, rows: list[dict], app_id: str, batch_id: int) -> None
         write_deltalake(table, _arrow(table, rows), mode="overwrite", commit_properties=commit)
 
 
-def merge_rows(path: Path, rows: list[dict], key: str, app_id: str, batch_id: int) -> None:
-    """Upsert ``rows`` into the table at ``path`` on ``key``, once per (``app_id``, ``batch_id``)."""
+def merge_rows(path: Path, rows: list[dict], key: str, app_id: str, batch_id: int,
+               within: str = "") -> dict | None:
+    """Upsert ``rows`` into the table at ``path`` on ``key``, once per (``app_id``, ``batch_id``). ``within``,
+    a condition on the target's columns that every row to update meets, lets the MERGE skip the files whose
+    statistics rule it out. Returns the MERGE's metrics (None: already written)."""
     table = open_delta_rs(path)
     commit = _commit(table, app_id, batch_id)
-    if commit is not None:
-        (table.merge(_arrow(table, rows), f"t.{key} = s.{key}", source_alias="s", target_alias="t",
-                     commit_properties=commit)
-         .when_matched_update_all().when_not_matched_insert_all().execute())
+    if commit is None:
+        return None
+    return (table.merge(_arrow(table, rows), f"t.{key} = s.{key}{within}", source_alias="s", target_alias="t",
+                        commit_properties=commit)
+            .when_matched_update_all().when_not_matched_insert_all().execute())
+
+
+def write_sales(path: Path, rows: list[dict], stored: Collection[str], app_id: str, batch_id: int) -> dict | None:
+    """Write a batch's silver/ventes rows: new sales and sales changed by corrections, ``stored`` the ids of
+    those the table holds already. New sales only: an append. Otherwise a MERGE limited to the files whose
+    sales are no older than the oldest stored sale it changes (sale times grow with arrival, roughly, so a
+    correction of a recent sale rewrites a recent file and reads no other)."""
+    changed = [row for row in rows if row["vente_id"] in stored]
+    if not changed:
+        append_rows(path, rows, app_id, batch_id)
+        return None
+    times = [row["event_ts"] for row in changed]
+    within = "" if any(t is None for t in times) else f" AND t.event_ts >= '{_utc_literal(min(times))}'"
+    return merge_rows(path, rows, "vente_id", app_id, batch_id, within)
+
+
+def _utc_literal(moment: datetime) -> str:
+    """A timestamp as a SQL literal in UTC (the tables' time zone), to the microsecond."""
+    utc = moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 def append_rows(path: Path, rows: list[dict], app_id: str, batch_id: int) -> None:
@@ -200,6 +262,9 @@ class SilverBatchWriter:
         self.batch_lock = threading.Lock()
         self._merge_lock = threading.Lock()  # Spark MERGEs take their idempotency token from the session
         self._figures: CorrectionFigures | None = None  # the last batch's, for the job's metrics
+        # The vente_ids silver/ventes holds (or may: never fewer), built at the first batch that needs it;
+        # None after a batch of Spark's path, whose sales it does not see.
+        self._sales: SaleIndex | None = None
         self.stopping = False
 
     def _app(self, table: str) -> str:
@@ -291,10 +356,20 @@ class SilverBatchWriter:
             write_deltalake(str(path), schema.empty_table(), mode="append", storage_options=storage_options(path))
 
     def _read_known(self, version: int | None, ids: set[str]) -> dict[str, dict]:
-        """The rows silver/ventes holds for these vente_ids (as of ``version``)."""
+        """The rows silver/ventes holds for these vente_ids (as of ``version``): only those the index says it
+        may hold are looked for, most recent files first."""
         if version is None:
             return {}
-        return {row["vente_id"]: row for row in read_named(self.paths.silver("ventes"), version, "vente_id", ids)}
+        path = self.paths.silver("ventes")
+        if self._sales is None:
+            self._sales = SaleIndex(read_rows_column(path, version, "vente_id"))
+        return {row["vente_id"]: row for row in read_recent_first(path, version, "vente_id",
+                                                                   self._sales.may_hold(ids))}
+
+    def _remember(self, ventes: Collection[str]) -> None:
+        if self._sales is None:
+            self._sales = SaleIndex()  # an empty or missing table: nothing to read
+        self._sales.add(ventes)
 
     def _read_waiting(self, version: int | None) -> list[dict]:
         return [] if version is None else read_rows(self.paths.silver("corrections_en_attente"), version)
@@ -307,6 +382,8 @@ class SilverBatchWriter:
         known = self._read_known(versions["ventes"], {e["vente_id"] for e in events})
         waiting = self._read_waiting(versions["corrections_en_attente"])
         outcome = apply_batch(events, known, waiting)
+        # Before any write: should a write fail after its commit, the index still holds what the table does.
+        self._remember(outcome.ventes)
         self._figures = CorrectionFigures.of(outcome)
         clients = self.paths.silver("clients")
         touched = {s["client_id"] for s in outcome.sales} | {b["client_id"] for b in outcome.bookings}
@@ -329,7 +406,7 @@ class SilverBatchWriter:
                   **{table: partial_write(totals, table) for table in FIGURE_TABLES if table != "clients"}}
         if outcome.ventes:
             rows = [{**row, "updated_at": now} for row in outcome.ventes.values()]
-            writes["ventes"] = partial_write(merge_rows, self.paths.silver("ventes"), rows, "vente_id",
+            writes["ventes"] = partial_write(write_sales, self.paths.silver("ventes"), rows, set(known),
                                              self._app("ventes"), batch_id)
         writes.update(self._side_writes(waiting, outcome.waiting, outcome.rejections, batch_id))
         self._write_all(writes, steps)
@@ -385,6 +462,7 @@ class SilverBatchWriter:
         named_new = [] if not named_ids else \
             counted.filter(F.col("vente_id").isin(*sorted(named_ids))).toArrow().to_pylist()
         known = self._read_known(versions["ventes"], named_ids - {s["vente_id"] for s in named_new})
+        self._sales = None  # this batch's sales are counted by Spark: the next driver batch reads the ids again
         outcome = apply_batch(named_new + corrections, known, waiting)
         corrected = [b for b in outcome.bookings if b["nb_ventes"] == 0]  # the sales' own come from Spark
         bookings = sale_bookings(counted).unionByName(self.spark.createDataFrame(corrected, BOOKING_SCHEMA))
@@ -531,7 +609,8 @@ def start_silver_query(spark: SparkSession, writer: SilverBatchWriter, paths: Pa
     spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
     def source(path: Path) -> DataFrame:
         # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
-        return spark.readStream.format("delta").option("ignoreDeletes", "true").load(str(path))
+        return (spark.readStream.format("delta").option("ignoreDeletes", "true")
+                .option("maxBytesPerTrigger", SOURCE_BYTES_PER_BATCH).load(str(path)))
 
     stream = (bronze_events(source(paths.bronze), source(paths.corrections))
               .writeStream.foreachBatch(writer)
