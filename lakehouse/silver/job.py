@@ -124,24 +124,28 @@ def storage_options(path: Path) -> dict[str, str] | None:
     return {**path.settings.delta_rs_options(), "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
 
 
-def read_rows(path: Path, version: int | None = None, where: pc.Expression | None = None) -> list[dict]:
-    """The rows of a table (as of ``version``, those matching ``where``), as dicts."""
-    dataset = open_delta_rs(path, version).to_pyarrow_dataset()
+def read_rows(path: Path, version: int | None = None, where: pc.Expression | None = None,
+              table: DeltaRsTable | None = None) -> list[dict]:
+    """The rows of a table (as of ``version``, those matching ``where``), as dicts. ``table``: the table
+    already open at that version (each read below takes one likewise)."""
+    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
     return dataset.to_table(filter=where).to_pylist()
 
 
-def read_rows_column(path: Path, version: int | None, column: str) -> list:
+def read_rows_column(path: Path, version: int | None, column: str, table: DeltaRsTable | None = None) -> list:
     """One column of a table (as of ``version``)."""
-    return open_delta_rs(path, version).to_pyarrow_dataset().to_table(columns=[column]).column(column).to_pylist()
+    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
+    return dataset.to_table(columns=[column]).column(column).to_pylist()
 
 
-def read_named(path: Path, version: int | None, column: str, values: set) -> list[dict]:
+def read_named(path: Path, version: int | None, column: str, values: set,
+               table: DeltaRsTable | None = None) -> list[dict]:
     """The rows of a table (as of ``version``) whose ``column`` is one of ``values``, as dicts. One column is
     scanned to find the files that hold them, and only those files are read whole: ids drawn at random
     (uuids) defeat the files' min/max statistics, and a full read of a large table would cost seconds."""
     if not values:
         return []
-    dataset = open_delta_rs(path, version).to_pyarrow_dataset()
+    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
     where = pc.field(column).cast(pa.string()).isin(sorted(values))
     files = set(dataset.to_table(columns=[column, "__filename"], filter=where).column("__filename").to_pylist())
     rows: list[dict] = []
@@ -151,13 +155,14 @@ def read_named(path: Path, version: int | None, column: str, values: set) -> lis
     return rows
 
 
-def read_recent_first(path: Path, version: int | None, column: str, values: set) -> list[dict]:
+def read_recent_first(path: Path, version: int | None, column: str, values: set,
+                      table: DeltaRsTable | None = None) -> list[dict]:
     """Like ``read_named`` for a table with one row per value (silver/ventes): the files with the latest
     ``event_ts`` are looked in first, and the search stops once every value is found. The sales that
     corrections name are mostly recent ones, so a batch reads a few recent files, not the whole history."""
     if not values:
         return []
-    table = open_delta_rs(path, version)
+    table = open_delta_rs(path, version) if table is None else table
     dataset = table.to_pyarrow_dataset()
     actions = pa.table(table.get_add_actions(flatten=True))
     # Files without statistics (none written here, but another writer may) come last.
@@ -192,10 +197,10 @@ def _arrow(table: DeltaRsTable, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=pa.schema(table.schema().to_arrow()))
 
 
-def write_rows(path: Path, rows: list[dict], app_id: str, batch_id: int) -> None:
-    """Replace the table at ``path`` by ``rows``, once per (``app_id``, ``batch_id``) as Spark's
-    txnAppId/txnVersion would (the same token, in the same log)."""
-    table = open_delta_rs(path)
+def write_rows(path: Path, rows: list[dict], app_id: str, batch_id: int, table: DeltaRsTable | None = None) -> None:
+    """Replace the table at ``path`` (``table``, when it is already open) by ``rows``, once per (``app_id``,
+    ``batch_id``) as Spark's txnAppId/txnVersion would (the same token, in the same log)."""
+    table = open_delta_rs(path) if table is None else table
     commit = _commit(table, app_id, batch_id)
     if commit is not None:
         write_deltalake(table, _arrow(table, rows), mode="overwrite", commit_properties=commit)
@@ -265,6 +270,7 @@ class SilverBatchWriter:
         # The vente_ids silver/ventes holds (or may: never fewer), built at the first batch that needs it;
         # None after a batch of Spark's path, whose sales it does not see.
         self._sales: SaleIndex | None = None
+        self._opened: dict[str, DeltaRsTable] = {}  # tables the batch under way opened, at their latest version
         self.stopping = False
 
     def _app(self, table: str) -> str:
@@ -277,15 +283,12 @@ class SilverBatchWriter:
             if self.stopping:
                 raise SilverStopping("Silver is stopping: this batch runs again at the next start")
             started = time.monotonic()
-            new = bronze_batch_df.select(*EVENT_COLUMNS).persist()
             self._figures = None
             try:
-                rows, newest, steps = self._merge(new, batch_id)
+                rows, newest, steps = self._merge(bronze_batch_df.select(*EVENT_COLUMNS), batch_id)
             except BaseException:
                 self._may_replay = True
                 raise
-            finally:
-                new.unpersist()
             self._may_replay = False
             self.rows_merged += rows
             self.batches += 1
@@ -303,6 +306,7 @@ class SilverBatchWriter:
         if not delta_table_exists(path):
             return None
         latest = open_delta_rs(path)
+        self._opened[table] = latest
         if self._may_replay:
             for commit in latest.history(50):
                 if tagged_batch(commit.get("userMetadata")) == batch_id:
@@ -321,6 +325,7 @@ class SilverBatchWriter:
             steps[step] = time.monotonic() - started
             started = time.monotonic()
 
+        self._opened = {}
         versions = {t: self._version_before(t, batch_id) for t in ("clients", "ventes", "corrections_en_attente")}
         events = new.limit(DRIVER_BATCH_ROWS + 1).toArrow().to_pylist()
         done("read")
@@ -330,8 +335,14 @@ class SilverBatchWriter:
         if len(events) <= DRIVER_BATCH_ROWS:
             self._merge_in_driver(versions, events, batch_id, done, steps)
             return len(events), max((e["event_ts"] for e in events), default=None), steps
-        self._merge_in_spark(versions, new, batch_id, done, steps)
-        summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
+        # Spark's path reads the batch several times: once from Bronze's files, then from memory. (The driver
+        # path reads it once: caching it first would cost a small batch more than the read itself.)
+        new = new.persist()
+        try:
+            self._merge_in_spark(versions, new, batch_id, done, steps)
+            summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
+        finally:
+            new.unpersist()
         return summary["rows"], summary["newest"], steps
 
     def _create_missing_tables(self, new: DataFrame) -> None:
@@ -362,9 +373,14 @@ class SilverBatchWriter:
             return {}
         path = self.paths.silver("ventes")
         if self._sales is None:
-            self._sales = SaleIndex(read_rows_column(path, version, "vente_id"))
-        return {row["vente_id"]: row for row in read_recent_first(path, version, "vente_id",
-                                                                   self._sales.may_hold(ids))}
+            self._sales = SaleIndex(read_rows_column(path, version, "vente_id", self._snapshot("ventes", version)))
+        return {row["vente_id"]: row for row in read_recent_first(path, version, "vente_id", self._sales.may_hold(ids),
+                                                                   self._snapshot("ventes", version))}
+
+    def _snapshot(self, table: str, version: int) -> DeltaRsTable | None:
+        """The table as this batch opened it to learn its version, when that is the version to read."""
+        opened = self._opened.get(table)
+        return opened if opened is not None and opened.version() == version else None
 
     def _remember(self, ventes: Collection[str]) -> None:
         if self._sales is None:
@@ -372,7 +388,8 @@ class SilverBatchWriter:
         self._sales.add(ventes)
 
     def _read_waiting(self, version: int | None) -> list[dict]:
-        return [] if version is None else read_rows(self.paths.silver("corrections_en_attente"), version)
+        return [] if version is None else read_rows(self.paths.silver("corrections_en_attente"), version,
+                                                    table=self._snapshot("corrections_en_attente", version))
 
     def _merge_in_driver(self, versions: dict[str, int | None], events: list[dict], batch_id: int,
                          done: Callable[[str], None], steps: dict[str, float]) -> None:
@@ -388,19 +405,21 @@ class SilverBatchWriter:
         clients = self.paths.silver("clients")
         touched = {s["client_id"] for s in outcome.sales} | {b["client_id"] for b in outcome.bookings}
         before = {} if versions["clients"] is None else \
-            {row["client_id"]: row for row in read_named(clients, versions["clients"], "client_id", touched)}
+            {row["client_id"]: row for row in read_named(clients, versions["clients"], "client_id", touched,
+                                                         self._snapshot("clients", versions["clients"]))}
         after = client_rows_after(before, outcome.sales, outcome.bookings, self.rules, now)
         done("clients read")
 
         def totals(table: str) -> None:
             field_name = TOTALS[table][1]
             path = self.paths.silver(table)
-            existing = {table_key(table, row): row for row in read_rows(path)}
+            current = open_delta_rs(path)  # read, then replaced: one load of the table's log
+            existing = {table_key(table, row): row for row in current.to_pyarrow_dataset().to_table().to_pylist()}
             counts = gained(before, after, field_name) if field_name else Counter()
             rows = totals_after(table, existing, outcome.sales, outcome.bookings, counts)
             keys = {table_key(table, row) for row in rows}
             write_rows(path, [row for k, row in existing.items() if k not in keys] + rows, self._app(table),
-                       batch_id)
+                       batch_id, current)
 
         writes = {"clients": partial_write(merge_rows, clients, after, "client_id", self._app("clients"), batch_id),
                   **{table: partial_write(totals, table) for table in FIGURE_TABLES if table != "clients"}}
