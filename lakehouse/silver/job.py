@@ -414,7 +414,7 @@ class SilverBatchWriter:
             field_name = TOTALS[table][1]
             path = self.paths.silver(table)
             current = open_delta_rs(path)  # read, then replaced: one load of the table's log
-            existing = {table_key(table, row): row for row in current.to_pyarrow_dataset().to_table().to_pylist()}
+            existing = {table_key(table, row): row for row in read_rows(path, table=current)}
             counts = gained(before, after, field_name) if field_name else Counter()
             rows = totals_after(table, existing, outcome.sales, outcome.bookings, counts)
             keys = {table_key(table, row) for row in rows}
