@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
+from lakehouse.bronze import writer as writer_module
 from lakehouse.bronze.columns import CORRECTIONS_COLUMNS
+from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config
 from tests.test_bronze_commits import NOW, Feed, load, sale, writer
@@ -69,3 +71,38 @@ def test_corrections_duplicates_and_conflicts_reconcile_across_a_restart(spark, 
             for f in figures] == [(6, 1, 2, 1, 2), (3, 1, 1, 1, 0)]
     row = corrections.filter(F.col("retour_id") == "r1").first()
     assert json.loads(row.raw_json)["quantite"] == 1 and row.montant == 5 and row.kafka_topic == "t"
+
+
+@pytest.mark.parametrize("lost", ["sales", "corrections"])
+def test_a_batch_whose_commits_landed_in_part_is_completed_once(spark, lake, monkeypatch, lost: str) -> None:
+    """A batch's commits to the sales and the corrections tables run side by side, so a crash can leave either
+    one made, the commit carrying the batch's figures included. The replay writes only the missing one, and
+    the batch's metrics row is written once, with its figures."""
+    _, paths, _ = lake
+    at = NOW - dt.timedelta(minutes=5)
+    batch = Feed(spark).batch([(sale("v1", at), at), (sale("v2", at), at), (correction("r1", "v1", at), at)])
+    lost_path = paths.bronze if lost == "sales" else paths.corrections
+    append = writer_module.append_delta
+
+    def killed_before(df, path, *args, **kwargs):
+        if path == lost_path:
+            raise RuntimeError("killed before this commit")
+        append(df, path, *args, **kwargs)
+
+    monkeypatch.setattr(writer_module, "append_delta", killed_before)
+    with pytest.raises(RuntimeError, match="killed before this commit"):
+        writer(spark, lake)(batch, 0)
+    made = paths.corrections if lost == "sales" else paths.bronze
+    assert delta_table_exists(made) and not delta_table_exists(lost_path)  # the other commit was made
+    monkeypatch.setattr(writer_module, "append_delta", append)
+    replay = writer(spark, lake)
+    replay(batch, 0)
+    replay.sink.close()
+
+    assert sorted(r.vente_id for r in load(spark, paths.bronze).collect()) == ["v1", "v2"]
+    assert [r.retour_id for r in load(spark, paths.corrections).collect()] == ["r1"]
+    metrics = load(spark, paths.bronze_metrics).collect()
+    assert [(m.batch_id, m.input_rows, m.bronze_rows, m.correction_rows) for m in metrics] == [(0, 3, 2, 1)]
+    for path in (paths.bronze, paths.corrections):
+        commits = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").filter("userMetadata IS NOT NULL").count()
+        assert commits == 1, path

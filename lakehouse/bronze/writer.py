@@ -19,9 +19,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+from pyspark import InheritableThread
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -185,8 +187,51 @@ class _Steps:
         self.times.append((name, now - self.last))
         self.last = now
 
+    def add(self, times: list[tuple[str, float]]) -> None:
+        """Steps that ran side by side (their own wall times), ending now."""
+        self.times += times
+        self.last = time.monotonic()
+
     def __str__(self) -> str:
         return ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.times)
+
+
+def _append_tagged(make_rows: Callable[[], DataFrame], path: Path, partition_by: str | None,
+                   properties: dict[str, str] | None, tag: CommitTag) -> None:
+    append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
+
+
+def commit_together(commits: list[tuple[Path, Callable[[], None]]]) -> list[tuple[str, float]]:
+    """Run a batch's commits to different tables side by side; (table name, wall time) of each.
+
+    Each commit is tagged with the batch, so a restart finds which tables hold the batch whatever the order
+    they were committed in (``_start_run``), and writes only the others; the figures' tag may then be read
+    back before the batch's other commits are made, which is why a replayed batch whose figures were recovered
+    adds no metrics row of its own. The threads inherit the stream's job group, so stopping the query cancels
+    their Spark jobs too. The first error, if any, is raised once every commit has ended.
+    """
+    times: list[tuple[str, float]] = []
+    errors: list[BaseException] = []
+
+    def run(path: Path, commit: Callable[[], None]) -> None:
+        started = time.monotonic()
+        try:
+            commit()
+        except BaseException as e:  # noqa: BLE001 - raised again below, in the batch's own thread
+            errors.append(e)
+        times.append((path.name, time.monotonic() - started))
+
+    if len(commits) == 1:
+        run(*commits[0])
+    else:
+        threads = [InheritableThread(target=run, args=commit) for commit in commits]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return times
 
 
 class BronzeBatchWriter:
@@ -395,7 +440,7 @@ class BronzeBatchWriter:
         steps.done("decide")
         app = self.query_id
         decisions_df = self._decisions_df(decisions)
-        # (table, rows, partition column, table properties) in commit order; the last commit carries the figures.
+        # (table, rows, partition column, table properties); the last one's commit carries the figures.
         writes = []
         if broken or conflicts:
             writes.append((self.paths.quarantine, lambda: to_quarantine_rows(checked, decisions_df, app, batch_id),
@@ -412,12 +457,10 @@ class BronzeBatchWriter:
                                math.ceil((len(kept_times) - kept_corrections) / ROWS_PER_FILE)))
             writes.append((self.paths.bronze, lambda: to_bronze_rows(
                 checked, decisions_df, watermark_us, app, batch_id).coalesce(files), "jour", BRONZE_TABLE_PROPERTIES))
-        for i, (path, make_rows, partition_by, properties) in enumerate(writes):
-            if path in written:
-                continue
-            tag = CommitTag(app, batch_id, newest, figures if i == len(writes) - 1 else None)
-            append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
-            steps.done(path.name)
+        commits = [(path, partial(_append_tagged, make_rows, path, partition_by, properties,
+                                  CommitTag(app, batch_id, newest, figures if i == len(writes) - 1 else None)))
+                   for i, (path, make_rows, partition_by, properties) in enumerate(writes) if path not in written]
+        steps.add(commit_together(commits))
 
         committed_ms = int(self.clock() * 1000)
         row = metrics_row(app, batch_id, figures, committed_ms)
