@@ -111,7 +111,8 @@ def differences(text: str, schema: Schema = SCHEMA, name: str = "docs/CONFIGURAT
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Write docs/CONFIGURATION.md from the settings schema.")
+    parser = argparse.ArgumentParser(prog="python -m lakehouse.platform.config.docs",
+                                     description="Write docs/CONFIGURATION.md from the settings schema.")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--output", type=Path, default=None, help="write the page to this file (default: print it)")
     where.add_argument("--check", type=Path, default=None,
