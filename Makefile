@@ -76,6 +76,12 @@ smoke: broker-start  ## Send five sales through Kafka into Delta and read them b
 upkeep: setup  ## Bronze retention, OPTIMIZE and VACUUM of every table (safe while the streams run)
 	$(BIN)/python -m lakehouse.ops.upkeep
 
+# The configuration reference needs only the standard library: no set-up first.
+CONFIGURATION_MD ?= docs/CONFIGURATION.md
+.PHONY: docs
+docs:  ## Write docs/CONFIGURATION.md (every setting) from the settings schema
+	$(PYTHON) -m lakehouse.platform.config.docs --output $(CONFIGURATION_MD)
+
 # Test files run in parallel worker processes (pytest-xdist), one file per worker at a time, slowest first
 # (tests/conftest.py): a module's fixtures are built once.
 TEST_WORKERS ?= 2

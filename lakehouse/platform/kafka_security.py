@@ -3,8 +3,9 @@ Spark Kafka source's options, and the one-line messages users read when those se
 
 Two protocols: PLAINTEXT (the default: no TLS, no authentication) and SASL_SSL (traffic encrypted with
 TLS, the broker's certificate checked against a CA file and its host name, clients authenticated with
-SCRAM-SHA-512). The password comes from the environment only (LAKEHOUSE_KAFKA_PASSWORD, see config.py)
-and is handed to the client libraries, never to a log line or a command line.
+SCRAM-SHA-512). The password comes from the environment only (LAKEHOUSE_KAFKA_PASSWORD, see
+lakehouse/platform/config/schema.py) and is handed to the client libraries, never to a log line or a
+command line.
 """
 
 from __future__ import annotations
