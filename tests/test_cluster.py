@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from lakehouse.platform import object_store, spark_cluster
-from lakehouse.platform.cluster import parts, start, stop
+from lakehouse.local import object_store, spark_cluster
+from lakehouse.local.cluster import parts, start, stop
 from tests.conftest import free_kafka_base, free_port, make_config
 
 SECRET = "cluster-test-secret-0b7"

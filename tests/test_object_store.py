@@ -27,9 +27,9 @@ from deltalake import DeltaTable
 
 from lakehouse.platform.config import ConfigError, load_config
 from lakehouse.platform.lake import ObjectPath, S3Settings, remove_tree
-from lakehouse.platform.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
+from lakehouse.local.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark_cluster import ClusterSettings
+from lakehouse.local.spark_cluster import ClusterSettings
 from tests.conftest import PROJECT_DIR, free_kafka_base, free_port, make_config, wait_for, write_config
 
 SECRET = "test-secret-key-5ef1"
@@ -257,7 +257,7 @@ def test_the_pipeline_on_the_local_cluster_gives_the_single_machine_tables(spark
     report and the web page of a single-machine run on a local folder over the same topic; the same command
     stops everything, leaving no process."""
     from lakehouse.bronze.stream import start_bronze_stream
-    from lakehouse.platform.kafka_cluster import KafkaClusterSettings
+    from lakehouse.local.kafka_cluster import KafkaClusterSettings
     from lakehouse.platform.topics import ensure_topic
     from lakehouse.serve.queries import Lakehouse
     from lakehouse.serve.report import build_report, write_report_files

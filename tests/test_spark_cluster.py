@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
+from lakehouse.local.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
 from lakehouse.platform.spark_jars import beside_spark
 from tests.conftest import PROJECT_DIR, free_port, make_config, produce, wait_for, write_config
 

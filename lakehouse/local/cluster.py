@@ -17,11 +17,11 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from lakehouse.platform import kafka_cluster, object_store, spark_cluster
+from lakehouse.local import kafka_cluster, object_store, spark_cluster
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config, ConfigError
 
-log = logging.getLogger("lakehouse.platform.cluster")
+log = logging.getLogger("lakehouse.local.cluster")
 
 EXIT_NOT_RUNNING = 3
 FAILURES = (object_store.ObjectStoreError, spark_cluster.ClusterError, kafka_cluster.ClusterError, ConfigError)

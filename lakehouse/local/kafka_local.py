@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lakehouse.platform.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, jdk_tool,
+from lakehouse.local.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, jdk_tool,
                                            scram_credential, write_private)
 from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
                                     kafka_security_overrides, setup_logging)
@@ -37,8 +37,8 @@ from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, f
 from lakehouse.platform.kafka_security import (SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity,
                                                environment_without_password)
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import live_pid, terminate
-from lakehouse.platform.processes import log_tail as tail_of
+from lakehouse.local.processes import live_pid, terminate
+from lakehouse.local.processes import log_tail as tail_of
 
 log = logging.getLogger(__name__)
 

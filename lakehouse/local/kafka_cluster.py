@@ -38,14 +38,14 @@ from kafka.errors import KafkaError
 
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
-from lakehouse.platform.kafka_local import (LOG4J2_PROPERTIES, BrokerError, BrokerSettings, fetch_jars,
+from lakehouse.local.kafka_local import (LOG4J2_PROPERTIES, BrokerError, BrokerSettings, fetch_jars,
                                             format_storage, kafka_opts, launch, listener_lines, log_tail,
                                             new_cluster_id, node_properties)
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import live_pid, terminate
+from lakehouse.local.processes import live_pid, terminate
 
-log = logging.getLogger("lakehouse.platform.kafka_cluster")
+log = logging.getLogger("lakehouse.local.kafka_cluster")
 
 EXIT_NOT_RUNNING = 3
 HOST = "127.0.0.1"

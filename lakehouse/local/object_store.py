@@ -28,15 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from lakehouse.platform.broker_tls import jdk_tool
+from lakehouse.local.broker_tls import jdk_tool
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.kafka_probe import port_open
 from lakehouse.platform.lake import S3Settings, on_object_storage, split_uri
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import live_pid, log_tail, terminate
+from lakehouse.local.processes import live_pid, log_tail, terminate
 
-log = logging.getLogger("lakehouse.platform.object_store")
+log = logging.getLogger("lakehouse.local.object_store")
 
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 DEFAULT_BUCKET = "lakehouse"

@@ -25,10 +25,10 @@ from pathlib import Path
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.processes import live_pid, log_tail, terminate
+from lakehouse.local.processes import live_pid, log_tail, terminate
 from lakehouse.platform.kafka_probe import port_open
 
-log = logging.getLogger("lakehouse.platform.spark_cluster")
+log = logging.getLogger("lakehouse.local.spark_cluster")
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
