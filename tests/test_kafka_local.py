@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.local.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
+from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
 from tests.conftest import free_kafka_base, free_port, make_config, write_config
 from tests.jvm_archive import SERVICE_FLAGS
 

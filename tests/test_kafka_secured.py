@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
-from lakehouse.local.kafka_local import BrokerSettings
+from lakehouse.local.kafka_broker import BrokerSettings
 from lakehouse.platform.paths import Paths
 from tests.conftest import write_config
 

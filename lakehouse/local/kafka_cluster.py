@@ -3,7 +3,7 @@
 Usage: python -m lakehouse.platform.kafka_cluster start|stop|status [--config PATH]
 (make kafka-cluster-start, make kafka-cluster-stop, make kafka-cluster-status.)
 
-The nodes run from the same jars as the single local broker (kafka_local.py fetches them once with Maven)
+The nodes run from the same jars as the single local broker (kraft.py fetches them once with Maven)
 and form a static controller quorum (``controller.quorum.voters``) under one cluster id. Node N
 (``[cluster] kafka_nodes``, 3 by default) listens for clients on 127.0.0.1 at ``[cluster] kafka_base_port``
 + 2(N-1) and for the quorum on the next port: 9192/9193, 9194/9195, 9196/9197 by default. ``start`` and
@@ -19,7 +19,7 @@ Each node has its storage, pid file and properties under <data_dir>/kafka-cluste
 it does not stop it). ``start`` and ``stop`` are idempotent; ``start`` refuses a taken port in one line,
 and a node that does not start is named with the end of its log while what that call started is stopped.
 
-PLAINTEXT only, on 127.0.0.1: the SASL_SSL set-up of kafka_local.py is not carried over to the cluster.
+PLAINTEXT only, on 127.0.0.1: the SASL_SSL set-up of kafka_broker.py is not carried over to the cluster.
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from kafka.errors import KafkaError
 
 from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
-from lakehouse.local.kafka_local import (LOG4J2_PROPERTIES, BrokerError, BrokerSettings, fetch_jars,
-                                            format_storage, kafka_opts, launch, listener_lines, log_tail,
-                                            new_cluster_id, node_properties)
+from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
+                                   launch, listener_lines, new_cluster_id, node_properties)
+from lakehouse.local.processes import log_tail as tail_of
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths
 from lakehouse.local.processes import live_pid, terminate
@@ -109,13 +109,12 @@ class KafkaClusterSettings:
     def cluster_id_file(self) -> Path:
         return self.state_dir / "cluster.id"
 
-    def node(self, node_id: int) -> BrokerSettings:
-        """Node ``node_id`` as the single-broker launcher sees a broker (its files, ports, heap, log)."""
-        return BrokerSettings(version=self.version, host=HOST, port=self.port(node_id),
-                              controller_port=self.controller_port(node_id), heap=self.heap,
-                              start_timeout_s=self.start_timeout_s, libs_dir=self.libs_dir,
-                              data_dir=self.state_dir / f"node-{node_id}",
-                              log_file=self.logs_dir / f"kafka-{node_id}.log")
+    def node(self, node_id: int) -> KraftNode:
+        """Node ``node_id``: its files, ports, heap, log."""
+        return KraftNode(version=self.version, host=HOST, port=self.port(node_id),
+                         controller_port=self.controller_port(node_id), heap=self.heap,
+                         start_timeout_s=self.start_timeout_s, libs_dir=self.libs_dir,
+                         data_dir=self.state_dir / f"node-{node_id}", log_file=self.logs_dir / f"kafka-{node_id}.log")
 
 
 def node_name(node_id: int) -> str:
@@ -157,7 +156,7 @@ def prepare_node(settings: KafkaClusterSettings, node_id: int, cluster: str) -> 
     log.info("Formatted KRaft storage of %s in %s (cluster %s)", node_name(node_id), node.log_dirs, cluster)
 
 
-def _is_node_process(pid: int, node: BrokerSettings) -> bool:
+def _is_node_process(pid: int, node: KraftNode) -> bool:
     """The process is this node's broker (not a reused pid, nor another broker): its command line names
     the node's own properties file."""
     try:
@@ -208,7 +207,7 @@ def _wait_ready(settings: KafkaClusterSettings, started: dict[int, subprocess.Po
                 node = settings.node(n)
                 node.pid_file.unlink(missing_ok=True)
                 raise ClusterError(f"{node_name(n)} exited with code {proc.returncode} while starting; last lines "
-                                   f"of {node.log_file}:\n{log_tail(node)}")
+                                   f"of {node.log_file}:\n{tail_of(node.log_file, 25)}")
         listening = {n for n in expected if port_open(HOST, settings.port(n))}
         live = registered_brokers(settings.bootstrap) if listening == expected else set()
         if live >= expected:
@@ -217,7 +216,8 @@ def _wait_ready(settings: KafkaClusterSettings, started: dict[int, subprocess.Po
             late = min((expected - live) or expected)
             node = settings.node(late)
             raise ClusterError(f"{node_name(late)} did not join the cluster as a live broker within "
-                               f"{settings.start_timeout_s:g} s; last lines of {node.log_file}:\n{log_tail(node)}")
+                               f"{settings.start_timeout_s:g} s; last lines of {node.log_file}:\n"
+                               f"{tail_of(node.log_file, 25)}")
         time.sleep(0.5)
 
 

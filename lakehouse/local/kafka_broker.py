@@ -1,69 +1,49 @@
 """A real single-node Apache Kafka broker (KRaft, no ZooKeeper) without Docker.
 
 The broker's jars come from Maven Central through Maven, once, into the cache directory; its data and
-log live under the data directory, so topics survive restarts.
+log live under the data directory, so topics survive restarts. What it shares with the nodes of the local
+cluster (jars, KRaft configuration, storage, the JVM) is in kraft.py.
 
 With ``[kafka] security_protocol = SASL_SSL`` the broker's client listener takes TLS and SCRAM-SHA-512
 logins only: the first start makes a local CA and the broker's certificate (broker_tls.py) and formats
 the storage with the SCRAM user ``[kafka] username`` (password from LAKEHOUSE_KAFKA_PASSWORD). The
 controller listener stays PLAINTEXT and bound to localhost.
 
-Usage: python -m lakehouse.platform.kafka_local {start,stop,status,wipe,fetch,docker-prepare} [--config config.ini]
-Example: python -m lakehouse.platform.kafka_local start && python -m lakehouse.platform.kafka_local status
+Usage: python -m lakehouse.local.kafka_broker {start,stop,status,wipe,fetch,docker-prepare} [--config config.ini]
+Example: python -m lakehouse.local.kafka_broker start && python -m lakehouse.local.kafka_broker status
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import logging
-import os
-import shlex
 import shutil
-import subprocess
 import sys
 import time
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lakehouse.local.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, jdk_tool,
-                                           scram_credential, write_private)
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging)
-from lakehouse.platform.config import Config, redact
-from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
-from lakehouse.platform.kafka_security import (SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity,
-                                               environment_without_password)
-from lakehouse.platform.paths import Paths
+from lakehouse.local.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, scram_credential,
+                                        write_private)
+from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
+                                   launch, listener_lines, node_properties)
 from lakehouse.local.processes import live_pid, terminate
 from lakehouse.local.processes import log_tail as tail_of
+from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
+                                    kafka_security_overrides, setup_logging)
+from lakehouse.platform.config import Config
+from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
+from lakehouse.platform.kafka_security import SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity
+from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
 
-JARS_COMPLETE_MARKER = ".complete"
-MAVEN_HINT = ("Maven reads proxies and mirrors from ~/.m2/settings.xml "
-              "(<proxies>/<mirrors>); see docs/TROUBLESHOOTING.md")
-
-
-class BrokerError(RuntimeError):
-    """The local broker could not be fetched, formatted, started or stopped."""
-
 
 @dataclass(frozen=True)
-class BrokerSettings:
-    """Everything the launcher needs, derived from the configuration."""
+class BrokerSettings(KraftNode):
+    """Everything the launcher needs, derived from the configuration: the node, and its clients' security."""
 
-    version: str
-    host: str
-    port: int
-    controller_port: int
-    heap: str
-    start_timeout_s: float
-    libs_dir: Path
-    data_dir: Path
-    log_file: Path
     security: KafkaSecurity = PLAINTEXT_SECURITY
 
     @classmethod
@@ -91,91 +71,8 @@ class BrokerSettings:
         """How the storage was formatted (protocol, SCRAM user), to refuse a mismatch with a clear reason."""
         return self.data_dir / "formatted-for.json"
 
-    @property
-    def pid_file(self) -> Path:
-        return self.data_dir / "broker.pid"
-
-    @property
-    def log_dirs(self) -> Path:
-        return self.data_dir / "kraft-logs"
-
-    @property
-    def properties_file(self) -> Path:
-        return self.data_dir / "server.properties"
-
-    @property
-    def log4j_file(self) -> Path:
-        return self.data_dir / "log4j2.properties"
-
-
-# --- jars ------------------------------------------------------------------------------------------
-
-def _pom(version: str) -> str:
-    # The broker is the kafka_2.13 artifact plus a log4j2 binding for its slf4j 1.x logging API
-    # (the Apache distribution ships the same pair in libs/).
-    return f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.lakehouse</groupId>
-  <artifactId>kafka-broker-libs</artifactId>
-  <version>{version}</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>{version}</version>
-    </dependency>
-    <dependency>
-      <groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId>
-      <version>2.25.5</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
-
-
-def jars_cached(settings: BrokerSettings) -> bool:
-    """True when a complete set of broker jars is in the cache."""
-    return (settings.libs_dir / JARS_COMPLETE_MARKER).exists()
-
-
-def fetch_jars(settings: BrokerSettings) -> Path:
-    """Download the broker's jars with Maven into the cache, unless they are already there."""
-    if jars_cached(settings):
-        return settings.libs_dir
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise BrokerError("Maven (mvn) is not installed; it is needed once to fetch the Kafka broker jars "
-                          "from Maven Central (Debian/Ubuntu: apt-get install maven)")
-    work = settings.libs_dir.parent
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_pom(settings.version), encoding="utf-8")
-    log.info("Fetching Apache Kafka %s broker jars from Maven Central into %s", settings.version,
-             settings.libs_dir)
-    cmd = [mvn, "-B", "-q", "dependency:copy-dependencies", f"-DoutputDirectory={settings.libs_dir}",
-           "-DincludeScope=runtime"]
-    result = subprocess.run(cmd, cwd=work, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise BrokerError(f"Could not download the Kafka {settings.version} broker jars with Maven "
-                          f"(exit {result.returncode}). {MAVEN_HINT}.\n{tail}")
-    (settings.libs_dir / JARS_COMPLETE_MARKER).write_text(settings.version, encoding="utf-8")
-    return settings.libs_dir
-
 
 # --- configuration files and storage ---------------------------------------------------------------
-
-def listener_lines(settings: BrokerSettings, voters: str | None = None) -> list[str]:
-    """PLAINTEXT client and controller listeners on ``settings.host``; ``voters``: the static controller
-    quorum (default: this node alone, id 1)."""
-    return [
-        f"controller.quorum.voters={voters or f'1@{settings.host}:{settings.controller_port}'}",
-        f"listeners=PLAINTEXT://{settings.host}:{settings.port},"
-        f"CONTROLLER://{settings.host}:{settings.controller_port}",
-        f"advertised.listeners=PLAINTEXT://{settings.host}:{settings.port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-    ]
-
 
 def secured_listener_lines(listen: str, advertise: str, controller_port: int, keystore: Path, ca_pem: Path,
                            secrets: BrokerSecrets, mechanism: str) -> list[str]:
@@ -221,58 +118,6 @@ def server_properties(settings: BrokerSettings, secrets: BrokerSecrets | None = 
     return node_properties(settings, 1, listeners, replication)
 
 
-def node_properties(settings: BrokerSettings, node_id: int, listeners: list[str], replication: list[str]) -> str:
-    """A combined broker+controller KRaft node: its id, listeners, storage, and the replication settings of
-    its topics (those of one node here, of three in kafka_cluster.py)."""
-    return "\n".join([
-        "process.roles=broker,controller",
-        f"node.id={node_id}",
-        *listeners,
-        f"log.dirs={settings.log_dirs}",
-        "num.partitions=3",
-        # Topics are created explicitly (with the configured partition count); a typo in a topic
-        # name should fail loudly rather than create a new empty topic.
-        "auto.create.topics.enable=false",
-        *replication,
-        "group.initial.rebalance.delay.ms=0",
-        "",
-    ])
-
-
-LOG4J2_PROPERTIES = """status = warn
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = INFO
-rootLogger.appenderRef.console.ref = STDOUT
-logger.kafka.name = kafka
-logger.kafka.level = INFO
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-"""
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id in Kafka's own form: 16 random bytes, URL-safe base64, no padding."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
-        if not text.startswith("-"):
-            return text
-
-
-def _java() -> str:
-    java = jdk_tool("java")
-    if java is None:
-        raise BrokerError("Java is not installed; Kafka and Spark need Java 17 or newer "
-                          "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless)")
-    return java
-
-
-def _classpath(settings: BrokerSettings) -> str:
-    return str(settings.libs_dir / "*")
-
-
 def _formatted_for(settings: BrokerSettings) -> dict:
     try:
         return json.loads(settings.formatted_for_file.read_text(encoding="utf-8"))
@@ -295,32 +140,6 @@ def check_formatted_for(settings: BrokerSettings) -> None:
                           f"{formatted.get('username')}, not {settings.security.username}: set [kafka] username "
                           "to it, or wipe the broker's data (python -m lakehouse.platform.kafka_local wipe "
                           "deletes its topics)")
-
-
-def _format_command(settings: BrokerSettings, argfile: Path) -> list[str]:
-    # The tool's own arguments (the SCRAM credentials among them) are in a private argument file that
-    # the java launcher expands: nothing secret appears in this process's command line.
-    return [_java(), "-cp", _classpath(settings), f"-Dlog4j2.configurationFile={settings.log4j_file}",
-            f"@{argfile}"]
-
-
-def format_storage(settings: BrokerSettings, properties_file: Path, scram: list[str],
-                   cluster_id: str | None = None) -> None:
-    """``kafka-storage format`` with ``cluster_id`` (default: a new one), adding the SCRAM credentials
-    ``scram``."""
-    argfile = settings.data_dir / "format.args"
-    args = ["kafka.tools.StorageTool", "format", "-t", cluster_id or new_cluster_id(), "-c", str(properties_file)]
-    for credential in scram:
-        args += ["--add-scram", credential]
-    write_private(argfile, "\n".join(f'"{a}"' for a in args) + "\n")
-    try:
-        result = subprocess.run(_format_command(settings, argfile), capture_output=True, text=True,
-                                env=environment_without_password(), check=False)
-    finally:
-        argfile.unlink(missing_ok=True)
-    if result.returncode != 0:
-        raise BrokerError(f"Formatting KRaft storage in {settings.log_dirs} failed (exit {result.returncode}):"
-                          f"\n{redact((result.stdout + result.stderr)[-2000:])}")
 
 
 def _scram_credentials(settings: BrokerSettings, secrets: BrokerSecrets) -> list[str]:
@@ -410,6 +229,10 @@ def _is_broker_process(pid: int) -> bool:
     return b"kafka.Kafka" in cmdline
 
 
+def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
+    return tail_of(settings.log_file, lines)
+
+
 def running_pid(settings: BrokerSettings) -> int | None:
     """The pid of this data directory's broker if it is alive, else None (a stale pid file is removed)."""
     return live_pid(settings.pid_file, _is_broker_process)
@@ -420,38 +243,6 @@ def broker_answers(bootstrap_servers: str, timeout_s: float,
     """True when a Kafka broker at ``bootstrap_servers`` answers a metadata request in time (with these
     security settings); ``kafka_probe.broker_problem`` says why not."""
     return broker_problem(bootstrap_servers, timeout_s, security) is None
-
-
-def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
-    return tail_of(settings.log_file, lines)
-
-
-def kafka_opts() -> list[str]:
-    """The JVM options in the KAFKA_OPTS environment variable, split as a shell would (BrokerError if they
-    cannot be; the value is not repeated: it may hold a password)."""
-    try:
-        return shlex.split(os.environ.get("KAFKA_OPTS", ""))
-    except ValueError as e:
-        raise BrokerError(f"KAFKA_OPTS cannot be split into JVM options: {e}") from None
-
-
-def launch(settings: BrokerSettings) -> subprocess.Popen:
-    """Start the broker JVM of prepared storage in the background, its output appended to its log, its
-    pid in its pid file; does not wait for it."""
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-    # KAFKA_OPTS: more JVM options, as Kafka's own start scripts take them (the collector stays G1).
-    cmd = [_java(), f"-Xmx{settings.heap}", f"-Xms{settings.heap}", "-XX:+UseG1GC",
-           *kafka_opts(),
-           "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={settings.log4j_file}",
-           "-cp", _classpath(settings), "kafka.Kafka", str(settings.properties_file)]
-    with open(settings.log_file, "ab") as out:
-        # A session of its own: Ctrl-C in the terminal that started it must not kill the broker.
-        # The broker's environment: ours without the clients' password, which it has no use for.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=environment_without_password(),
-                                start_new_session=True)
-    settings.pid_file.write_text(str(proc.pid), encoding="utf-8")
-    return proc
 
 
 def start(settings: BrokerSettings) -> int:
