@@ -15,7 +15,6 @@ Example: python -m lakehouse.local.kafka_broker start && python -m lakehouse.loc
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -26,12 +25,9 @@ from pathlib import Path
 
 from lakehouse.local.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, scram_credential,
                                         write_private)
+from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, wait_until_ready
 from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
                                    launch, listener_lines, node_properties)
-from lakehouse.local.processes import live_pid, terminate
-from lakehouse.local.processes import log_tail as tail_of
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging)
 from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
 from lakehouse.platform.kafka_security import SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity
@@ -70,6 +66,11 @@ class BrokerSettings(KraftNode):
     def formatted_for_file(self) -> Path:
         """How the storage was formatted (protocol, SCRAM user), to refuse a mismatch with a clear reason."""
         return self.data_dir / "formatted-for.json"
+
+    @property
+    def daemon(self) -> Daemon:
+        """The broker's process: whatever runs Kafka from this pid file is taken for it."""
+        return self.as_daemon("Kafka broker")
 
 
 # --- configuration files and storage ---------------------------------------------------------------
@@ -220,22 +221,13 @@ def docker_prepare(settings: BrokerSettings, target: Path) -> Path:
 
 # --- process management ----------------------------------------------------------------------------
 
-def _is_broker_process(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # A zombie has an empty command line: it is gone for our purposes.
-    return b"kafka.Kafka" in cmdline
-
-
 def log_tail(settings: BrokerSettings, lines: int = 25) -> str:
-    return tail_of(settings.log_file, lines)
+    return settings.daemon.log_tail(lines)
 
 
 def running_pid(settings: BrokerSettings) -> int | None:
     """The pid of this data directory's broker if it is alive, else None (a stale pid file is removed)."""
-    return live_pid(settings.pid_file, _is_broker_process)
+    return settings.daemon.running_pid()
 
 
 def broker_answers(bootstrap_servers: str, timeout_s: float,
@@ -247,7 +239,8 @@ def broker_answers(bootstrap_servers: str, timeout_s: float,
 
 def start(settings: BrokerSettings) -> int:
     """Start the broker in the background and wait until it answers; returns its pid. Idempotent."""
-    pid = running_pid(settings)
+    daemon = settings.daemon
+    pid = daemon.running_pid()
     if pid is not None:
         log.info("Kafka broker already running (pid %d) on %s:%d", pid, settings.host, settings.port)
         return pid
@@ -263,27 +256,22 @@ def start(settings: BrokerSettings) -> int:
     fetch_jars(settings)
     kafka_opts()  # before anything is written
     prepare_storage(settings)
-    proc = launch(settings)
+    proc = launch(settings, daemon)
     bootstrap = settings.bootstrap
-    deadline = time.monotonic() + settings.start_timeout_s
     refused_since = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            settings.pid_file.unlink(missing_ok=True)
-            raise BrokerError(f"Kafka broker exited with code {proc.returncode} while starting; "
-                              f"last lines of {settings.log_file}:\n{log_tail(settings)}")
+
+    def answers() -> bool:
+        nonlocal refused_since
         listening = port_open(settings.host, settings.port)
         problem = broker_problem(bootstrap, 2.0, settings.security) if listening else None
         if listening and problem is None:
-            log.info("Kafka broker %s started (pid %d) on %s (%s); log: %s", settings.version, proc.pid,
-                     bootstrap, settings.security.describe(), settings.log_file)
-            return proc.pid
+            return True
         # A refusal that lasts is not the broker still loading its users: stop it and say why.
         if problem is not None and problem.reachable:
             refused_since = refused_since or time.monotonic()
             if time.monotonic() - refused_since > 5.0:
-                _terminate(proc.pid, 10.0)
-                settings.pid_file.unlink(missing_ok=True)
+                daemon.terminate(proc.pid, 10.0)
+                daemon.forget()
                 if not problem.refused_login:
                     raise BrokerError(f"{problem.message}. The broker was stopped")
                 raise BrokerError(f"{problem.message}. The broker was stopped: its SCRAM users were created "
@@ -291,30 +279,32 @@ def start(settings: BrokerSettings) -> int:
                                   "wipe the broker's data to set a new one")
         else:
             refused_since = None
-        time.sleep(0.5)
-    _terminate(proc.pid, 10.0)
-    settings.pid_file.unlink(missing_ok=True)
-    raise BrokerError(f"Kafka broker did not accept connections on {bootstrap} within "
-                      f"{settings.start_timeout_s:g} s; last lines of {settings.log_file}:\n"
-                      f"{log_tail(settings)}")
+        return False
 
-
-def _terminate(pid: int, timeout_s: float) -> bool:
-    """SIGTERM (Kafka's clean shutdown), then SIGKILL if it is still there; True if it was clean."""
-    return terminate(pid, lambda: _is_broker_process(pid), timeout_s)
+    try:
+        wait_until_ready(answers, [proc], settings.start_timeout_s)
+    except Exited:
+        daemon.forget()
+        raise BrokerError(f"Kafka broker exited with code {proc.returncode} while starting; "
+                          f"last lines of {settings.log_file}:\n{log_tail(settings)}") from None
+    except NotReady:
+        daemon.terminate(proc.pid, 10.0)
+        daemon.forget()
+        raise BrokerError(f"Kafka broker did not accept connections on {bootstrap} within "
+                          f"{settings.start_timeout_s:g} s; last lines of {settings.log_file}:\n"
+                          f"{log_tail(settings)}") from None
+    log.info("Kafka broker %s started (pid %d) on %s (%s); log: %s", settings.version, proc.pid,
+             bootstrap, settings.security.describe(), settings.log_file)
+    return proc.pid
 
 
 def stop(settings: BrokerSettings, timeout_s: float = 60.0) -> bool:
-    """Stop the broker cleanly; returns False if it was not running. Idempotent."""
-    pid = running_pid(settings)
-    if pid is None:
-        log.info("Kafka broker is not running")
-        return False
-    log.info("Stopping Kafka broker (pid %d)", pid)
-    if not _terminate(pid, timeout_s):
-        log.warning("Kafka broker did not stop within %g s and was killed", timeout_s)
-    settings.pid_file.unlink(missing_ok=True)
-    return True
+    """Stop the broker cleanly (SIGTERM, Kafka's clean shutdown; SIGKILL after ``timeout_s``); returns False if
+    it was not running. Idempotent."""
+    if settings.daemon.stop(timeout_s):
+        return True
+    log.info("Kafka broker is not running")
+    return False
 
 
 def wipe(settings: BrokerSettings) -> None:
@@ -326,34 +316,34 @@ def wipe(settings: BrokerSettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run a local single-node Kafka broker (KRaft).")
-    parser.add_argument("command", choices=("start", "stop", "status", "wipe", "fetch", "docker-prepare"),
-                        help="start/stop the broker, show its status, delete its data (wipe), only "
-                             "download its jars (fetch), or make what the secured docker-compose broker "
-                             "runs from (docker-prepare, into <data_dir>/kafka-docker)")
-    add_config_flag(parser)
-    add_kafka_security_flags(parser)
-    args = parser.parse_args(argv)
-    cfg = config_or_exit(args, kafka_security_overrides(args))
-    setup_logging(cfg.monitoring.log_level)
+    return command_line("Run a local single-node Kafka broker (KRaft).", run_command, argv,
+                        actions=("start", "stop", "status", "wipe", "fetch", "docker-prepare"), dest="command",
+                        action_help="start/stop the broker, show its status, delete its data (wipe), only "
+                                    "download its jars (fetch), or make what the secured docker-compose broker "
+                                    "runs from (docker-prepare, into <data_dir>/kafka-docker)",
+                        kafka_security=True)
+
+
+def run_command(command: str, cfg: Config) -> int:
+    """Carry out one command of the launcher; returns its exit code."""
     settings = BrokerSettings.from_config(cfg)
     try:
-        if args.command == "start":
+        if command == "start":
             start(settings)
-        elif args.command == "stop":
+        elif command == "stop":
             stop(settings)
-        elif args.command == "wipe":
+        elif command == "wipe":
             wipe(settings)
-        elif args.command == "fetch":
+        elif command == "fetch":
             fetch_jars(settings)
             log.info("Kafka %s broker jars are in %s", settings.version, settings.libs_dir)
-        elif args.command == "docker-prepare":
+        elif command == "docker-prepare":
             docker_prepare(settings, Paths.from_config(cfg).kafka_docker)
         else:
             pid = running_pid(settings)
             if pid is None:
                 print(f"Kafka broker: not running (expected on {settings.host}:{settings.port})")
-                return 3
+                return EXIT_NOT_RUNNING
             print(f"Kafka broker: running (pid {pid}) on {settings.host}:{settings.port} "
                   f"({settings.security.describe()}), log {settings.log_file}")
     except BrokerError as e:

@@ -24,11 +24,9 @@ PLAINTEXT only, on 127.0.0.1: the SASL_SSL set-up of kafka_broker.py is not carr
 
 from __future__ import annotations
 
-import argparse
 import logging
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +34,15 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
-from lakehouse.platform.config import Config
+from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, state, wait_until_ready
 from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
                                    launch, listener_lines, new_cluster_id, node_properties)
-from lakehouse.local.processes import log_tail as tail_of
+from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths
-from lakehouse.local.processes import live_pid, terminate
 
 log = logging.getLogger("lakehouse.local.kafka_cluster")
 
-EXIT_NOT_RUNNING = 3
 HOST = "127.0.0.1"
 # Three replicas of every topic, internal ones included; a write needs two of them (acks=all), and a replica
 # that fell behind never becomes leader (it could lack acknowledged records).
@@ -116,6 +111,12 @@ class KafkaClusterSettings:
                          start_timeout_s=self.start_timeout_s, libs_dir=self.libs_dir,
                          data_dir=self.state_dir / f"node-{node_id}", log_file=self.logs_dir / f"kafka-{node_id}.log")
 
+    def daemon(self, node_id: int) -> Daemon:
+        """Node ``node_id``'s process: a Kafka broker whose command line names the node's own properties file
+        (not a reused pid, nor another broker)."""
+        node = self.node(node_id)
+        return node.as_daemon(node_name(node_id), str(node.properties_file))
+
 
 def node_name(node_id: int) -> str:
     return f"kafka-{node_id}"
@@ -156,20 +157,9 @@ def prepare_node(settings: KafkaClusterSettings, node_id: int, cluster: str) -> 
     log.info("Formatted KRaft storage of %s in %s (cluster %s)", node_name(node_id), node.log_dirs, cluster)
 
 
-def _is_node_process(pid: int, node: KraftNode) -> bool:
-    """The process is this node's broker (not a reused pid, nor another broker): its command line names
-    the node's own properties file."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"kafka.Kafka" in cmdline and str(node.properties_file).encode() in cmdline
-
-
 def running_pid(settings: KafkaClusterSettings, node_id: int) -> int | None:
     """The pid of node ``node_id`` if it is alive (a stale pid file is removed)."""
-    node = settings.node(node_id)
-    return live_pid(node.pid_file, lambda pid: _is_node_process(pid, node))
+    return settings.daemon(node_id).running_pid()
 
 
 def status(settings: KafkaClusterSettings) -> dict[str, int | None]:
@@ -199,33 +189,36 @@ def registered_brokers(bootstrap: str, timeout_s: float = 3.0) -> set[int]:
 def _wait_ready(settings: KafkaClusterSettings, started: dict[int, subprocess.Popen]) -> None:
     """Until every node is a live broker of the cluster; ``ClusterError`` naming the node if one of those this
     call started exits, or if time runs out."""
-    deadline = time.monotonic() + settings.start_timeout_s
     expected = set(settings.node_ids())
-    while True:
-        for n, proc in started.items():
-            if proc.poll() is not None:
-                node = settings.node(n)
-                node.pid_file.unlink(missing_ok=True)
-                raise ClusterError(f"{node_name(n)} exited with code {proc.returncode} while starting; last lines "
-                                   f"of {node.log_file}:\n{tail_of(node.log_file, 25)}")
+    live: set[int] = set()
+
+    def every_node_live() -> bool:
+        nonlocal live
         listening = {n for n in expected if port_open(HOST, settings.port(n))}
         live = registered_brokers(settings.bootstrap) if listening == expected else set()
-        if live >= expected:
-            return
-        if time.monotonic() > deadline:
-            late = min((expected - live) or expected)
-            node = settings.node(late)
-            raise ClusterError(f"{node_name(late)} did not join the cluster as a live broker within "
-                               f"{settings.start_timeout_s:g} s; last lines of {node.log_file}:\n"
-                               f"{tail_of(node.log_file, 25)}")
-        time.sleep(0.5)
+        return live >= expected
+
+    try:
+        wait_until_ready(every_node_live, started.values(), settings.start_timeout_s)
+    except Exited as e:
+        n = next(n for n, proc in started.items() if proc is e.proc)
+        daemon = settings.daemon(n)
+        daemon.forget()
+        raise ClusterError(f"{node_name(n)} exited with code {e.returncode} while starting; last lines "
+                           f"of {daemon.log_file}:\n{daemon.log_tail(25)}") from None
+    except NotReady:
+        late = min((expected - live) or expected)
+        daemon = settings.daemon(late)
+        raise ClusterError(f"{node_name(late)} did not join the cluster as a live broker within "
+                           f"{settings.start_timeout_s:g} s; last lines of {daemon.log_file}:\n"
+                           f"{daemon.log_tail(25)}") from None
 
 
 def _terminate(settings: KafkaClusterSettings, node_id: int, pid: int, timeout_s: float) -> bool:
     """SIGTERM (the node's controlled shutdown), then SIGKILL if it is still there; True if it was clean."""
-    node = settings.node(node_id)
-    clean = terminate(pid, lambda: _is_node_process(pid, node), timeout_s)
-    node.pid_file.unlink(missing_ok=True)
+    daemon = settings.daemon(node_id)
+    clean = daemon.terminate(pid, timeout_s)
+    daemon.forget()
     return clean
 
 
@@ -263,18 +256,15 @@ def start(settings: KafkaClusterSettings) -> str:
     started: dict[int, subprocess.Popen] = {}
     try:
         for n in missing:
-            node = settings.node(n)
-            with open(node.log_file, "ab") as out:
-                out.write(f"\n=== {node_name(n)} started at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-            started[n] = launch(node)
+            started[n] = launch(settings.node(n), settings.daemon(n), banner=node_name(n))
             log.info("%s starting (pid %d) on %s:%d, controller %d; log: %s", node_name(n), started[n].pid, HOST,
-                     settings.port(n), settings.controller_port(n), node.log_file)
+                     settings.port(n), settings.controller_port(n), settings.node(n).log_file)
         _wait_ready(settings, started)
     except BaseException:
         # What this call started goes (Ctrl-C included); nodes that ran before stay.
         _terminate_all(settings, {n: p.pid for n, p in started.items() if p.poll() is None}, 10.0)
         for n in started:
-            settings.node(n).pid_file.unlink(missing_ok=True)
+            settings.daemon(n).forget()
         raise
     log.info("Kafka cluster of %d nodes ready on %s (%d started now)", settings.nodes, settings.bootstrap,
              len(started))
@@ -295,16 +285,15 @@ def stop(settings: KafkaClusterSettings, timeout_s: float = 60.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A local Kafka cluster of three KRaft nodes (PLAINTEXT, 127.0.0.1).")
-    parser.add_argument("action", choices=("start", "stop", "status"),
-                        help="start the nodes that do not run, stop them all, or say which run")
-    add_config_flag(parser)
-    args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
-    setup_logging(cfg.monitoring.log_level)
+    return command_line("A local Kafka cluster of three KRaft nodes (PLAINTEXT, 127.0.0.1).", run_command, argv,
+                        action_help="start the nodes that do not run, stop them all, or say which run")
+
+
+def run_command(action: str, cfg: Config) -> int:
+    """Carry out ``start``, ``stop`` or ``status``; returns the exit code."""
     settings = KafkaClusterSettings.from_config(cfg)
     clients = f"set [kafka] bootstrap_servers = {settings.bootstrap} and [kafka] replication_factor = 3"
-    if args.action == "start":
+    if action == "start":
         if cfg.kafka.security_protocol != "PLAINTEXT":
             log.error("The local Kafka cluster is PLAINTEXT only; [kafka] security_protocol = %s is for the single "
                       "local broker (python -m lakehouse.platform.kafka_local)", cfg.kafka.security_protocol)
@@ -316,13 +305,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"Kafka cluster: {settings.bootstrap} ({clients})")
         return 0
-    if args.action == "stop":
+    if action == "stop":
         stop(settings)
         return 0
     pids = status(settings)
     for n, (name, pid) in zip(settings.node_ids(), pids.items()):
-        state = f"running (pid {pid})" if pid else "stopped"
-        print(f"{name}: {state} on {HOST}:{settings.port(n)}, log {settings.node(n).log_file}")
+        print(f"{name}: {state(pid)} on {HOST}:{settings.port(n)}, log {settings.node(n).log_file}")
     print(f"bootstrap: {settings.bootstrap}" + (f" ({clients})" if all(pids.values()) else ""))
     return 0 if all(pids.values()) else EXIT_NOT_RUNNING
 

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lakehouse.local.broker_tls import jdk_tool, write_private
+from lakehouse.local.daemon import Daemon
 from lakehouse.platform.config import redact
 from lakehouse.platform.kafka_security import environment_without_password
 
 log = logging.getLogger(__name__)
 
+MAIN_CLASS = "kafka.Kafka"
 JARS_COMPLETE_MARKER = ".complete"
 MAVEN_HINT = ("Maven reads proxies and mirrors from ~/.m2/settings.xml "
               "(<proxies>/<mirrors>); see docs/TROUBLESHOOTING.md")
@@ -61,6 +63,11 @@ class KraftNode:
     @property
     def log4j_file(self) -> Path:
         return self.data_dir / "log4j2.properties"
+
+    def as_daemon(self, name: str, *markers: str) -> Daemon:
+        """Its process, as ``name``: its pid file and log; it is ours when its command line holds Kafka's main
+        class and ``markers``."""
+        return Daemon(name, self.pid_file, self.log_file, (MAIN_CLASS, *markers))
 
 
 # --- jars ------------------------------------------------------------------------------------------
@@ -218,20 +225,13 @@ def kafka_opts() -> list[str]:
         raise BrokerError(f"KAFKA_OPTS cannot be split into JVM options: {e}") from None
 
 
-def launch(node: KraftNode) -> subprocess.Popen:
-    """Start the node's JVM on prepared storage in the background, its output appended to its log, its
-    pid in its pid file; does not wait for it."""
-    node.log_file.parent.mkdir(parents=True, exist_ok=True)
+def launch(node: KraftNode, daemon: Daemon, banner: str | None = None) -> subprocess.Popen:
+    """Start the node's JVM on prepared storage in the background (``daemon``: its pid file, its log, a session
+    of its own, so that Ctrl-C in the terminal that started it does not kill it); does not wait for it."""
     # KAFKA_OPTS: more JVM options, as Kafka's own start scripts take them (the collector stays G1).
     cmd = [_java(), f"-Xmx{node.heap}", f"-Xms{node.heap}", "-XX:+UseG1GC",
            *kafka_opts(),
            "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={node.log4j_file}",
-           "-cp", _classpath(node), "kafka.Kafka", str(node.properties_file)]
-    with open(node.log_file, "ab") as out:
-        # A session of its own: Ctrl-C in the terminal that started it must not kill the broker.
-        # The broker's environment: ours without the clients' password, which it has no use for.
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=environment_without_password(),
-                                start_new_session=True)
-    node.pid_file.write_text(str(proc.pid), encoding="utf-8")
-    return proc
+           "-cp", _classpath(node), MAIN_CLASS, str(node.properties_file)]
+    # The broker's environment: ours without the clients' password, which it has no use for.
+    return daemon.launch(cmd, env=environment_without_password(), banner=banner)
