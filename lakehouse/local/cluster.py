@@ -11,19 +11,17 @@ needs LAKEHOUSE_S3_SECRET_KEY in the environment: the same variable the jobs rea
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from lakehouse.local import kafka_cluster, object_store, spark_cluster
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.local.daemon import EXIT_NOT_RUNNING, command_line
 from lakehouse.platform.config import Config, ConfigError
 
 log = logging.getLogger("lakehouse.local.cluster")
 
-EXIT_NOT_RUNNING = 3
 FAILURES = (object_store.ObjectStoreError, spark_cluster.ClusterError, kafka_cluster.ClusterError, ConfigError)
 
 
@@ -82,20 +80,18 @@ def stop(cfg: Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="The local cluster: object store, Spark standalone, three Kafka "
-                                                 "nodes.")
-    parser.add_argument("action", choices=("start", "stop", "status"))
-    add_config_flag(parser)
-    args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
-    setup_logging(cfg.monitoring.log_level)
+    return command_line("The local cluster: object store, Spark standalone, three Kafka nodes.", run_command, argv)
+
+
+def run_command(action: str, cfg: Config) -> int:
+    """Carry out ``start``, ``stop`` or ``status``; returns the exit code."""
     try:
-        if args.action == "start":
+        if action == "start":
             start(cfg)
             print("The local cluster runs. Point the pipeline at it (and export LAKEHOUSE_S3_SECRET_KEY):")
             print("\n".join(settings_for(cfg)))
             return 0
-        if args.action == "stop":
+        if action == "stop":
             stop(cfg)
             return 0
         states = {part.name: part.running() for part in parts(cfg)}

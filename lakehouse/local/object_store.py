@@ -16,31 +16,27 @@ live under ``<data_dir>/cluster``, its log in ``<data_dir>/logs/cluster/s3proxy.
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from lakehouse.local.broker_tls import jdk_tool
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, state, wait_until_ready
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.kafka_probe import port_open
 from lakehouse.platform.lake import S3Settings, on_object_storage, split_uri
 from lakehouse.platform.paths import Paths
-from lakehouse.local.processes import live_pid, log_tail, terminate
 
 log = logging.getLogger("lakehouse.local.object_store")
 
 MAIN_CLASS = "org.gaul.s3proxy.Main"
 DEFAULT_BUCKET = "lakehouse"
-EXIT_NOT_RUNNING = 3
 LOCAL_HOSTS = ("127.0.0.1", "localhost")
 
 
@@ -96,6 +92,12 @@ class StoreSettings:
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def daemon(self) -> Daemon:
+        """The store's process: s3proxy with this store's own properties file. Signals go to its process group."""
+        return Daemon("The object store", self.pid_file, self.log_file, ("s3proxy", str(self.properties_file)),
+                      group=True)
+
 
 def fetch_jar(settings: StoreSettings) -> Path:
     """s3proxy's self-contained jar, downloaded once with Maven into the cache."""
@@ -150,17 +152,9 @@ def _serves(settings: StoreSettings) -> tuple[str | None, str | None]:
     return values.get("s3proxy.identity"), values.get("s3proxy.credential")
 
 
-def _is_ours(pid: int, settings: StoreSettings) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"s3proxy" in cmdline and str(settings.properties_file).encode() in cmdline
-
-
 def running_pid(settings: StoreSettings) -> int | None:
     """The store's pid if it runs (a stale pid file is removed)."""
-    return live_pid(settings.pid_file, lambda pid: _is_ours(pid, settings))
+    return settings.daemon.running_pid()
 
 
 def _private_folder(path: Path) -> None:
@@ -194,61 +188,46 @@ def start(settings: StoreSettings) -> str:
     fd = os.open(settings.properties_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         out.write(_properties(settings))
-    settings.log_file.parent.mkdir(parents=True, exist_ok=True)
-    offset = settings.log_file.stat().st_size if settings.log_file.exists() else 0
-    with open(settings.log_file, "ab") as out:
-        out.write(f"\n=== s3proxy started at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        out.flush()
-        proc = subprocess.Popen([java, f"-Xmx{settings.heap}", "-jar", str(jar), "--properties",
-                                 str(settings.properties_file)], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, umask=0o077)
-    settings.pid_file.write_text(str(proc.pid), encoding="utf-8")
-    deadline = time.monotonic() + settings.start_timeout_s
-    while not port_open(settings.host, settings.port, timeout=0.5):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                _terminate(proc.pid, settings, 10.0)
-            settings.pid_file.unlink(missing_ok=True)
-            what = (f"exited with code {proc.returncode}" if proc.returncode is not None
-                    else f"did not answer within {settings.start_timeout_s:g} s")
-            raise ObjectStoreError(f"The object store {what} while starting; last lines of {settings.log_file}:\n"
-                                   f"{log_tail(settings.log_file, offset=offset)}")
-        time.sleep(0.2)
+    daemon = settings.daemon
+    offset = daemon.log_size()
+    command = [java, f"-Xmx{settings.heap}", "-jar", str(jar), "--properties", str(settings.properties_file)]
+    proc = daemon.launch(command, umask=0o077, banner="s3proxy")
+    try:
+        wait_until_ready(lambda: port_open(settings.host, settings.port, timeout=0.5), [proc],
+                         settings.start_timeout_s, interval_s=0.2)
+    except (Exited, NotReady):
+        if proc.poll() is None:
+            daemon.terminate(proc.pid, 10.0)
+        daemon.forget()
+        what = (f"exited with code {proc.returncode}" if proc.returncode is not None
+                else f"did not answer within {settings.start_timeout_s:g} s")
+        raise ObjectStoreError(f"The object store {what} while starting; last lines of {settings.log_file}:\n"
+                               f"{daemon.log_tail(offset=offset)}") from None
     log.info("Object store (s3proxy %s) at %s, bucket %s, pid %d; log: %s", settings.version, settings.endpoint,
              settings.bucket, proc.pid, settings.log_file)
     return settings.endpoint
 
 
-def _terminate(pid: int, settings: StoreSettings, timeout_s: float) -> bool:
-    return terminate(pid, lambda: _is_ours(pid, settings), timeout_s, group=True)
-
-
 def stop(settings: StoreSettings, timeout_s: float = 30.0) -> bool:
     """Stop the store; False if it was not running. Idempotent. The objects stay."""
-    pid = running_pid(settings)
-    if pid is None:
-        log.info("The object store is not running")
-        return False
-    log.info("Stopping the object store (pid %d)", pid)
-    if not _terminate(pid, settings, timeout_s):
-        log.warning("The object store did not stop within %g s and was killed", timeout_s)
-    settings.pid_file.unlink(missing_ok=True)
-    return True
+    if settings.daemon.stop(timeout_s):
+        return True
+    log.info("The object store is not running")
+    return False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A local S3-compatible object store (s3proxy) for the lake.")
-    parser.add_argument("action", choices=("start", "stop", "status"))
-    add_config_flag(parser)
-    args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
-    setup_logging(cfg.monitoring.log_level)
+    return command_line("A local S3-compatible object store (s3proxy) for the lake.", run_command, argv)
+
+
+def run_command(action: str, cfg: Config) -> int:
+    """Carry out ``start``, ``stop`` or ``status``; returns the exit code."""
     try:
         settings = StoreSettings.from_config(cfg)
     except ConfigError as e:
         log.error("%s", e)
         return 2
-    if args.action == "start":
+    if action == "start":
         try:
             endpoint = start(settings)
         except ObjectStoreError as e:
@@ -257,11 +236,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Object store: {endpoint} (bucket {settings.bucket}; set [paths] lake = s3a://{settings.bucket}/… "
               f"and [s3] endpoint = {endpoint})")
         return 0
-    if args.action == "stop":
+    if action == "stop":
         stop(settings)
         return 0
     pid = running_pid(settings)
-    print(f"s3proxy: {'running (pid %d)' % pid if pid else 'stopped'}")
+    print(f"s3proxy: {state(pid)}")
     return 0 if pid else EXIT_NOT_RUNNING
 
 

@@ -13,20 +13,17 @@ and its log under <data_dir>/logs/cluster/. ``start`` and ``stop`` are idempoten
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lakehouse.platform.cli import add_config_flag, config_or_exit, setup_logging
+from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, state, wait_until_ready
 from lakehouse.platform.config import Config
-from lakehouse.platform.paths import Paths
-from lakehouse.local.processes import live_pid, log_tail, terminate
 from lakehouse.platform.kafka_probe import port_open
+from lakehouse.platform.paths import Paths
 
 log = logging.getLogger("lakehouse.local.spark_cluster")
 
@@ -34,7 +31,6 @@ MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
 MASTER_READY = "I have been elected leader! New state: ALIVE"
 WORKER_READY = "Successfully registered with master"
-EXIT_NOT_RUNNING = 3
 
 
 class ClusterError(RuntimeError):
@@ -74,6 +70,16 @@ class ClusterSettings:
     def log_file(self, name: str) -> Path:
         return self.logs_dir / f"{name}.log"
 
+    def work_dir(self, name: str) -> Path:
+        return self.state_dir / f"{name}-work"
+
+    def daemon(self, name: str) -> Daemon:
+        """The process ``name`` of this cluster (not a reused pid): its command line names its class and the
+        master's port, or a worker's own work folder. Signals go to its process group (a worker's executors)."""
+        markers = ((MASTER_CLASS, str(self.master_port)) if name == "spark-master"
+                   else (WORKER_CLASS, str(self.work_dir(name))))
+        return Daemon(name, self.pid_file(name), self.log_file(name), markers, group=True)
+
 
 def spark_home() -> Path:
     import pyspark
@@ -87,57 +93,40 @@ def _command(settings: ClusterSettings, name: str) -> list[str]:
     if name == "spark-master":
         return [spark_class, MASTER_CLASS, "--host", settings.host, "--port", str(settings.master_port),
                 "--webui-port", "0"]
-    work = settings.state_dir / f"{name}-work"
     return [spark_class, WORKER_CLASS, settings.master_url, "--host", settings.host,
             "--cores", str(settings.worker_cores), "--memory", settings.worker_memory,
-            "--work-dir", str(work), "--webui-port", "0"]
-
-
-def _is_ours(pid: int, name: str, settings: ClusterSettings) -> bool:
-    """The process is this cluster's ``name`` (not a reused pid): its command line says so."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    if name == "spark-master":
-        return MASTER_CLASS.encode() in cmdline and f"{settings.master_port}".encode() in cmdline
-    return WORKER_CLASS.encode() in cmdline and str(settings.state_dir / f"{name}-work").encode() in cmdline
+            "--work-dir", str(settings.work_dir(name)), "--webui-port", "0"]
 
 
 def running_pid(settings: ClusterSettings, name: str) -> int | None:
     """The pid of this cluster's ``name`` if it is alive (a stale pid file is removed)."""
-    return live_pid(settings.pid_file(name), lambda pid: _is_ours(pid, name, settings))
+    return settings.daemon(name).running_pid()
 
 
 def _launch(settings: ClusterSettings, name: str) -> subprocess.Popen:
-    log_file = settings.log_file(name)
-    with open(log_file, "ab") as out:
-        out.write(f"\n=== {name} started at {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        out.flush()
-        # SPARK_LOCAL_IP: the web UIs too listen on this machine only (they bind to every interface otherwise).
-        env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP=settings.host)
-        proc = subprocess.Popen(_command(settings, name), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
-    settings.pid_file(name).write_text(str(proc.pid), encoding="utf-8")
-    return proc
+    # SPARK_LOCAL_IP: the web UIs too listen on this machine only (they bind to every interface otherwise).
+    env = dict(os.environ, SPARK_HOME=str(spark_home()), SPARK_LOCAL_IP=settings.host)
+    return settings.daemon(name).launch(_command(settings, name), env=env, banner=name)
 
 
 def _wait_for(settings: ClusterSettings, name: str, proc: subprocess.Popen, ready: str, offset: int) -> None:
     """Until the log (past ``offset``) says ``ready``; ``ClusterError`` if the process exits or time runs out."""
-    log_file = settings.log_file(name)
-    deadline = time.monotonic() + settings.start_timeout_s
-    while time.monotonic() < deadline:
-        with open(log_file, "rb") as f:
+    daemon = settings.daemon(name)
+
+    def said_ready() -> bool:
+        with open(daemon.log_file, "rb") as f:
             f.seek(offset)
-            if ready.encode() in f.read():
-                return
-        if proc.poll() is not None:
-            settings.pid_file(name).unlink(missing_ok=True)
-            raise ClusterError(f"{name} exited with code {proc.returncode} while starting; last lines of "
-                               f"{log_file}:\n{log_tail(log_file)}")
-        time.sleep(0.3)
-    raise ClusterError(f"{name} was not ready within {settings.start_timeout_s:g} s; last lines of {log_file}:\n"
-                       f"{log_tail(log_file)}")
+            return ready.encode() in f.read()
+
+    try:
+        wait_until_ready(said_ready, [proc], settings.start_timeout_s, interval_s=0.3)
+    except Exited:
+        daemon.forget()
+        raise ClusterError(f"{name} exited with code {proc.returncode} while starting; last lines of "
+                           f"{daemon.log_file}:\n{daemon.log_tail()}") from None
+    except NotReady:
+        raise ClusterError(f"{name} was not ready within {settings.start_timeout_s:g} s; last lines of "
+                           f"{daemon.log_file}:\n{daemon.log_tail()}") from None
 
 
 def start(settings: ClusterSettings) -> str:
@@ -155,16 +144,17 @@ def start(settings: ClusterSettings) -> str:
         if pid is not None:
             log.info("%s already running (pid %d)", name, pid)
             continue
-        offset = settings.log_file(name).stat().st_size if settings.log_file(name).exists() else 0
+        offset = settings.daemon(name).log_size()
         proc = _launch(settings, name)
         try:
             _wait_for(settings, name, proc, MASTER_READY if name == "spark-master" else WORKER_READY, offset)
         except ClusterError:
             for begun in reversed([*started, name]):  # what this call started goes; what ran before stays
-                pid = running_pid(settings, begun)
+                daemon = settings.daemon(begun)
+                pid = daemon.running_pid()
                 if pid is not None:
-                    _terminate(pid, begun, settings, 10.0)
-                settings.pid_file(begun).unlink(missing_ok=True)
+                    daemon.terminate(pid, 10.0)
+                daemon.forget()
             raise
         started.append(name)
         log.info("%s started (pid %d); log: %s", name, proc.pid, settings.log_file(name))
@@ -174,23 +164,12 @@ def start(settings: ClusterSettings) -> str:
     return settings.master_url
 
 
-def _terminate(pid: int, name: str, settings: ClusterSettings, timeout_s: float) -> bool:
-    """Stop the process and what it started (its group: a worker's executors); True if it stopped in time."""
-    return terminate(pid, lambda: _is_ours(pid, name, settings), timeout_s, group=True)
-
-
 def stop(settings: ClusterSettings, timeout_s: float = 30.0) -> bool:
-    """Stop the workers, then the master; False if nothing was running. Idempotent."""
+    """Stop the workers, then the master, each with what it started (its process group: a worker's
+    executors); False if nothing was running. Idempotent."""
     stopped = False
     for name in reversed(settings.names()):
-        pid = running_pid(settings, name)
-        if pid is None:
-            continue
-        log.info("Stopping %s (pid %d)", name, pid)
-        if not _terminate(pid, name, settings, timeout_s):
-            log.warning("%s did not stop within %g s and was killed", name, timeout_s)
-        settings.pid_file(name).unlink(missing_ok=True)
-        stopped = True
+        stopped = settings.daemon(name).stop(timeout_s) or stopped
     if not stopped:
         log.info("The Spark standalone cluster is not running")
     return stopped
@@ -202,14 +181,13 @@ def status(settings: ClusterSettings) -> dict[str, int | None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="A local Spark standalone cluster (master and workers).")
-    parser.add_argument("action", choices=("start", "stop", "status"))
-    add_config_flag(parser)
-    args = parser.parse_args(argv)
-    cfg = config_or_exit(args)
-    setup_logging(cfg.monitoring.log_level)
+    return command_line("A local Spark standalone cluster (master and workers).", run_command, argv)
+
+
+def run_command(action: str, cfg: Config) -> int:
+    """Carry out ``start``, ``stop`` or ``status``; returns the exit code."""
     settings = ClusterSettings.from_config(cfg)
-    if args.action == "start":
+    if action == "start":
         try:
             url = start(settings)
         except ClusterError as e:
@@ -218,12 +196,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Spark master: {url} (set [spark] master = {url}, [spark] cores_max so that two jobs fit, and "
               "[spark] jars_on_workers = true: the workers read this machine's jar cache)")
         return 0
-    if args.action == "stop":
+    if action == "stop":
         stop(settings)
         return 0
     pids = status(settings)
     for name, pid in pids.items():
-        print(f"{name}: {'running (pid %d)' % pid if pid else 'stopped'}")
+        print(f"{name}: {state(pid)}")
     return 0 if all(pids.values()) else EXIT_NOT_RUNNING
 
 
