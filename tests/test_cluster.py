@@ -1,4 +1,4 @@
-"""The whole local cluster in one command (python -m lakehouse.platform.cluster): without the object store's
+"""The whole local cluster in one command (python -m lakehouse.local.cluster): without the object store's
 secret nothing starts, and a start that cannot complete stops what it started. The command starting the three
 parts, saying how to point the pipeline at them and stopping them leaving nothing is tested with the pipeline
 that runs on them (tests/test_object_store.py)."""

@@ -16,7 +16,7 @@ from tests.jvm_archive import SERVICE_FLAGS
 
 
 def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "lakehouse.local.kafka_broker", command, "--config", str(config)],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
 
 

@@ -1,6 +1,6 @@
 """The whole local cluster in one command: the object store, the Spark standalone cluster, the Kafka nodes.
 
-Usage: python -m lakehouse.platform.cluster start|stop|status [--config PATH]
+Usage: python -m lakehouse.local.cluster start|stop|status [--config PATH]
 (make cluster-start, make cluster-stop, make cluster-status.)
 
 Each part has its own launcher (object_store, spark_cluster, kafka_cluster) with its own settings; this one

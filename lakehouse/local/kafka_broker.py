@@ -134,12 +134,12 @@ def check_formatted_for(settings: BrokerSettings) -> None:
     if formatted.get("security_protocol") != SASL_SSL:
         raise BrokerError(f"The broker's storage in {settings.log_dirs} was formatted for PLAINTEXT, without "
                           "SCRAM users: to start it with SASL_SSL, wipe it (python -m "
-                          "lakehouse.platform.kafka_local wipe deletes its topics) or use another "
+                          "lakehouse.local.kafka_broker wipe deletes its topics) or use another "
                           "[paths] data_dir")
     if formatted.get("username") != settings.security.username:
         raise BrokerError(f"The broker's storage in {settings.log_dirs} was formatted with SCRAM user "
                           f"{formatted.get('username')}, not {settings.security.username}: set [kafka] username "
-                          "to it, or wipe the broker's data (python -m lakehouse.platform.kafka_local wipe "
+                          "to it, or wipe the broker's data (python -m lakehouse.local.kafka_broker wipe "
                           "deletes its topics)")
 
 
@@ -310,7 +310,7 @@ def stop(settings: BrokerSettings, timeout_s: float = 60.0) -> bool:
 def wipe(settings: BrokerSettings) -> None:
     """Delete the broker's data (topics, offsets). Refuses while it runs."""
     if running_pid(settings) is not None:
-        raise BrokerError("Stop the broker before wiping its data (python -m lakehouse.platform.kafka_local stop)")
+        raise BrokerError("Stop the broker before wiping its data (python -m lakehouse.local.kafka_broker stop)")
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     log.info("Deleted broker data in %s", settings.data_dir)
 

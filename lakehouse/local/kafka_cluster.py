@@ -1,6 +1,6 @@
 """A local Apache Kafka cluster of three KRaft nodes (each a combined broker and controller), no Docker.
 
-Usage: python -m lakehouse.platform.kafka_cluster start|stop|status [--config PATH]
+Usage: python -m lakehouse.local.kafka_cluster start|stop|status [--config PATH]
 (make kafka-cluster-start, make kafka-cluster-stop, make kafka-cluster-status.)
 
 The nodes run from the same jars as the single local broker (kraft.py fetches them once with Maven)
@@ -296,7 +296,7 @@ def run_command(action: str, cfg: Config) -> int:
     if action == "start":
         if cfg.kafka.security_protocol != "PLAINTEXT":
             log.error("The local Kafka cluster is PLAINTEXT only; [kafka] security_protocol = %s is for the single "
-                      "local broker (python -m lakehouse.platform.kafka_local)", cfg.kafka.security_protocol)
+                      "local broker (python -m lakehouse.local.kafka_broker)", cfg.kafka.security_protocol)
             return 1
         try:
             start(settings)

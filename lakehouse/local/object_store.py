@@ -1,7 +1,7 @@
 """A local S3-compatible object store for the lake: s3proxy (``org.gaul:s3proxy`` from Maven Central) over
 a folder of this machine, with credentials.
 
-Usage: python -m lakehouse.platform.object_store start|stop|status [--config PATH]
+Usage: python -m lakehouse.local.object_store start|stop|status [--config PATH]
 (``make cluster-start`` starts it with the rest of the local cluster.)
 
 It serves ``[s3] endpoint`` (which must then be ``http://127.0.0.1:<port>`` or ``http://localhost:<port>``)

@@ -1,6 +1,6 @@
 """A local Spark standalone cluster: one master and N workers from the installed pyspark (``spark-class``).
 
-Usage: python -m lakehouse.platform.spark_cluster start|stop|status [--config PATH]
+Usage: python -m lakehouse.local.spark_cluster start|stop|status [--config PATH]
 (make spark-cluster-start, make spark-cluster-stop, make spark-cluster-status.)
 
 The jobs run on it unchanged with ``[spark] master = spark://127.0.0.1:7077`` (the address ``start``

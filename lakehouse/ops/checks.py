@@ -110,7 +110,7 @@ def check_kafka(cfg: Config) -> CheckResult:
         return CheckResult("Kafka broker", False, problem.message)
     return CheckResult("Kafka broker", False,
                        f"not reachable at {servers} within {timeout:g} s — start it: "
-                       "python -m lakehouse.platform.kafka_local start (or docker compose up -d)")
+                       "python -m lakehouse.local.kafka_broker start (or docker compose up -d)")
 
 
 def check_topic(cfg: Config, fix: bool) -> CheckResult:

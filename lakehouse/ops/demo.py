@@ -280,7 +280,7 @@ class Demo:
         elif "," in servers:
             # Several addresses: a cluster (the local three-node one, say), which one local broker cannot stand in for.
             raise BrokerError(f"Kafka brokers at {servers} are not reachable: start them (the local cluster: python "
-                              "-m lakehouse.platform.kafka_cluster start); the demo starts a single local broker only "
+                              "-m lakehouse.local.kafka_cluster start); the demo starts a single local broker only "
                               "for a single address")
         else:
             start_broker(self.broker)
