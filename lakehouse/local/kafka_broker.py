@@ -69,7 +69,7 @@ class BrokerSettings(KraftNode):
 
     @property
     def daemon(self) -> Daemon:
-        """The broker's process: whatever runs Kafka from this pid file is taken for it."""
+        """The broker's process: the pid in its pid file, if that process runs Kafka's main class."""
         return self.as_daemon("Kafka broker")
 
 
