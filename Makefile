@@ -16,46 +16,46 @@ $(INSTALLED): requirements.txt
 	touch $(INSTALLED)
 
 setup: $(INSTALLED)  ## Virtual environment, pinned packages, Kafka broker jars
-	$(BIN)/python -m lakehouse.platform.kafka_local fetch
+	$(BIN)/python -m lakehouse.local.kafka_broker fetch
 
 broker-start: setup  ## Start the local Kafka broker (KRaft) on localhost:9092
-	$(BIN)/python -m lakehouse.platform.kafka_local start
+	$(BIN)/python -m lakehouse.local.kafka_broker start
 
 broker-stop:  ## Stop the local Kafka broker
-	$(BIN)/python -m lakehouse.platform.kafka_local stop
+	$(BIN)/python -m lakehouse.local.kafka_broker stop
 
 broker-status:  ## Say whether the local broker runs
-	$(BIN)/python -m lakehouse.platform.kafka_local status
+	$(BIN)/python -m lakehouse.local.kafka_broker status
 
 broker-wipe: broker-stop  ## Stop the broker and delete its topics and data
-	$(BIN)/python -m lakehouse.platform.kafka_local wipe
+	$(BIN)/python -m lakehouse.local.kafka_broker wipe
 
 cluster-start: setup  ## Start the local cluster: object store (needs LAKEHOUSE_S3_SECRET_KEY), Spark, three Kafka nodes
-	$(BIN)/python -m lakehouse.platform.cluster start
+	$(BIN)/python -m lakehouse.local.cluster start
 
 cluster-stop:  ## Stop the local cluster (Kafka, Spark, object store)
-	$(BIN)/python -m lakehouse.platform.cluster stop
+	$(BIN)/python -m lakehouse.local.cluster stop
 
 cluster-status:  ## Say which parts of the local cluster run
-	$(BIN)/python -m lakehouse.platform.cluster status
+	$(BIN)/python -m lakehouse.local.cluster status
 
 spark-cluster-start: setup  ## Start a local Spark standalone cluster (a master, [cluster] spark_workers workers)
-	$(BIN)/python -m lakehouse.platform.spark_cluster start
+	$(BIN)/python -m lakehouse.local.spark_cluster start
 
 spark-cluster-stop:  ## Stop the local Spark standalone cluster
-	$(BIN)/python -m lakehouse.platform.spark_cluster stop
+	$(BIN)/python -m lakehouse.local.spark_cluster stop
 
 spark-cluster-status:  ## Say whether the local Spark standalone cluster runs
-	$(BIN)/python -m lakehouse.platform.spark_cluster status
+	$(BIN)/python -m lakehouse.local.spark_cluster status
 
 kafka-cluster-start: setup  ## Start a local three-node Kafka cluster (KRaft); prints its bootstrap string
-	$(BIN)/python -m lakehouse.platform.kafka_cluster start
+	$(BIN)/python -m lakehouse.local.kafka_cluster start
 
 kafka-cluster-stop:  ## Stop the local Kafka cluster (every node at once)
-	$(BIN)/python -m lakehouse.platform.kafka_cluster stop
+	$(BIN)/python -m lakehouse.local.kafka_cluster stop
 
 kafka-cluster-status:  ## Say which nodes of the local Kafka cluster run, and its bootstrap string
-	$(BIN)/python -m lakehouse.platform.kafka_cluster status
+	$(BIN)/python -m lakehouse.local.kafka_cluster status
 
 check: setup  ## Run every setup check, Spark included, creating what is missing
 	$(BIN)/python setup_utils.py --fix --spark

@@ -5,7 +5,7 @@ warmed up first on 20,000 events, in the same session, so that neither pays the 
 contract check in its figures.
 
 Usage: python bench/bronze_drain.py [--count 1000000]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder,
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder,
 or, when [paths] lake is an s3a:// URI (e.g. LAKEHOUSE_PATHS_LAKE), under it: the drain's tables and the
 ceiling's Parquet both go to the object store then, so that the ratio compares like with like.
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from

@@ -13,7 +13,7 @@ visible; p50/p95/p99 of both and the ratio are printed, then the Bronze batches'
 table). --trigger overrides [streaming] trigger_interval for both.
 
 Usage: python bench/bronze_latency.py [--rate 1000] [--seconds 60] [--warmup-seconds 20] [--trigger "0 s"]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
 LAKEHOUSE_KAFKA_PASSWORD, as for every script.
 """

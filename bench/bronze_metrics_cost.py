@@ -11,7 +11,7 @@ figures into the metrics, and one scrape's text) on a batch of --batch records: 
 hide in. --pairs 0 gives that part only.
 
 Usage: python bench/bronze_metrics_cost.py [--count 100000] [--batch 2000] [--pairs 4] [--json out.json]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 """
 
 from __future__ import annotations

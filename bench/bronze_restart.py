@@ -11,7 +11,7 @@ For each history size (default 50,000 and 5,000,000 rows in Bronze):
 Both sizes run in the same sitting; the ratio long/short is printed (goal ≤ 1.5).
 
 Usage: python bench/bronze_restart.py [--sizes 50000 5000000]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 """
 
 from __future__ import annotations

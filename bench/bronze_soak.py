@@ -11,7 +11,7 @@ then the ratio last/first window p50 (goal ≤ 1.2) and the reconciliation: ever
 exactly one of Bronze, quarantine and duplicates, and the metrics table counts each once.
 
 Usage: python bench/bronze_soak.py [--minutes 60] [--rate 1000] [--window 5] [--upkeep-every 10]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder
 (about 2 GB for the hour). Not part of the test suite.
 """
 

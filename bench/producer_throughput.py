@@ -2,7 +2,7 @@
 included). Prints sustained events/s and MB/s per run and the median.
 
 Usage: python bench/producer_throughput.py [--count N] [--runs N]
-Needs a running broker (python -m lakehouse.platform.kafka_local start).
+Needs a running broker (python -m lakehouse.local.kafka_broker start).
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
 LAKEHOUSE_KAFKA_PASSWORD, as for every script.
 """

@@ -15,7 +15,7 @@ and every mark's delay to a file.
 
 Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--return-ratio 0.03]
        [--cancel-ratio 0.01] [--json out.json]
-Needs a running broker (python -m lakehouse.platform.kafka_local start). Work data goes to a temporary folder.
+Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 Goals on the 2-core machine: at 1,000 events/s p50 ≤ 5 s and p99 ≤ 10 s; at 3 events/s p50 ≤ 4 s; Silver's
 memory flat over a 30-minute run (--seconds 1800).
 """

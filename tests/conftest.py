@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
-from lakehouse.platform.kafka_local import BrokerSettings, broker_answers, start, stop
+from lakehouse.local.kafka_broker import BrokerSettings, broker_answers, start, stop
 from lakehouse.platform.topics import ensure_topic
 from tests.jvm_archive import SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making, stop_making
 

@@ -13,7 +13,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.platform.kafka_local import BrokerSettings, start, stop
+from lakehouse.local.kafka_broker import BrokerSettings, start, stop
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
 from lakehouse.platform.spark import jvm_log_file

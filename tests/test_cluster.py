@@ -1,4 +1,4 @@
-"""The whole local cluster in one command (python -m lakehouse.platform.cluster): without the object store's
+"""The whole local cluster in one command (python -m lakehouse.local.cluster): without the object store's
 secret nothing starts, and a start that cannot complete stops what it started. The command starting the three
 parts, saying how to point the pipeline at them and stopping them leaving nothing is tested with the pipeline
 that runs on them (tests/test_object_store.py)."""
@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from lakehouse.platform import object_store, spark_cluster
-from lakehouse.platform.cluster import parts, start, stop
+from lakehouse.local import object_store, spark_cluster
+from lakehouse.local.cluster import parts, start, stop
 from tests.conftest import free_kafka_base, free_port, make_config
 
 SECRET = "cluster-test-secret-0b7"

@@ -23,7 +23,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.platform.kafka_local import BrokerError, running_pid
+from lakehouse.local.kafka_broker import BrokerError, running_pid
 from lakehouse.ops.demo import Demo, Part, format_health, parse_args, render, reset_data
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json

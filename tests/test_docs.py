@@ -96,7 +96,7 @@ EXERCISED = {
     "make demo": "tests/test_demo.py::test_demo_runs_stops_cleanly_and_resumes (python -m lakehouse.ops.demo)",
     "make test": ".ci/run",
     "make setup": ".ci/run",
-    "python -m lakehouse.platform.kafka_local start": ".ci/run",
+    "python -m lakehouse.local.kafka_broker start": ".ci/run",
     "python setup_utils.py --fix": "tests/test_setup_utils.py",
     "python spark_streaming_delta.py": "tests/test_bronze_broker.py",
     "spark-submit": "tests/test_spark_submit.py",
@@ -127,7 +127,7 @@ EXERCISED = {
     "make demo ARGS=--no-broker": "tests/test_demo.py (the broker is found, not started)",
     "docker compose up -d": "not runnable here (no Docker engine); README says so",
     "docker compose --profile secured up -d kafka-secured": "not runnable here (no Docker engine); README says so",
-    "python -m lakehouse.platform.kafka_local docker-prepare":
+    "python -m lakehouse.local.kafka_broker docker-prepare":
         "tests/test_kafka_secured.py::test_docker_prepare_makes_what_the_secured_service_runs_from",
     "export": "shell set-up",
     "read -rs": "shell set-up",

@@ -1,4 +1,4 @@
-"""The local three-node Kafka cluster (python -m lakehouse.platform.kafka_cluster): a taken port is refused in one
+"""The local three-node Kafka cluster (python -m lakehouse.local.kafka_cluster): a taken port is refused in one
 line with nothing started; a node that cannot start is named with its log and what the call started is stopped;
 and a node killed (SIGKILL, the leader of a partition) under the real producer and the real Bronze stream costs no
 acknowledged sale and doubles none, the stream going on. Ports: 19110-19199, found free at run time."""
@@ -20,7 +20,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from lakehouse.ingest.simulator import SalesSimulator
-from lakehouse.platform.kafka_cluster import (ClusterError, KafkaClusterSettings, registered_brokers, running_pid,
+from lakehouse.local.kafka_cluster import (ClusterError, KafkaClusterSettings, registered_brokers, running_pid,
                                               server_properties, start, status, stop)
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import ensure_topic
@@ -245,7 +245,7 @@ def test_a_node_killed_under_load_loses_no_acknowledged_sale_and_doubles_none(tm
         print("producer output:\n", producer_log.read_text()[-4000:] if producer_log.exists() else "")
     assert status(settings) == {"kafka-1": None, "kafka-2": None, "kafka-3": None}
     assert no_process_left(settings)
-    shown = subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_cluster", "status", "--config",
+    shown = subprocess.run([sys.executable, "-m", "lakehouse.local.kafka_cluster", "status", "--config",
                             str(write_config(tmp_path / "c2.ini", cfg, cluster={"kafka_base_port": base}))],
                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 3 and f"kafka-1: stopped on 127.0.0.1:{base}" in shown.stdout

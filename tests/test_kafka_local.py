@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from lakehouse.platform.config import PROJECT_DIR
-from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
+from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
 from tests.conftest import free_kafka_base, free_port, make_config, write_config
 from tests.jvm_archive import SERVICE_FLAGS
 
 
 def launcher(config: Path, command: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "lakehouse.local.kafka_broker", command, "--config", str(config)],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
 
 
@@ -64,8 +64,8 @@ def test_start_refuses_a_port_in_use(tmp_path: Path) -> None:
 
 
 def test_kafka_opts_that_cannot_be_split_are_refused_in_one_line(tmp_path: Path, monkeypatch) -> None:
-    from lakehouse.platform.kafka_cluster import ClusterError, KafkaClusterSettings
-    from lakehouse.platform.kafka_cluster import start as start_cluster
+    from lakehouse.local.kafka_cluster import ClusterError, KafkaClusterSettings
+    from lakehouse.local.kafka_cluster import start as start_cluster
 
     monkeypatch.setenv("KAFKA_OPTS", '-Dname="unclosed -Dssl.password=s3cret')
     controller = free_port()

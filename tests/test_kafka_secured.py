@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
-from lakehouse.platform.kafka_local import BrokerSettings
+from lakehouse.local.kafka_broker import BrokerSettings
 from lakehouse.platform.paths import Paths
 from tests.conftest import write_config
 
@@ -77,13 +77,13 @@ def secured(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("secured")
     cfg = secured_cfg(root / "data")
     config = config_file(root / "secured.ini", cfg)
-    result, elapsed = Run.script(config, "-m", "lakehouse.platform.kafka_local", "start", timeout=240)
+    result, elapsed = Run.script(config, "-m", "lakehouse.local.kafka_broker", "start", timeout=240)
     try:
         assert result.returncode == 0, result.stderr[-3000:]
         print(f"\nsecured broker: first start (CA, certificate, SCRAM users, format, start) took {elapsed:.1f} s")
         yield root, cfg, config
     finally:
-        stop, _ = Run.script(config, "-m", "lakehouse.platform.kafka_local", "stop", password=None)
+        stop, _ = Run.script(config, "-m", "lakehouse.local.kafka_broker", "stop", password=None)
         assert stop.returncode == 0, stop.stderr
 
 
@@ -96,7 +96,7 @@ def test_launcher_keeps_secrets_private_and_reports_the_protocol(secured) -> Non
     assert settings.tls.ca_pem.read_text().startswith("-----BEGIN CERTIFICATE-----")
     assert not (settings.tls.directory / "ca.p12").exists()  # the CA's key signed once, then went
     assert not (settings.data_dir / "format.args").exists()
-    status, _ = Run.script(config, "-m", "lakehouse.platform.kafka_local", "status", password=None)
+    status, _ = Run.script(config, "-m", "lakehouse.local.kafka_broker", "status", password=None)
     assert status.returncode == 0
     assert f"on localhost:{PORT} (SASL_SSL, SCRAM-SHA-512 as {USER})" in status.stdout
     pid = int(settings.pid_file.read_text())
@@ -198,7 +198,7 @@ def test_wrong_or_missing_ca_file_is_named(secured) -> None:
     assert produced.returncode == 1
     assert one_error_line(produced.stderr).endswith(
         f"CA file {root / 'nowhere.pem'} ([kafka] ssl_cafile) does not exist: start the secured local broker "
-        "once (python -m lakehouse.platform.kafka_local start writes it), or set [kafka] ssl_cafile to the PEM "
+        "once (python -m lakehouse.local.kafka_broker start writes it), or set [kafka] ssl_cafile to the PEM "
         "file of the CA that signed your broker's certificate")
 
 
@@ -218,7 +218,7 @@ def test_docker_prepare_makes_what_the_secured_service_runs_from(secured) -> Non
     root, cfg, _ = secured
     docker_cfg = secured_cfg(root / "docker-data")
     config = config_file(root / "docker.ini", docker_cfg)
-    prepared, elapsed = Run.script(config, "-m", "lakehouse.platform.kafka_local", "docker-prepare", timeout=240)
+    prepared, elapsed = Run.script(config, "-m", "lakehouse.local.kafka_broker", "docker-prepare", timeout=240)
     assert prepared.returncode == 0, prepared.stderr[-3000:]
     print(f"\ndocker-prepare: {elapsed:.1f} s")
     target = Paths.from_config(docker_cfg).kafka_docker

@@ -1,4 +1,4 @@
-"""The lake on S3-compatible object storage (s3proxy, python -m lakehouse.platform.object_store).
+"""The lake on S3-compatible object storage (s3proxy, python -m lakehouse.local.object_store).
 
 The launcher starts, starts again without a second copy, keeps anonymous clients out, refuses a taken
 port and a missing secret in one line, stops. The lake's locations answer the pipeline's questions over
@@ -27,9 +27,9 @@ from deltalake import DeltaTable
 
 from lakehouse.platform.config import ConfigError, load_config
 from lakehouse.platform.lake import ObjectPath, S3Settings, remove_tree
-from lakehouse.platform.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
+from lakehouse.local.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark_cluster import ClusterSettings
+from lakehouse.local.spark_cluster import ClusterSettings
 from tests.conftest import PROJECT_DIR, free_kafka_base, free_port, make_config, wait_for, write_config
 
 SECRET = "test-secret-key-5ef1"
@@ -140,7 +140,7 @@ def test_the_store_starts_once_keeps_strangers_out_and_stops(tmp_path) -> None:
     finally:
         assert stop(settings)
     assert running_pid(settings) is None and not stop(settings)
-    result = subprocess.run([sys.executable, "-m", "lakehouse.platform.object_store", "status", "--config",
+    result = subprocess.run([sys.executable, "-m", "lakehouse.local.object_store", "status", "--config",
                              str(write_config(tmp_path / "c.ini", cfg, s3={"endpoint": settings.endpoint},
                                               paths={"lake": "s3a://lakehouse/lake"}))],
                             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60, env=dict(os.environ, **ENV))
@@ -244,7 +244,7 @@ def page_figures(config: Path, monkeypatch) -> dict[str, str]:
 
 
 def cluster_cli(action: str, config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lakehouse.platform.cluster", action, "--config", str(config)],
+    return subprocess.run([sys.executable, "-m", "lakehouse.local.cluster", action, "--config", str(config)],
                           cwd=PROJECT_DIR, capture_output=True, text=True, timeout=240, env=dict(os.environ, **ENV))
 
 
@@ -257,7 +257,7 @@ def test_the_pipeline_on_the_local_cluster_gives_the_single_machine_tables(spark
     report and the web page of a single-machine run on a local folder over the same topic; the same command
     stops everything, leaving no process."""
     from lakehouse.bronze.stream import start_bronze_stream
-    from lakehouse.platform.kafka_cluster import KafkaClusterSettings
+    from lakehouse.local.kafka_cluster import KafkaClusterSettings
     from lakehouse.platform.topics import ensure_topic
     from lakehouse.serve.queries import Lakehouse
     from lakehouse.serve.report import build_report, write_report_files

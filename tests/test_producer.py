@@ -292,7 +292,7 @@ def test_signal_mid_run_flushes_and_reports(kafka_bootstrap: str, topic: str, tm
 
 def broker_command(command: str, config: Path) -> None:
     """The project's launcher, as a user runs it."""
-    result = subprocess.run([sys.executable, "-m", "lakehouse.platform.kafka_local", command, "--config",
+    result = subprocess.run([sys.executable, "-m", "lakehouse.local.kafka_broker", command, "--config",
                              str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
 

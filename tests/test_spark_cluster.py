@@ -1,4 +1,4 @@
-"""The local Spark standalone cluster (python -m lakehouse.platform.spark_cluster): it starts, says so,
+"""The local Spark standalone cluster (python -m lakehouse.local.spark_cluster): it starts, says so,
 starts again without a second copy, refuses a taken port with one line, names a worker that cannot start,
 runs the Bronze job unchanged (only [spark] master and cores_max set) and stops leaving no process behind.
 Under one running stream: a worker killed with its executor costs no sale and doubles none (the job gets an
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lakehouse.platform.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
+from lakehouse.local.spark_cluster import ClusterError, ClusterSettings, running_pid, start, status, stop
 from lakehouse.platform.spark_jars import beside_spark
 from tests.conftest import PROJECT_DIR, free_port, make_config, produce, wait_for, write_config
 
@@ -153,7 +153,7 @@ def test_the_bronze_job_on_the_cluster_outlives_a_worker_stops_without_any_and_r
     assert status(settings) == dict.fromkeys(pids)
     assert all(running_pid(settings, name) is None for name in settings.names())
     assert not subprocess.run(["pgrep", "-f", str(settings.state_dir)], capture_output=True).stdout
-    result = subprocess.run([sys.executable, "-m", "lakehouse.platform.spark_cluster", "status", "--config",
+    result = subprocess.run([sys.executable, "-m", "lakehouse.local.spark_cluster", "status", "--config",
                              str(config)], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3 and "spark-master: stopped" in result.stdout
     ids = bronze_ids(bronze_path)

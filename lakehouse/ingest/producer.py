@@ -176,7 +176,7 @@ def connect(settings: ProducerSettings) -> KafkaProducer:
     except (KafkaError, OSError) as e:
         raise ProducerError(f"Kafka broker not reachable at {settings.bootstrap_servers} within "
                             f"{settings.connect_timeout_s:g} s ({e.__class__.__name__}); start it with "
-                            "'python -m lakehouse.platform.kafka_local start' or 'docker compose up -d'") from e
+                            "'python -m lakehouse.local.kafka_broker start' or 'docker compose up -d'") from e
 
 
 class _Progress:

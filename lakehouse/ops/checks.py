@@ -12,7 +12,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from lakehouse.platform.config import PROJECT_DIR, Config
-from lakehouse.platform.kafka_local import BrokerSettings, jars_cached
+from lakehouse.local.kafka_broker import BrokerSettings
+from lakehouse.local.kraft import jars_cached
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import remove_tree
@@ -109,7 +110,7 @@ def check_kafka(cfg: Config) -> CheckResult:
         return CheckResult("Kafka broker", False, problem.message)
     return CheckResult("Kafka broker", False,
                        f"not reachable at {servers} within {timeout:g} s — start it: "
-                       "python -m lakehouse.platform.kafka_local start (or docker compose up -d)")
+                       "python -m lakehouse.local.kafka_broker start (or docker compose up -d)")
 
 
 def check_topic(cfg: Config, fix: bool) -> CheckResult:

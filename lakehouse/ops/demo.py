@@ -35,9 +35,9 @@ from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, c
                                     kafka_security_overrides, security_flag_args, setup_logging)
 from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
 from lakehouse.platform.job_lock import JobAlreadyRunning, job_lock, upkeep_folder
-from lakehouse.platform.kafka_local import BrokerError, BrokerSettings, running_pid
-from lakehouse.platform.kafka_local import start as start_broker
-from lakehouse.platform.kafka_local import stop as stop_broker
+from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, running_pid
+from lakehouse.local.kafka_broker import start as start_broker
+from lakehouse.local.kafka_broker import stop as stop_broker
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import on_object_storage, remove_tree
@@ -280,7 +280,7 @@ class Demo:
         elif "," in servers:
             # Several addresses: a cluster (the local three-node one, say), which one local broker cannot stand in for.
             raise BrokerError(f"Kafka brokers at {servers} are not reachable: start them (the local cluster: python "
-                              "-m lakehouse.platform.kafka_cluster start); the demo starts a single local broker only "
+                              "-m lakehouse.local.kafka_cluster start); the demo starts a single local broker only "
                               "for a single address")
         else:
             start_broker(self.broker)

@@ -1,7 +1,7 @@
 """End-to-end smoke run: a few sales through a real Kafka broker into the Bronze table, printed back.
 
 Usage: python -m lakehouse.ops.smoke [--count N] [--config config.ini]
-It expects the broker to be running (``python -m lakehouse.platform.kafka_local start``) and creates the topic
+It expects the broker to be running (``python -m lakehouse.local.kafka_broker start``) and creates the topic
 if needed.
 """
 

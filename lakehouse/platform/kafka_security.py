@@ -93,7 +93,7 @@ def cafile_problem(cafile: Path | None) -> str | None:
     """Why ``cafile`` cannot be used to check the broker's certificate, or None."""
     if cafile is None or not cafile.is_file():
         return (f"CA file {cafile} ([kafka] ssl_cafile) does not exist: start the secured local broker once "
-                "(python -m lakehouse.platform.kafka_local start writes it), or set [kafka] ssl_cafile to "
+                "(python -m lakehouse.local.kafka_broker start writes it), or set [kafka] ssl_cafile to "
                 "the PEM file of the CA that signed your broker's certificate")
     try:
         ssl.create_default_context(cafile=str(cafile))

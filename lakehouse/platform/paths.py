@@ -110,7 +110,7 @@ class Paths:
 
     @property
     def kafka_docker(self) -> Path:
-        """What the secured docker-compose broker runs from (kafka_local docker-prepare makes it)."""
+        """What the secured docker-compose broker runs from (kafka_broker docker-prepare makes it)."""
         return self.data_dir / "kafka-docker"
 
     @property

@@ -112,7 +112,7 @@ class KafkaSection(Section):
     controller_port: int = setting("9093", "KRaft controller port of the local broker", min=1, max=65535)
     broker_heap: str = setting("512m", "JVM heap of the local broker (-Xmx)", pattern=_SIZE,
                                expected="JVM heap of the local broker (-Xmx)", allowed=_SIZE_WORDS)
-    broker_start_timeout: Duration = setting("60 seconds", "how long 'kafka_local start' waits for the broker",
+    broker_start_timeout: Duration = setting("60 seconds", "how long 'kafka_broker start' waits for the broker",
                                              min=1, max=600)
     security_protocol: str = setting(
         "PLAINTEXT", "PLAINTEXT (no TLS, no authentication) or SASL_SSL (TLS and SCRAM logins) between the "
@@ -171,11 +171,11 @@ class ClusterSection(Section):
 
     s3proxy_version: str = setting(
         "4.0.0", "version of s3proxy (org.gaul:s3proxy, from Maven Central), the local object store "
-        "(python -m lakehouse.platform.object_store)", pattern=r"\d+\.\d+\.\d+", allowed="x.y.z",
+        "(python -m lakehouse.local.object_store)", pattern=r"\d+\.\d+\.\d+", allowed="x.y.z",
         expected="version of s3proxy (org.gaul:s3proxy), the local object store "
-                 "(python -m lakehouse.platform.object_store)")
+                 "(python -m lakehouse.local.object_store)")
     spark_master_port: int = setting(
-        "7077", "port of the local Spark standalone master (python -m lakehouse.platform.spark_cluster)",
+        "7077", "port of the local Spark standalone master (python -m lakehouse.local.spark_cluster)",
         min=1, max=65535)
     spark_workers: int = setting("2", "workers of the local Spark standalone cluster", min=1, max=16)
     spark_worker_cores: int = setting("1", "cores each local Spark worker offers", min=1, max=256)
@@ -186,7 +186,7 @@ class ClusterSection(Section):
                                       min=1, max=600)
     kafka_nodes: int = setting(
         "3", "nodes (combined KRaft broker and controller) of the local Kafka cluster "
-        "(python -m lakehouse.platform.kafka_cluster)", min=3, max=9)
+        "(python -m lakehouse.local.kafka_cluster)", min=3, max=9)
     kafka_base_port: int = setting(
         "9192", "first port of the local Kafka cluster: node N listens for clients on base + 2(N-1) and for its "
         "controller on the next port", min=1024, max=65535 - 2 * 9 + 1)
@@ -217,9 +217,9 @@ class S3Section(Section):
 
     endpoint: str | None = setting(
         "http://127.0.0.1:8555", "URL of the S3-compatible object store of an s3a:// lake (the local one: "
-        "python -m lakehouse.platform.object_store); empty = AWS", pattern=r"https?://[A-Za-z0-9_.\-\[\]:]+(:\d{1,5})?/?",
+        "python -m lakehouse.local.object_store); empty = AWS", pattern=r"https?://[A-Za-z0-9_.\-\[\]:]+(:\d{1,5})?/?",
         expected="URL of the S3-compatible object store of an s3a:// lake (the local one: "
-                 "python -m lakehouse.platform.object_store)", allowed="http://host[:port] or https://host[:port]")
+                 "python -m lakehouse.local.object_store)", allowed="http://host[:port] or https://host[:port]")
     region: str = setting("us-east-1", "region of the object store", pattern=r"[a-z0-9\-]{1,32}",
                           expected="region of the object store", allowed="1 to 32 lower-case letters, digits, '-'")
     path_style_access: bool = setting(
