@@ -34,6 +34,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 import pyarrow as pa  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
+from lakehouse.bronze.batch_figures import BatchFigures  # noqa: E402
 from lakehouse.bronze.dedup import DedupState  # noqa: E402
 from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
 from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
@@ -57,8 +58,8 @@ def exporting_cost(records: int) -> tuple[float, float]:
     state = DedupState(60_000_000)
     state.max_event_us = 1_700_000_000_000_000
     metrics = BronzeMetrics()
-    figures = {"input_rows": records, "bronze_rows": records, "quarantined_rows": records // 20,
-               "duplicate_rows": 0, "conflicting_rows": 0, "late_rows": 0, "started_ms": 1_700_000_000_000}
+    figures = BatchFigures(input_rows=records, bronze_rows=records, quarantined_rows=records // 20,
+                           duplicate_rows=0, conflicting_rows=0, late_rows=0, started_ms=1_700_000_000_000)
 
     def batch() -> None:
         metrics.batch(prometheus_figures(figures, reasons, 0, partitions, kafka_ms, 1_700_000_002_000, state))

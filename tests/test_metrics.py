@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lakehouse.bronze.batch_figures import BatchFigures
 from lakehouse.bronze.dedup import DedupState
 from lakehouse.bronze.monitoring import partition_lag
 from lakehouse.bronze.writer import prometheus_figures
@@ -118,8 +119,9 @@ def test_a_batch_figures_count_each_reason_once_per_record_and_the_newest_record
     state = DedupState(60_000_000)
     state.max_event_us = 2_000_000_000
     batch = prometheus_figures(
-        {"input_rows": 4, "bronze_rows": 1, "quarantined_rows": 3, "duplicate_rows": 0, "conflicting_rows": 1,
-         "late_rows": 0, "started_ms": 9_000}, reasons, 1, [0, 1, 1, 0], [4_000, 5_000, None, 3_000], 10_000, state)
+        BatchFigures(input_rows=4, bronze_rows=1, quarantined_rows=3, duplicate_rows=0, conflicting_rows=1,
+                     late_rows=0, started_ms=9_000), reasons, 1, [0, 1, 1, 0], [4_000, 5_000, None, 3_000], 10_000,
+        state)
     assert batch.reasons == Counter({"missing_field": 1, "bad_amount": 1, "not_json": 1, "conflicting_id": 1})
     assert batch.newest_read_ms == {0: 4_000, 1: 5_000}
     assert batch.latencies_s == [6.0, 5.0, 7.0]

@@ -35,7 +35,7 @@ class CommitTag:
     query_id: str
     batch_id: int
     max_event_us: int | None  # latest event time kept in Bronze after this batch
-    figures: dict | None  # the batch's figures (``writer.batch_figures``), on its last commit only
+    figures: dict | None  # the batch's figures (``BatchFigures.to_tag``), on its last commit only
     committed_ms: int | None = None  # the commit's timestamp, when read back from the history
 
     def to_json(self) -> str:

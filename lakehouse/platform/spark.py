@@ -67,19 +67,23 @@ def _launched_by_spark_submit() -> bool:
     return SparkConf().contains("spark.master")
 
 
-def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSession:
-    """Create (or return) the SparkSession with Delta and the Kafka source configured.
+Builder = SparkSession.Builder
 
-    Started with ``python``, the session gets the jars resolved once through Spark's Ivy into the cache
-    directory (see ``spark_jars``; Ivy's output goes to data/logs/spark-jars.log unless ``verbose``).
-    Started with ``spark-submit``, the jars must come from ``--packages`` (see ``spark_submit_options``);
-    master and memory then come from spark-submit too.
-    """
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        .config("spark.sql.session.timeZone", cfg.spark.timezone)
+# --- the session's set-up, in steps: each takes a builder and gives it back configured (as delta's
+# configure_spark_with_delta_pip does), so that build_spark reads as the list of what a job's Spark gets.
+
+
+def with_delta(builder: Builder) -> Builder:
+    """Delta Lake's SQL extension and catalog (its jars come from ``with_jars`` or spark-submit)."""
+    return (builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+            .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"))
+
+
+def with_job_settings(builder: Builder, cfg: Config) -> Builder:
+    """What every job of the project runs with: ``[spark]``'s time zone, partitions and UI, sized for a small
+    machine, and the formats other engines read."""
+    return (
+        builder.config("spark.sql.session.timeZone", cfg.spark.timezone)
         .config("spark.sql.shuffle.partitions", str(cfg.spark.shuffle_partitions))
         .config("spark.ui.enabled", str(cfg.spark.ui_enabled).lower())
         # Small tables and a 2-core machine: avoid the 200-task defaults and adaptive coalescing noise.
@@ -95,56 +99,114 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
         # NULL for them, like for text that is not JSON).
         .config("spark.sql.variant.allowDuplicateKeys", "true")
     )
-    submitted = _launched_by_spark_submit()
-    master = SparkConf().get("spark.master") if submitted else cfg.spark.master
-    on_cluster, object_storage, paths = master.startswith("spark://"), on_object_storage(cfg), Paths.from_config(cfg)
-    for key, value in local_checkpoint_settings(object_storage).items():
+
+
+def with_settings(builder: Builder, settings: dict[str, str]) -> Builder:
+    """Each of ``settings`` on the builder."""
+    for key, value in settings.items():
         builder = builder.config(key, value)
-    if master.startswith("local") and cfg.spark.bind_address:
-        # A local job's ports serve no one else: keep them on this machine (cluster masters need the
-        # driver reachable by executors, so they keep Spark's default).
-        builder = (builder.config("spark.driver.bindAddress", cfg.spark.bind_address)
-                   .config("spark.driver.host", cfg.spark.bind_address))
-        if not submitted:
-            os.environ["SPARK_LOCAL_IP"] = cfg.spark.bind_address  # the web UI binds to this, if enabled
-    if object_storage:
-        # The lake on S3-compatible storage: the S3A connector's settings (the secret from the environment).
-        try:
-            s3a = S3Settings.from_config(cfg).hadoop_options()
-        except ConfigError as e:
-            raise SparkSetupError(str(e)) from e
-        for key, value in s3a.items():
-            builder = builder.config(f"spark.hadoop.{key}", value)
-    if on_cluster and cfg.spark.cores_max is not None:
-        # A standalone master gives a job every free core unless told: leave some to the other job.
-        builder = builder.config("spark.cores.max", str(cfg.spark.cores_max))
-    if not submitted:
-        packages = spark_packages(object_storage)
-        try:
-            jars = resolve_jars(paths, packages, cfg.spark.jars_repositories, verbose)
-        except JarResolutionError as e:
-            raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
-                                  f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
-        builder = (
-            builder.master(cfg.spark.master)
-            .config("spark.driver.memory", cfg.spark.driver_memory)
-            .config("spark.jars.ivy", str(paths.ivy_dir))
-        )
-        if on_cluster and cfg.spark.jars_on_workers:
-            # The workers read the jar cache where this machine does: the driver and the executors load the
-            # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
-            classpath = os.pathsep.join(beside_spark(jars, listing_file(paths, packages, cfg.spark.jars_repositories)))
-            builder = (builder.config("spark.driver.extraClassPath", classpath)
-                       .config("spark.executor.extraClassPath", classpath))
-        else:
-            builder = builder.config("spark.jars", ",".join(jars))
+    return builder
+
+
+def with_checkpoint_files(builder: Builder, object_storage: bool) -> Builder:
+    """The stream checkpoints' file writer (``local_checkpoint_settings``)."""
+    return with_settings(builder, local_checkpoint_settings(object_storage))
+
+
+def with_local_address(builder: Builder, address: str) -> Builder:
+    """A local job's ports (driver RPC, block manager) on ``address`` only: they serve no one else. (Cluster
+    masters need the driver reachable by executors, so they keep Spark's default.)"""
+    return builder.config("spark.driver.bindAddress", address).config("spark.driver.host", address)
+
+
+def export_local_ip(address: str) -> None:
+    """Put ``SPARK_LOCAL_IP=address`` in this process's environment, for the web UI (when enabled).
+
+    Spark's web UI binds to the address in the ``SPARK_LOCAL_IP`` environment variable, or to every
+    interface without it (``WebUI.initServer`` reads it with ``System.getenv``): no Spark setting names that
+    address, so neither the builder's config nor a spark-submit ``--conf`` can carry it. PySpark starts the
+    driver's JVM with a copy of this process's environment and no way to add to it, so the variable has to
+    be in ``os.environ`` before the session starts (and the processes this one starts afterwards inherit it).
+    Under spark-submit the JVM exists already: nothing is exported there."""
+    os.environ["SPARK_LOCAL_IP"] = address
+
+
+def with_object_storage(builder: Builder, cfg: Config) -> Builder:
+    """The S3A connector's settings for a lake on S3-compatible storage (the secret from the environment);
+    SparkSetupError when they are incomplete."""
     try:
-        spark = builder.getOrCreate()
+        s3a = S3Settings.from_config(cfg).hadoop_options()
+    except ConfigError as e:
+        raise SparkSetupError(str(e)) from e
+    return with_settings(builder, {f"spark.hadoop.{key}": value for key, value in s3a.items()})
+
+
+def with_cores_max(builder: Builder, cores: int) -> Builder:
+    """A standalone master gives a job every free core unless told: leave some to the other job."""
+    return builder.config("spark.cores.max", str(cores))
+
+
+def with_master(builder: Builder, cfg: Config, paths: Paths) -> Builder:
+    """``[spark]``'s master and driver memory, and the jar cache's Ivy directory (spark-submit sets them
+    itself)."""
+    return (builder.master(cfg.spark.master).config("spark.driver.memory", cfg.spark.driver_memory)
+            .config("spark.jars.ivy", str(paths.ivy_dir)))
+
+
+def with_jars(builder: Builder, cfg: Config, paths: Paths, on_cluster: bool, verbose: bool = False) -> Builder:
+    """The Delta and Kafka jars (and the S3 connector's, for a lake on object storage), resolved once through
+    Spark's Ivy into the cache (``spark_jars``): SparkSetupError, naming the spark-submit options, when they
+    cannot be."""
+    packages = spark_packages(on_object_storage(cfg))
+    try:
+        jars = resolve_jars(paths, packages, cfg.spark.jars_repositories, verbose)
+    except JarResolutionError as e:
+        raise SparkSetupError(f"Spark could not start with Delta and the Kafka source ({e}). With "
+                              f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
+    if on_cluster and cfg.spark.jars_on_workers:
+        # The workers read the jar cache where this machine does: the driver and the executors load the
+        # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
+        classpath = os.pathsep.join(beside_spark(jars, listing_file(paths, packages, cfg.spark.jars_repositories)))
+        return (builder.config("spark.driver.extraClassPath", classpath)
+                .config("spark.executor.extraClassPath", classpath))
+    return builder.config("spark.jars", ",".join(jars))
+
+
+def start_session(builder: Builder, cfg: Config) -> SparkSession:
+    """``getOrCreate``, a JVM that fails to start (jar resolution, class loading) as SparkSetupError."""
+    try:
+        return builder.getOrCreate()
     except Exception as e:  # py4j surfaces JVM failures (jar resolution, class loading) as plain errors
         raise SparkSetupError(
             f"Spark could not start with Delta and the Kafka source ({e.__class__.__name__}: "
             f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}). With spark-submit, pass: "
             f"{' '.join(spark_submit_options(cfg))}") from e
+
+
+def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSession:
+    """Create (or return) the SparkSession with Delta and the Kafka source configured.
+
+    Started with ``python``, the session gets the jars resolved once through Spark's Ivy into the cache
+    directory (see ``spark_jars``; Ivy's output goes to data/logs/spark-jars.log unless ``verbose``).
+    Started with ``spark-submit``, the jars must come from ``--packages`` (see ``spark_submit_options``);
+    master and memory then come from spark-submit too.
+    """
+    submitted = _launched_by_spark_submit()
+    master = SparkConf().get("spark.master") if submitted else cfg.spark.master
+    on_cluster, object_storage, paths = master.startswith("spark://"), on_object_storage(cfg), Paths.from_config(cfg)
+    builder = with_job_settings(with_delta(SparkSession.builder.appName(app_name)), cfg)
+    builder = with_checkpoint_files(builder, object_storage)
+    if master.startswith("local") and cfg.spark.bind_address:
+        builder = with_local_address(builder, cfg.spark.bind_address)
+        if not submitted:
+            export_local_ip(cfg.spark.bind_address)
+    if object_storage:
+        builder = with_object_storage(builder, cfg)
+    if on_cluster and cfg.spark.cores_max is not None:
+        builder = with_cores_max(builder, cfg.spark.cores_max)
+    if not submitted:
+        builder = with_jars(with_master(builder, cfg, paths), cfg, paths, on_cluster, verbose)
+    spark = start_session(builder, cfg)
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     route_jvm_logs(spark, jvm_log_file(paths, app_name))
     quiet_query_context_loggers(cfg.monitoring.log_level)

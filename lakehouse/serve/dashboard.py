@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal
 
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_tables as wt
+from lakehouse.serve.headline import ClientCounts, Headline, headline
 from lakehouse.serve.numbers import duration, euros, rate, share
 from lakehouse.serve.safe_text import for_terminal
-from lakehouse.silver.tables import SILVER_TABLES, TIERS
+from lakehouse.silver.tables import SILVER_TABLES
 
 TOP_CLIENTS = 10
 TOP_PRODUCTS = 10
@@ -29,20 +29,6 @@ def table(headers: list[str], rows: list[list[str]], right: set[int]) -> list[st
         return "  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
     return [line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]]
-
-
-@dataclass
-class ClientCounts:
-    """Counts over the whole clients table."""
-
-    clients: int
-    loyal: int
-    tiers: dict[str, int]
-
-    @classmethod
-    def of(cls, clients: list[dict]) -> "ClientCounts":
-        return cls(len(clients), sum(1 for c in clients if c["est_client_fidele"]),
-                   {t: sum(1 for c in clients if c["segment_depense"] == t) for t in TIERS})
 
 
 @dataclass
@@ -90,39 +76,33 @@ def read_snapshot(paths: Paths, now: datetime | None = None,
     )
 
 
-def _total(rows: list[dict], column: str, zero: int | Decimal = Decimal("0.00")):
-    return sum((r.get(column) or zero for r in rows), zero)
-
-
-def _money_line(pays: list[dict]) -> str:
+def _money_line(figures: Headline) -> str:
     """What the net revenue comes from (gross sales, refunds, cancellations) and the return rate, over every
     country. (The line above keeps its shape, "Sales N   Revenue X   Clients M", which scripts read.)"""
-    sold, returned = _total(pays, "quantite_vendue", 0), _total(pays, "quantite_retournee", 0)
-    return (f"Revenue is net: Gross sales {euros(_total(pays, 'chiffre_affaires_brut'))}   "
-            f"Refunds {euros(_total(pays, 'remboursements'))}   Cancelled {euros(_total(pays, 'montant_annule'))}   "
-            f"Returns {_total(pays, 'nb_retours', 0):,}   Cancellations {_total(pays, 'nb_annulations', 0):,}   "
-            f"Return rate {share(returned, sold)}")
+    return (f"Revenue is net: Gross sales {euros(figures.gross)}   Refunds {euros(figures.refunds)}   "
+            f"Cancelled {euros(figures.cancelled)}   Returns {figures.returns:,}   "
+            f"Cancellations {figures.cancellations:,}   "
+            f"Return rate {share(figures.units_returned, figures.units_sold)}")
 
 
-def _corrections_line(c: CorrectionCounts) -> str:
-    rejected = sum(c.rejected_by_reason.values())
+def _corrections_line(figures: Headline, c: CorrectionCounts) -> str:
     reasons = ", ".join(f"{for_terminal(r or '')} {n:,}" for r, n in
                         sorted(c.rejected_by_reason.items(), key=lambda item: (-item[1], item[0] or "")))
-    return (f"Corrections waiting for their sale {c.waiting:,} (orphans, waiting over "
-            f"{duration(c.orphan_timeout_s)}: {c.orphans:,})   Rejected events {rejected:,}"
+    return (f"Corrections waiting for their sale {figures.waiting:,} (orphans, waiting over "
+            f"{duration(c.orphan_timeout_s)}: {figures.orphans:,})   Rejected events {figures.rejected:,}"
             + (f" ({reasons})" if reasons else ""))
 
 
 def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
     """The dashboard as text."""
-    total_ca = sum((p["chiffre_affaires"] for p in snap.pays), Decimal("0.00"))
-    nb_ventes = sum(p["nb_ventes"] for p in snap.pays)
-    purchases = nb_ventes - _total(snap.pays, "nb_annulations", 0)
-    nb_clients, loyal = snap.counts.clients, snap.counts.loyal
+    corrections = snap.corrections
+    figures = headline(snap.pays, snap.counts, corrections.waiting, corrections.orphans,
+                       sum(corrections.rejected_by_reason.values()))
+    total_ca, nb_clients, loyal = figures.revenue, figures.clients, figures.loyal
     out = [f"=== Sales lakehouse — Silver at {now:%Y-%m-%d %H:%M:%S} ===",
-           f"Sales {nb_ventes:,}   Revenue {euros(total_ca)}   Clients {nb_clients:,}   "
-           f"Average basket {euros((total_ca / purchases).quantize(Decimal('0.01')) if purchases > 0 else None)}",
-           _money_line(snap.pays), _corrections_line(snap.corrections),
+           f"Sales {figures.sales:,}   Revenue {euros(total_ca)}   Clients {nb_clients:,}   "
+           f"Average basket {euros(figures.average_basket)}",
+           _money_line(figures), _corrections_line(figures, corrections),
            "", f"Top {TOP_CLIENTS} clients by net revenue"]
     out += table(["#", "Client", "Country", "Segment", "Purchases", "Revenue", "Refunds", "Tier", "Loyal"],
                  [[str(i), for_terminal(c["client_nom"]), for_terminal(c["pays"]), for_terminal(c["segment"]),
@@ -149,7 +129,7 @@ def format_dashboard(snap: SilverSnapshot, now: datetime) -> str:
                        f"{p['nb_ventes']:,}", f"{p['quantite_vendue']:,}", f"{p['quantite_retournee']:,}",
                        rate(p["taux_retour"]), euros(p["chiffre_affaires"]), euros(p["remboursements"])]
                       for p in snap.produits[:TOP_PRODUCTS]], right={2, 3, 4, 5, 6, 7})
-    tiers = snap.counts.tiers
+    tiers = figures.tiers
     out += ["", f"Loyal clients: {loyal:,} of {nb_clients:,} ({share(loyal, nb_clients)})",
             "Clients per spending tier: " + "   ".join(f"{t} {n:,} ({share(n, nb_clients)})"
                                                      for t, n in tiers.items())]

@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.serve.dashboard import table
+from lakehouse.serve.headline import ClientCounts, headline
 from lakehouse.serve.numbers import duration, euros, rate, share
 from lakehouse.serve.safe_text import for_markdown, for_terminal, visible
 from lakehouse.serve.queries import (EVENT_COLUMNS, TABLES, Lakehouse, countries, daily_revenue,
@@ -25,7 +26,6 @@ from lakehouse.serve.queries import (EVENT_COLUMNS, TABLES, Lakehouse, countries
                                      segments, top_clients, waiting_corrections)
 from lakehouse.serve.web_tables import DEFAULT_ORPHAN_TIMEOUT_S
 from lakehouse.silver.freshness import SilverFreshness, read_freshness
-from lakehouse.silver.tables import TIERS
 
 log = logging.getLogger(__name__)
 
@@ -194,24 +194,17 @@ class CorrectionCounts:
 def overview(clients: list[dict], pays: list[dict], corrections: CorrectionCounts | None = None) -> Section:
     """Totals (revenue net, with gross, refunds and cancellations beside it), returns, loyalty and spending
     tiers from the Silver clients and pays rows; the corrections not applied."""
-    def total(column: str, zero: int | Decimal = Decimal("0.00")):
-        return sum((p.get(column) or zero for p in pays), zero)
-
-    revenue, sales, cancellations = total("chiffre_affaires"), total("nb_ventes", 0), total("nb_annulations", 0)
-    purchases = sales - cancellations
-    sold, returned = total("quantite_vendue", 0), total("quantite_retournee", 0)
-    n = len(clients)
-    loyal = sum(1 for c in clients if c["est_client_fidele"])
+    figures = headline(pays, ClientCounts.of(clients))
+    sold, returned, n, loyal = figures.units_sold, figures.units_returned, figures.clients, figures.loyal
     rows: list[list[object]] = [
-        ["Sales", sales], ["Revenue", Figure(euros(revenue))],
-        ["Gross sales", Figure(euros(total("chiffre_affaires_brut")))],
-        ["Refunds", Figure(euros(total("remboursements")))], ["Cancelled", Figure(euros(total("montant_annule")))],
-        ["Returns", total("nb_retours", 0)], ["Cancellations", cancellations],
+        ["Sales", figures.sales], ["Revenue", Figure(euros(figures.revenue))],
+        ["Gross sales", Figure(euros(figures.gross))],
+        ["Refunds", Figure(euros(figures.refunds))], ["Cancelled", Figure(euros(figures.cancelled))],
+        ["Returns", figures.returns], ["Cancellations", figures.cancellations],
         ["Units returned", Figure(f"{returned:,} of {sold:,} sold")], ["Return rate", Figure(share(returned, sold))],
-        ["Average basket", Figure(euros((revenue / purchases).quantize(Decimal("0.01")) if purchases > 0 else None))],
+        ["Average basket", Figure(euros(figures.average_basket))],
         ["Clients", n], ["Loyal clients", Figure(f"{loyal:,} ({share(loyal, n)})")]]
-    for tier in TIERS:
-        k = sum(1 for c in clients if c["segment_depense"] == tier)
+    for tier, k in figures.tiers.items():
         rows.append([f"{tier} clients", Figure(f"{k:,} ({share(k, n)})")])
     if corrections is not None:
         rows += [["Corrections waiting for their sale", corrections.waiting],

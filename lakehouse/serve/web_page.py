@@ -22,6 +22,7 @@ from lakehouse.platform.cli import LOG_FORMAT, RedactSecrets
 from lakehouse.platform.config import Config, ConfigError, Duration, load_config
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_tables as wt
+from lakehouse.serve.headline import Headline
 from lakehouse.serve.numbers import duration, euros, rate, share
 from lakehouse.serve.safe_text import for_web
 from lakehouse.silver.freshness import SilverFreshness, read_freshness
@@ -123,7 +124,7 @@ def show_freshness(freshness: SilverFreshness, now: datetime) -> None:
         st.text(for_web(freshness.error))
 
 
-def show_headline(silver: wt.Silver, figures: wt.Headline, run: wt.SilverRun | None,
+def show_headline(silver: wt.Silver, figures: Headline, run: wt.SilverRun | None,
                   orphan_timeout: Duration) -> None:
     which = "latest run" if run is None else f"run {run.batch_id}"
     st.caption(f"Silver, {which}, written {_utc(silver.committed)} · table versions "
@@ -166,7 +167,7 @@ def _corrected(row: dict) -> dict:
             "Returns": row["nb_retours"], "Cancellations": row["nb_annulations"]}
 
 
-def show_breakdowns(silver: wt.Silver, figures: wt.Headline) -> None:
+def show_breakdowns(silver: wt.Silver, figures: Headline) -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Net revenue by country**")
@@ -214,7 +215,7 @@ def _event(row: dict) -> dict:
             "Motif": row["motif"]}
 
 
-def show_corrections(silver: wt.Silver, figures: wt.Headline, now: datetime, orphan_timeout: Duration) -> None:
+def show_corrections(silver: wt.Silver, figures: Headline, now: datetime, orphan_timeout: Duration) -> None:
     """The corrections waiting for their sale for longer than the orphan timeout, and the events Silver
     refused: per reason, and the newest."""
     st.caption(f"{figures.waiting:,} correction(s) waiting for their sale; {figures.orphans:,} of them for longer "
@@ -294,7 +295,7 @@ def body(paths: Paths, run: wt.SilverRun | None, orphan_timeout: Duration) -> No
     if not has_data:
         st.info(no_data_message(paths))
         return
-    silver: list[tuple[wt.Silver, wt.Headline]] = []  # read once for the Silver sections
+    silver: list[tuple[wt.Silver, Headline]] = []  # read once for the Silver sections
     # Orphans as of now, or as of the run shown.
     now = datetime.now(timezone.utc) if run is None else run.committed
 

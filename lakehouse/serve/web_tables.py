@@ -14,7 +14,6 @@ import logging
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -27,8 +26,9 @@ from deltalake import DeltaTable
 from lakehouse.platform.config import SCHEMA, parse_duration
 from lakehouse.platform.lake import LakePath, ObjectPath
 from lakehouse.platform.paths import Paths
+from lakehouse.serve import headline as hl
 from lakehouse.serve.safe_text import for_web
-from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, TIERS, tagged_batch
+from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, tagged_batch
 
 log = logging.getLogger(__name__)
 
@@ -280,69 +280,16 @@ def read_silver(paths: Paths, run: SilverRun | None = None, rejections: int = LA
     return Silver(**tables, versions=versions, committed=when)
 
 
-@dataclass(frozen=True)
-class Headline:
-    """Silver's totals: sales and money as the countries table counts them (revenue is net: gross sales less
-    refunds and what cancellations voided), clients from the clients table, corrections from theirs."""
-
-    sales: int
-    revenue: Decimal
-    clients: int
-    loyal: int
-    tiers: dict[str, int]
-    gross: Decimal = Decimal("0.00")
-    refunds: Decimal = Decimal("0.00")
-    cancelled: Decimal = Decimal("0.00")
-    returns: int = 0
-    cancellations: int = 0
-    units_sold: int = 0
-    units_returned: int = 0
-    waiting: int = 0
-    orphans: int = 0
-    rejected: int = 0
-
-    @property
-    def purchases(self) -> int:
-        """Sales not cancelled."""
-        return self.sales - self.cancellations
-
-    @property
-    def average_basket(self) -> Decimal | None:
-        return (self.revenue / self.purchases).quantize(Decimal("0.01")) if self.purchases > 0 else None
-
-    @property
-    def return_rate(self) -> float | None:
-        """Units returned per unit sold (as Silver's ``taux_retour``)."""
-        return self.units_returned / self.units_sold if self.units_sold else None
-
-
-def _sum(column: pa.ChunkedArray, zero: int | Decimal):
-    """An exact sum in Python (Arrow's integer sum wraps around on overflow); for the small tables."""
-    return sum((v for v in column.to_pylist() if v is not None), zero)
-
-
 def headline(silver: Silver, now: datetime | None = None,
-             orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S) -> Headline:
-    """Sales, money and returns as the countries table counts them; clients, loyalty and tiers from the
-    clients table (the same figures as the terminal dashboard); corrections waiting, orphans as of ``now``
-    (default: this moment) and events refused."""
-    clients, pays = silver.clients, silver.pays
-    tiers = pc.value_counts(clients["segment_depense"]).to_pylist() if clients.num_rows else []
-    by_tier = {t["values"]: t["counts"] for t in tiers}
-    cents = Decimal("0.00")
-    return Headline(sales=int(_sum(pays["nb_ventes"], 0)),
-                    revenue=_sum(pays["chiffre_affaires"], cents),
-                    clients=clients.num_rows,
-                    loyal=int(_sum(clients["est_client_fidele"].cast(pa.int64()), 0)),
-                    tiers={t: int(by_tier.get(t, 0)) for t in TIERS},
-                    gross=_sum(pays["chiffre_affaires_brut"], cents), refunds=_sum(pays["remboursements"], cents),
-                    cancelled=_sum(pays["montant_annule"], cents), returns=int(_sum(pays["nb_retours"], 0)),
-                    cancellations=int(_sum(pays["nb_annulations"], 0)),
-                    units_sold=int(_sum(pays["quantite_vendue"], 0)),
-                    units_returned=int(_sum(pays["quantite_retournee"], 0)),
-                    waiting=silver.corrections_en_attente.num_rows,
-                    orphans=len(orphans(silver, now or datetime.now(timezone.utc), orphan_timeout_s)),
-                    rejected=silver.rejected)
+             orphan_timeout_s: float = DEFAULT_ORPHAN_TIMEOUT_S) -> hl.Headline:
+    """The headline (``serve.headline``) of the tables read: sales, money and returns from the countries
+    table, clients, loyalty and tiers from the clients table (the same figures as the terminal dashboard and
+    the report); corrections waiting, orphans as of ``now`` (default: this moment) and events refused."""
+    clients = silver.clients.select(["est_client_fidele", "segment_depense"]).to_pylist()
+    return hl.headline(silver.pays.to_pylist(), hl.ClientCounts.of(clients),
+                       waiting=silver.corrections_en_attente.num_rows,
+                       orphans=len(orphans(silver, now or datetime.now(timezone.utc), orphan_timeout_s)),
+                       rejected=silver.rejected)
 
 
 def shown(rows: list[dict]) -> list[dict]:
