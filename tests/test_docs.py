@@ -17,7 +17,7 @@ PLACEHOLDER = re.compile(r"<[^<>]*>")
 CODE_FILES = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").rglob("*.py")]
 
 
-@functools.cache  # parsing every code file takes about 0.4 s: once per test process, not once per message
+@functools.cache  # parsing every code file is slow: once per test process, not once per message
 def code_pieces() -> tuple[str, ...]:
     """The constant text of every string the code builds, cut where a value is interpolated
     (f-string fields, %-style fields)."""
