@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return time.monotonic() - started
 
     # Both paths warmed up first on a small sample (the JVM compiles the contract check's code in its
-    # first batches, some ten seconds here), so that neither pays it in the figures.
+    # first batches), so that neither pays it in the figures.
     print("Warming up both paths on 20,000 events ...", flush=True)
     sample = work / "sample.jsonl"
     with open(lines, "rb") as f, open(sample, "wb") as out:
@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     start_bronze_stream(spark, warm_cfg, Paths.from_config(warm_cfg), available_now=True).awaitTermination()
     remove_progress_loggers(spark)
 
-    # The ceiling runs just before and just after the drain: this machine's speed drifts by a third within
-    # minutes, and the ratio is taken against the mean of the two.
+    # The ceiling runs just before and just after the drain: a small machine's speed drifts within minutes,
+    # and the ratio is taken against the mean of the two.
     before_s = ceiling(lines, target("ceiling_before"))
     started = time.monotonic()
     start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
