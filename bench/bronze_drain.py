@@ -4,7 +4,7 @@ and just after the drain (the ratio is against their mean: a small machine's spe
 warmed up first on 20,000 events, in the same session, so that neither pays the JVM's compilation of the
 contract check in its figures.
 
-Usage: python bench/bronze_drain.py [--count 1000000]
+Usage: python bench/bronze_drain.py [--count 1000000] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder,
 or, when [paths] lake is an s3a:// URI (e.g. LAKEHOUSE_PATHS_LAKE), under it: the drain's tables and the
 ceiling's Parquet both go to the object store then, so that the ratio compares like with like.
@@ -28,6 +28,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 
 from pyspark.sql import functions as F  # noqa: E402
 
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.bronze.contract_check import with_contract_check  # noqa: E402
 from lakehouse.ingest.contract import ContractLimits  # noqa: E402
 from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=1_000_000, help="events to pre-fill (default 1000000)")
     parser.add_argument("--max-offsets-per-trigger", type=int, default=None,
                         help="batch bound for the drain (default: [streaming] max_offsets_per_trigger)")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     topic = f"bench_drain_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench_drain_"))
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                                 F.monotonically_increasing_id().alias("offset"),
                                 F.current_timestamp().alias("timestamp"))
         # Parsed once and cached, as the Bronze batch does: filtering on the check's result without the
-        # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter (measured 8x slower).
+        # cache makes Spark re-evaluate the JSON parse inside the pushed-down filter, several times slower.
         checked = kafka_like.transform(lambda df: with_contract_check(df, ContractLimits.from_config(cfg))).persist()
         (checked.filter(F.size("reasons") == 0).drop("raw_value", "reasons")
          .write.mode("overwrite").partitionBy("jour").parquet(target))
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         return time.monotonic() - started
 
     # Both paths warmed up first on a small sample (the JVM compiles the contract check's code in its
-    # first batches, some ten seconds here), so that neither pays it in the figures.
+    # first batches), so that neither pays it in the figures.
     print("Warming up both paths on 20,000 events ...", flush=True)
     sample = work / "sample.jsonl"
     with open(lines, "rb") as f, open(sample, "wb") as out:
@@ -113,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     start_bronze_stream(spark, warm_cfg, Paths.from_config(warm_cfg), available_now=True).awaitTermination()
     remove_progress_loggers(spark)
 
-    # The ceiling runs just before and just after the drain: this machine's speed drifts by a third within
-    # minutes, and the ratio is taken against the mean of the two.
+    # The ceiling runs just before and just after the drain: a small machine's speed drifts within minutes,
+    # and the ratio is taken against the mean of the two.
     before_s = ceiling(lines, target("ceiling_before"))
     started = time.monotonic()
     start_bronze_stream(spark, cfg, paths, available_now=True).awaitTermination()
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Ratio: {drain_rate / ceiling_rate:.2f} (goal ≥ 0.8; against the ceiling before the drain "
           f"{before_s / drain_s:.2f}, after {after_s / drain_s:.2f}); lake: {paths.lake_dir}; "
           f"master: {spark.sparkContext.master}")
+    write_json(args.json, "bronze_drain", args, {
+        "events": args.count, "landed": landed, "batch_records": cfg.streaming.max_offsets_per_trigger,
+        "drain_s": drain_s, "drain_events_per_s": drain_rate, "ceiling_before_s": before_s,
+        "ceiling_after_s": after_s, "ceiling_s": ceiling_s, "ceiling_events_per_s": ceiling_rate,
+        "ratio": drain_rate / ceiling_rate, "lake": str(paths.lake_dir), "master": spark.sparkContext.master})
     spark.stop()
     return 0 if landed == args.count else 1
 

@@ -13,6 +13,7 @@ visible; p50/p95/p99 of both and the ratio are printed, then the Bronze batches'
 table). --trigger overrides [streaming] trigger_interval for both.
 
 Usage: python bench/bronze_latency.py [--rate 1000] [--seconds 60] [--warmup-seconds 20] [--trigger "0 s"]
+       [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
 LAKEHOUSE_KAFKA_PASSWORD, as for every script.
@@ -36,6 +37,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 from pyspark.sql import functions as F  # noqa: E402
 
 from bench.bench_config import write_bench_config  # noqa: E402
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.bronze.stream import read_kafka_stream  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
 from lakehouse.platform.kafka_security import KafkaSecurity  # noqa: E402
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-floor", action="store_true", help="measure the Bronze stream only")
     parser.add_argument("--floor-stream", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--config", type=Path, default=None, help=argparse.SUPPRESS)
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     if args.floor_stream:
         return floor_stream(args.config)
@@ -142,17 +145,19 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_spark(load_config(phases["bronze"]), "bench_latency")
     trigger = load_config(phases["bronze"]).streaming.trigger_interval
     print(f"{args.rate:g} events/s for {args.seconds} s, trigger {trigger}, produce-to-commit latency:")
-    figures = {}
+    figures, report = {}, {"rate": args.rate, "seconds": args.seconds, "trigger": str(trigger)}
     for name, sent_column in (("floor", "timestamp"), ("bronze", "kafka_timestamp")):
         if name not in phases:
             continue
         paths = Paths.from_config(load_config(phases[name]))
         n, (p50, p95, p99) = latencies(spark, paths.bronze, sent_column, int((work / f"{name}.from").read_text()))
         figures[name] = p50
+        report[name] = {"events": n, "p50_s": p50 / 1000, "p95_s": p95 / 1000, "p99_s": p99 / 1000}
         label = "bare Kafka → Delta floor" if name == "floor" else "Bronze stream"
         print(f"  {label:<25} {n:>7,} events: p50 {p50 / 1000:.3f} s, p95 {p95 / 1000:.3f} s, "
               f"p99 {p99 / 1000:.3f} s")
     if "floor" in figures:
+        report["ratio_p50"] = figures["bronze"] / figures["floor"]
         print(f"  ratio Bronze p50 / floor p50: {figures['bronze'] / figures['floor']:.2f} (goal ≤ 1.2; "
               f"p50 < 0.6 s and p99 < 1 s at 1,000 events/s)")
     paths = Paths.from_config(load_config(phases["bronze"]))
@@ -162,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         F.count(F.lit(1)), F.median("input_rows"), F.median("duration_ms"), F.max("duration_ms")).first()
     print(f"  Bronze: {nb} batches, median {rows_p50:,.0f} records, duration median {duration_p50 / 1000:.3f} s, "
           f"max {duration_max / 1000:.3f} s")
+    report["bronze_batches"] = {"batches": nb, "records_median": rows_p50, "duration_median_s": duration_p50 / 1000,
+                                "duration_max_s": duration_max / 1000}
+    write_json(args.json, "bronze_latency", args, report)
     spark.stop()
     return 0
 

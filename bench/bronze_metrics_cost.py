@@ -10,14 +10,13 @@ differ by more than 2% on this machine, so the benchmark first times the exporti
 figures into the metrics, and one scrape's text) on a batch of --batch records: that part has no noise to
 hide in. --pairs 0 gives that part only.
 
-Usage: python bench/bronze_metrics_cost.py [--count 100000] [--batch 2000] [--pairs 4] [--json out.json]
+Usage: python bench/bronze_metrics_cost.py [--count 100000] [--batch 2000] [--pairs 4] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ sys.path.insert(0, str(PROJECT_DIR))
 import pyarrow as pa  # noqa: E402
 from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
 
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.bronze.batch_figures import BatchFigures  # noqa: E402
 from lakehouse.bronze.dedup import DedupState  # noqa: E402
 from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
@@ -76,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2_000, help="records per batch (default 2000)")
     parser.add_argument("--pairs", type=int, default=4,
                         help="runs of each kind, alternating (default 4; 0: the exporting code's timing only)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     batch_ms, scrape_ms = exporting_cost(args.batch)
     print(f"The exporting code alone: {batch_ms:.2f} ms per batch of {args.batch:,} records, {scrape_ms:.2f} ms "
           "per scrape (without the JVM heap's py4j call)", flush=True)
     if args.pairs == 0:
+        write_json(args.json, "bronze_metrics_cost", args, {"batch": args.batch, "exporting_ms_per_batch": batch_ms,
+                                                            "exporting_ms_per_scrape": scrape_ms})
         return 0
     topic = f"bench_metrics_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix="bench_metrics_"))
@@ -140,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                "exporting_ms_per_batch": batch_ms, "exporting_ms_per_scrape": scrape_ms}
     print(f"Bronze batch time, {args.count:,} events in batches of {args.batch:,}: median {off:.2f} s without "
           f"metrics, {on:.2f} s with them (served and scraped every second): ratio {on / off:.3f} (goal ≤ 1.02)")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+    write_json(args.json, "bronze_metrics_cost", args, figures)
     spark.stop()
     return 0
 

@@ -10,7 +10,7 @@ through the batch's commit tag, so OPTIMIZE rewriting files later does not chang
 then the ratio last/first window p50 (goal ≤ 1.2) and the reconciliation: every record of the topic is in
 exactly one of Bronze, quarantine and duplicates, and the metrics table counts each once.
 
-Usage: python bench/bronze_soak.py [--minutes 60] [--rate 1000] [--window 5] [--upkeep-every 10]
+Usage: python bench/bronze_soak.py [--minutes 60] [--rate 1000] [--window 5] [--upkeep-every 10] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder
 (about 2 GB for the hour). Not part of the test suite.
 """
@@ -36,6 +36,7 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
 from bench.bench_config import write_bench_config  # noqa: E402
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
 from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1000)")
     parser.add_argument("--window", type=float, default=5.0, help="minutes per window (default 5)")
     parser.add_argument("--upkeep-every", type=float, default=10.0, help="minutes between upkeep runs (default 10)")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_soak_"))
     topic = f"bench_soak_{uuid.uuid4().hex[:8]}"
@@ -187,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{w + 1:>6} {r.n:>8,} {r.p50 / 1000:>7.3f} {r.p99 / 1000:>7.3f} {fmt(s['old_mb'], '>10.0f')} "
               f"{fmt(s['heap_mb'], '>8.0f')} {fmt(s['jvm_rss_mb'], '>10.0f')} {fmt(s['py_rss_mb'], '>9.0f')} "
               f"{s['parquet']:>8,} {s['log']:>6,}")
+    figures: dict = {
+        "rate": args.rate, "minutes": args.minutes,
+        "upkeeps": [{"seconds": d, "exit_code": rc} for _, d, rc in upkeeps],
+        "windows": [{"window": w + 1, "events": windows[w].n, "p50_s": windows[w].p50 / 1000,
+                     "p99_s": windows[w].p99 / 1000, **{k: v for k, v in samples[w].items() if k != "at_ms"}}
+                    for w in full]}
     if len(full) >= 2:
         first, last = windows[full[0]], windows[full[-1]]
+        figures["last_over_first_p50"] = last.p50 / first.p50
         print(f"Last window p50 / first window p50: {last.p50 / first.p50:.2f} (goal ≤ 1.2)")
 
     load = lambda p: spark.read.format("delta").load(str(p))  # noqa: E731
@@ -202,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Reconciliation: topic {in_topic:,} = {' + '.join(f'{k} {v:,}' for k, v in counts.items())}"
           f" = {sum(counts.values()):,}; metrics input_rows {metric_input:,} in {metric_rows:,} rows "
           f"({metric_batches:,} batches): {'exact' if exact else 'NOT EXACT'}")
+    figures["reconciliation"] = {"topic": in_topic, **counts, "metrics_input_rows": metric_input,
+                                 "metrics_rows": metric_rows, "metrics_batches": metric_batches, "exact": exact}
+    write_json(args.json, "bronze_soak", args, figures)
     spark.stop()
     return 0 if exact else 1
 

@@ -10,6 +10,7 @@ with Python's cyclic collector paused as the writer pauses it for a batch (--wit
 Median of --rounds rounds per size, in one process.
 
 Usage: python bench/dedup_driver.py [--sizes 1000 10000 100000] [--state 1200000] [--rounds 5] [--with-collector]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.bronze.dedup import DedupState, Kept, SaleKey, collector_paused, find_duplicates  # noqa: E402
 
 DELAY_US = 600_000_000  # the default watermark delay: 10 minutes
@@ -48,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--with-collector", action="store_true",
                         help="leave Python's cyclic garbage collector on (the writer pauses it for a batch)")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
     random.seed(1)
     state = DedupState(DELAY_US)
@@ -81,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
                 update.append(time.perf_counter() - started)
             assert sum(d.kind == "duplicate" for d in decisions) == len(repeats)  # every re-sent sale found
         total = statistics.median(b + d + u for b, d, u in zip(build, decide, update))
-        results[size] = total
+        results[size] = {"keys_ms": statistics.median(build) * 1000, "decisions_ms": statistics.median(decide) * 1000,
+                         "state_update_ms": statistics.median(update) * 1000, "total_ms": total * 1000,
+                         "records_per_s": size / total}
         print(f"{size:>9,} records: keys {statistics.median(build) * 1000:7.1f} ms, decisions "
               f"{statistics.median(decide) * 1000:7.1f} ms, state update {statistics.median(update) * 1000:7.1f} ms "
               f"-> {total * 1000:7.1f} ms = {size / total:,.0f} records/s on one core")
+    write_json(args.json, "dedup_driver", args, {"state_sales": args.state, "collector_paused": not args.with_collector,
+                                                 "batches": {str(size): r for size, r in results.items()}})
     return 0
 
 

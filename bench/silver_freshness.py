@@ -14,7 +14,7 @@ is also given per --window of the run (p99 and memory), so that a trend shows. -
 and every mark's delay to a file.
 
 Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--return-ratio 0.03]
-       [--cancel-ratio 0.01] [--json out.json]
+       [--cancel-ratio 0.01] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 Goals on the 2-core machine: at 1,000 events/s p50 ≤ 5 s and p99 ≤ 10 s; at 3 events/s p50 ≤ 4 s; Silver's
 memory flat over a 30-minute run (--seconds 1800).
@@ -23,7 +23,6 @@ memory flat over a 30-minute run (--seconds 1800).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -47,6 +46,7 @@ from deltalake.exceptions import TableNotFoundError  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from bench.bench_config import write_bench_config  # noqa: E402
+from bench.bench_json import add_json_flag, write_json  # noqa: E402
 from lakehouse.ingest.simulator import SalesSimulator, encode  # noqa: E402
 from lakehouse.platform.config import load_config  # noqa: E402
 from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
@@ -101,8 +101,8 @@ def children(pid: int) -> list[int]:
 class ClientIds:
     """Silver's clients table as the marks are looked for in it: through delta-rs, as the web page reads it,
     but only its client_id column, and the table's log loaded once and then brought up to date. Reading every
-    Silver table at each poll (what the web page does every dashboard_refresh) took about a quarter of a core at
-    five polls a second, taken from the jobs being measured."""
+    Silver table at each poll (what the web page does every dashboard_refresh) takes a share of a core from the
+    jobs being measured."""
 
     def __init__(self):
         self.table: DeltaTable | None = None
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heap-every", type=float, default=300,
                         help="seconds between two live-heap samples of Silver's JVM (a full GC each; 0: none)")
     parser.add_argument("--window", type=float, default=300, help="seconds per window of the per-window figures")
-    parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    add_json_flag(parser)
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="bench_freshness_"))
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  first Silver figures {figures['first_figures_s']} s after the jobs started; logs in {work}")
     if args.json:
         figures["marks"] = [[round(sent, 2), round(d, 3)] for sent, d in marks.timed_delays(measured_from)]
-        args.json.write_text(json.dumps(figures, indent=1) + "\n", encoding="utf-8")
+        write_json(args.json, "silver_freshness", args, figures)
     return 0
 
 

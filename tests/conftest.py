@@ -179,10 +179,9 @@ def spark(session_dir: Path):
     from lakehouse.platform.spark import build_spark
 
     # This session lives as long as the test process, but make test keeps both cores busy from start to end:
-    # it gets the short-job flags (the JIT's first tier, the serial collector): make test-fast, 316 tests, same
-    # sitting: 122.6 CPU-seconds against 158.3 and 163.3 with the JVM's defaults (wall 110.8 s against 107.6
-    # and 109.5 s). And the class archive once it exists, as the jobs: its class path is theirs (PySpark's
-    # jars; this project's come through spark.jars, loaded later).
+    # it gets the short-job flags (the JIT's first tier, the serial collector), which cut make test-fast's CPU
+    # time in the same wall time. And the class archive once it exists, as the jobs: its class path is theirs
+    # (PySpark's jars; this project's come through spark.jars, loaded later).
     options = os.environ.get("SPARK_SUBMIT_OPTS")
     os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive_path())
     try:
@@ -193,13 +192,12 @@ def spark(session_dir: Path):
         else:
             del os.environ["SPARK_SUBMIT_OPTS"]
     # Its queries run on a handful of rows: Spark's interpreted expressions rather than the Java code it would
-    # generate and compile for each new query (make test-fast, two alternating pairs: 128.9 s and 134.4 s
-    # against 147.2 s and 142.8 s with code generation). The jobs run as subprocesses keep Spark's default.
+    # generate and compile for each new query (make test-fast is shorter that way). The jobs run as
+    # subprocesses keep Spark's default.
     session.conf.set("spark.sql.codegen.wholeStage", "false")
     session.conf.set("spark.sql.codegen.factoryMode", "NO_CODEGEN")
     # Nor does it re-plan its queries between stages (adaptive execution), which on a handful of rows costs more
-    # than it finds: make test-fast, two alternating pairs: 83.2 s and 80.7 s (153 and 148 CPU-seconds) against
-    # 88.5 s and 86.9 s (163 and 158). Streaming queries never used it.
+    # than it finds. Streaming queries never used it.
     session.conf.set("spark.sql.adaptive.enabled", "false")
     yield session
     session.stop()

@@ -1,7 +1,7 @@
 """A broad corpus of hostile Kafka values, by class, each with the verdict we intend.
 
-Every ``expected`` list is written by hand from the contract's documented rules (README, "The sale event
-contract", and the rules spelled out in ``lakehouse.ingest.contract``), never by calling ``violations``:
+Every ``expected`` list is written by hand from the contract's documented rules (docs/CONTRACT.md, and
+the rules spelled out in ``lakehouse.ingest.contract``), never by calling ``violations``:
 the corpus test compares the Python verdict, the Spark verdict and this one. ``hostile_corpus`` holds sales
 (no ``type_evenement``: what the Bronze stream's tests send), ``correction_corpus`` returns and
 cancellations and the event type itself.
@@ -652,7 +652,7 @@ def _sale_fields(event_time: datetime) -> dict[str, str]:
 
 
 # --- returns and cancellations --------------------------------------------------------------------------
-# What each type must carry, in FIELDS order (README, "The sale event contract").
+# What each type must carry, in FIELDS order (docs/CONTRACT.md).
 RETOUR_REQUIRED = ("vente_id", "retour_id", "client_id", "timestamp", "quantite", "montant")
 ANNULATION_REQUIRED = ("vente_id", "retour_id", "client_id", "timestamp")
 # What a sale needs that a correction does not carry: missing when a correction is judged as a sale.

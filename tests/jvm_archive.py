@@ -3,9 +3,8 @@ sooner.
 
 Every such job (a script run with ``python`` or ``spark-submit``) starts a JVM that loads and verifies many
 thousands of Spark's classes before it does anything. A class-data sharing archive (Java's
-``-XX:ArchiveClassesAtExit``, then ``-XX:SharedArchiveFile``) maps them from one file instead: measured on
-the 2-core machine, a job that starts Spark and writes and reads a small Delta table took 8.5 s instead of
-13.9 s (median of four runs each, same flags otherwise).
+``-XX:ArchiveClassesAtExit``, then ``-XX:SharedArchiveFile``) maps them from one file instead, which takes
+seconds off a short job's start.
 
 The archive is made once per machine by a short job (this module run as a script: Spark with this project's
 jars, a Delta write, a MERGE, a streaming read) and kept in ``.cache/cds/`` under a name that changes with
@@ -28,15 +27,14 @@ from pathlib import Path
 
 # The JVMs of the brokers, Kafka nodes and Spark standalone daemons the tests start (KAFKA_OPTS, read by
 # this project's broker launcher as by Kafka's scripts; SPARK_DAEMON_JAVA_OPTS, by Spark's): the JIT's first
-# tier only. A broker started, fed 60,000 records and left idle 20 s used 5.2-5.9 CPU-seconds instead of
-# 8.0-9.0 (two alternating pairs). Kafka keeps its G1 collector (a second collector flag is refused). The
-# first tier alone gets a 48 MB code cache by default, which a Spark job fills in about 40 s; the JIT then
-# stops for good ("CodeCache is full. Compiler has been disabled.") and new code runs interpreted: hence the
-# size of the default tiered cache.
+# tier only, which saves them CPU time on a busy 2-core machine. Kafka keeps its G1 collector (a second
+# collector flag is refused). The first tier alone gets a 48 MB code cache by default, which a Spark job
+# fills in well under a minute; the JIT then stops for good ("CodeCache is full. Compiler has been
+# disabled.") and new code runs interpreted: hence the size of the default tiered cache.
 SERVICE_FLAGS = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
 # The tests' jobs are short and their data small: the JIT's first tier only (its optimizing compiler spent
-# more CPU than it saved) and the serial collector (no GC threads competing for the two cores); measured:
-# subprocess-heavy tests 20-35% faster.
+# more CPU than it saved) and the serial collector (no GC threads competing for the two cores): the tests
+# that run jobs as subprocesses are faster that way.
 SHORT_JOB_FLAGS = f"{SERVICE_FLAGS} -XX:+UseSerialGC"
 # An archive that does not fit (another class path, another JDK) is ignored without a word.
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
@@ -58,8 +56,7 @@ def archive_path(cache_dir: Path = PROJECT_DIR / ".cache") -> Path:
 def java_options(archive: Path) -> str:
     """The driver JVM's options: the short-job flags and the archive (used once it exists); and, as a Spark
     setting (Spark reads ``spark.*`` system properties; the launcher splits this string as a shell would),
-    the short-job flags for the executors that a job on a standalone cluster starts (its test alone: 175 s
-    and 284 CPU-seconds instead of 197 s and 351)."""
+    the short-job flags for the executors that a job on a standalone cluster starts."""
     return (f"{SHORT_JOB_FLAGS} -XX:SharedArchiveFile={archive} {QUIET} "
             f"'-Dspark.executor.extraJavaOptions={SHORT_JOB_FLAGS}'")
 

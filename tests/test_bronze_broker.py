@@ -22,8 +22,9 @@ from tests.conftest import make_config, write_config
 from tests.test_bronze_stream import run_producer
 
 
-# README's bound: the stream stops within [streaming] broker_timeout plus this margin (measured: 34 s
-# with the default 30 s; before the offset lookups shared the timeout, 93 s).
+# The documented bound (docs/OPERATIONS.md): the stream stops within [streaming] broker_timeout plus this
+# margin; the Kafka source's offset lookups share the timeout (three lookups of a full timeout each took
+# three times as long).
 STOP_MARGIN_S = 15
 BROKER_TIMEOUT_S = 10  # three lookups of a full timeout each (30 s) would break the bound
 

@@ -189,7 +189,7 @@ def test_a_table_written_before_tags_is_read_to_find_a_replayed_batch(spark, lak
     query_id = json.loads((checkpoint / "metadata").read_text())["id"]
     # Batch 0 committed by a version of the writer that did not tag its commits, then a crash. Judged over the
     # checked rows themselves, as the writer judges its cached batch: over the contract check's plan, Spark's
-    # optimizer takes about 6 s.
+    # optimizer takes seconds.
     checked = spark.createDataFrame(batch.collect(), batch.schema)
     judged = TimeJudge(ContractLimits(), batch.columns)(checked, int(NOW.timestamp() * 1_000_000))
     append_delta(to_bronze_rows(judged, None, None, query_id, 0), paths.bronze, "jour")

@@ -166,18 +166,6 @@ def test_a_zero_duration_exits_2_instead_of_running_forever(command: list[str], 
     assert "--duration" in result.stderr.splitlines()[-1]  # argparse's one-line error names the flag
 
 
-def test_readme_documents_every_setting_with_its_default() -> None:
-    readme = (PROJECT_DIR / "README.md").read_text(encoding="utf-8")
-    rows = {}
-    for line in readme.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 5 and cells[3].startswith("`LAKEHOUSE_"):
-            rows[cells[3].strip("`")] = cells[2]
-    documented = {env_var_name(s, k): (f"`{o.default}`" if o.default else "(empty)")
-                  for s, opts in SCHEMA.items() for k, o in opts.items()}
-    assert rows == documented
-
-
 def settings_read_by_the_code() -> set[tuple[str, str]]:
     """Every ``(section, key)`` the code reads: ``cfg.section.key``, ``s.key`` after ``s = cfg.section``,
     and the path settings through ``cfg.data_dir`` / ``cfg.cache_dir``."""

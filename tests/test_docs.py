@@ -1,5 +1,6 @@
-"""The docs stay true to the code: every message TROUBLESHOOTING quotes is one the code prints, and every
-command README and QUICKSTART give is exercised by a test or by CI."""
+"""The docs stay true to the code: every message TROUBLESHOOTING quotes is one the code prints, every setting
+a document names exists, CONTRACT lists exactly the reasons the code gives, and every command README and
+QUICKSTART (and OPERATIONS and SECURITY) give is exercised by a test or by CI."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from pathlib import Path
 
 import pytest
 
+from lakehouse.ingest.contract import REASONS
 from lakehouse.platform.config import PROJECT_DIR, SCHEMA
+from lakehouse.silver.corrections import REJECTION_REASONS
 
 DOCS = PROJECT_DIR / "docs"
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 CODE_FILES = [*PROJECT_DIR.glob("*.py"), *(PROJECT_DIR / "lakehouse").rglob("*.py")]
 
 
-@functools.cache  # parsing every code file takes about 0.4 s: once per test process, not once per message
+@functools.cache  # parsing every code file is slow: once per test process, not once per message
 def code_pieces() -> tuple[str, ...]:
     """The constant text of every string the code builds, cut where a value is interpolated
     (f-string fields, %-style fields)."""
@@ -82,11 +85,45 @@ def test_named_settings_are_found_in_prose() -> None:
     assert named_settings(text) == [("streaming", "broker_timeout"), ("kafka", "retention")]
 
 
-@pytest.mark.parametrize("doc", ["README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")))])
+# Every document users or contributors read: README, CONTRIBUTING, bench/README and all of docs/.
+USER_DOCS = ["README.md", "CONTRIBUTING.md", "bench/README.md", *(f"docs/{p.name}" for p in sorted(DOCS.glob("*.md")))]
+
+
+def test_the_user_docs_exist() -> None:
+    missing = [doc for doc in USER_DOCS if not (PROJECT_DIR / doc).is_file()]
+    assert not missing
+
+
+@pytest.mark.parametrize("doc", USER_DOCS)
 def test_every_named_setting_exists(doc: str) -> None:
     named = named_settings((PROJECT_DIR / doc).read_text(encoding="utf-8"))
     unknown = sorted({f"[{s}] {k}" for s, k in named if k not in SCHEMA.get(s, {})})
     assert not unknown, f"{doc} names settings config.py does not have: {unknown}"
+
+
+# --- the contract's reasons ------------------------------------------------------------------------------
+
+def documented_reasons(heading: str, contract: Path = DOCS / "CONTRACT.md") -> list[str]:
+    """The reasons of the table under ``## heading`` in CONTRACT.md, in their order (``name:<name>`` → ``name``)."""
+    text = contract.read_text(encoding="utf-8")
+    assert f"\n## {heading}\n" in text, f"{contract.name} has no section {heading!r}"
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\| `([a-z0-9_]+)(?::<name>)?` \|", section, re.M)
+
+
+def test_contract_lists_every_quarantine_reason_in_the_order_they_are_given() -> None:
+    assert documented_reasons("Why a record is quarantined") == list(REASONS)
+
+
+def test_contract_lists_every_reason_silver_refuses_an_event_for() -> None:
+    assert documented_reasons("Why Silver refuses an event") == list(REJECTION_REASONS)
+
+
+def test_a_reason_missing_from_the_contract_is_caught(tmp_path: Path) -> None:
+    text = (DOCS / "CONTRACT.md").read_text(encoding="utf-8")
+    (tmp_path / "CONTRACT.md").write_text(text.replace("| `stale_event` |", "| stale event |"), encoding="utf-8")
+    found = documented_reasons("Why a record is quarantined", tmp_path / "CONTRACT.md")
+    assert found == [r for r in REASONS if r != "stale_event"]
 
 
 # --- commands --------------------------------------------------------------------------------------------
@@ -125,8 +162,9 @@ EXERCISED = {
         "tests/test_prometheus.py::test_the_alert_rules_pass_promtool_check_and_their_unit_tests",
     "make demo ARGS=--fresh": "tests/test_demo.py::test_fresh_empties_tables_checkpoints_and_topic",
     "make demo ARGS=--no-broker": "tests/test_demo.py (the broker is found, not started)",
-    "docker compose up -d": "not runnable here (no Docker engine); README says so",
-    "docker compose --profile secured up -d kafka-secured": "not runnable here (no Docker engine); README says so",
+    "docker compose up -d": "not runnable here (no Docker engine); docs/OPERATIONS.md says so",
+    "docker compose --profile secured up -d kafka-secured": "not runnable here (no Docker engine); docs/SECURITY.md "
+                                                            "says so",
     "python -m lakehouse.local.kafka_broker docker-prepare":
         "tests/test_kafka_secured.py::test_docker_prepare_makes_what_the_secured_service_runs_from",
     "export": "shell set-up",
@@ -148,7 +186,7 @@ def doc_commands(doc: Path) -> list[str]:
     return commands
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/QUICKSTART.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/QUICKSTART.md", "docs/OPERATIONS.md", "docs/SECURITY.md"])
 def test_every_documented_command_is_exercised(doc: str) -> None:
     commands = doc_commands(PROJECT_DIR / doc)
     assert commands

@@ -31,7 +31,7 @@ USER = "ventes-app"
 PASSWORD = "Tr0ub4dor-" + secrets.token_urlsafe(12)  # unique: any occurrence anywhere is a leak
 TOPIC = "ventes_secured"
 THROWAWAY_CA = PROJECT_DIR / "tests" / "fixtures" / "throwaway-ca.pem"
-# Python's start and the imports take 2-4 s on the 2-core reference machine while the broker runs; the
+# Python's start and the imports take a few seconds on a busy 2-core machine while the broker runs; the
 # failure itself must come in seconds, not after Kafka's one-minute default timeouts.
 FAST_S = 15.0
 

@@ -1,8 +1,8 @@
 """Returns and cancellations: Silver equals a plain-Python oracle written here, whatever the order of arrival
 and however the events are split into batches.
 
-The oracle below is written from the rules (README, "Returns and cancellations"), not from Silver's code: it
-keeps each sale's final state and derives every figure from those states, where Silver adds up bookings
+The oracle below is written from the rules (docs/CONTRACT.md, "How Silver applies them"), not from Silver's
+code: it keeps each sale's final state and derives every figure from those states, where Silver adds up bookings
 batch by batch. Three levels:
 - the rules one by one (``apply_corrections``);
 - many random histories through Silver's driver computation, in random batch splits (no Spark);

@@ -354,7 +354,7 @@ KILLS = {"only ventes written": lambda table: table == "ventes",
          "all written": lambda table: True}  # the checkpoint not
 
 
-# Every kill on the driver path (what a continuous Silver runs); two on Spark's (each case costs 20-70 s there).
+# Every kill on the driver path (what a continuous Silver runs); two on Spark's (each case costs far more there).
 CASES = [("driver", kill) for kill in KILLS] + [("spark", "only ventes written"), ("spark", "all but clients written")]
 
 

@@ -102,8 +102,8 @@ def test_the_bronze_job_on_the_cluster_outlives_a_worker_stops_without_any_and_r
                       kafka__topic=topic)
     settings = ClusterSettings.from_config(cfg)
     # Only [spark] master and cores_max differ from a single-machine run (executor_wait shortened here, but
-    # not below what a new executor takes to start on the other worker while the machine is busy: 10 s failed
-    # once in CI).
+    # not below what a new executor takes to start on the other worker while the machine is busy: a shorter
+    # wait failed in CI).
     config = write_config(tmp_path / "config.ini", cfg, spark={"master": f"spark://127.0.0.1:{port}", "cores_max": 1,
                                                                "executor_wait": "30 seconds"},
                           streaming={"metrics_interval": "0 seconds"})

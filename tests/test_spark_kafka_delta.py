@@ -34,7 +34,7 @@ def test_message_from_kafka_python_is_read_by_spark_kafka_source(spark, kafka_bo
 
 def test_a_stream_on_a_local_disk_writes_its_checkpoint_through_the_file_system_api(spark, tmp_path: Path) -> None:
     """Streams whose checkpoint is on this machine write it through Hadoop's FileSystem API (Spark's default,
-    FileContext, runs readlink in child processes: 50-65 ms a file); on object storage Spark's default stays.
+    FileContext, runs readlink in child processes for every file); on object storage Spark's default stays.
     A run writes each batch's offsets and commit, renamed into place (no temporary file left), and the next
     run takes up after them."""
     assert spark.conf.get("spark.sql.streaming.checkpointFileManagerClass") == FILE_SYSTEM_CHECKPOINT_FILES

@@ -183,7 +183,7 @@ def check_contract(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
 
     Built in stages (parse and shape; each field's sub-value; its type and value; the event time; the
     verdict), each stage's columns computed once per record and used by the next: one expression
-    holding them all made Spark evaluate the shared parts again in every branch (measured 3x slower).
+    holding them all made Spark evaluate the shared parts again in every branch, several times slower.
     """
     value = F.col("value")
     size = F.coalesce(F.length(value), F.lit(0))
@@ -225,7 +225,7 @@ def check_contract(kafka_df: DataFrame, limits: ContractLimits) -> DataFrame:
     # Each field's value, null for a record whose type it is not part of.
     value_of = {f.name: _only_for(judged_as, f.types, fields[f.name].value) for f in FIELDS}
     return df.select(
-        # The reasons compacted (a 16-slot array per record cost 20% more), with where an event time too
+        # The reasons compacted (an array with a slot per field cost more), with where an event time too
         # far from the batch's clock would go among them.
         record_reason.alias("_record_reason"), F.array_compact(F.array(*field_checks)).alias("_field_reasons"),
         F.size(F.array_compact(F.array(*field_checks[:_TIMESTAMP_SLOT]))).alias("_time_at"),
@@ -254,8 +254,8 @@ class TimeJudge:
 
     The reference (contract.reference_time) is the record's Kafka timestamp kept within
     [now - max_event_age, now], since a producer sets it: no record can move the watermark far ahead or
-    put a date near year 1 into Bronze. The columns are built once (building them took ~100 ms, too much
-    for every batch); each batch only adds its time.
+    put a date near year 1 into Bronze. The columns are built once (building them is too slow to repeat
+    in every batch); each batch only adds its time.
     """
 
     def __init__(self, limits: ContractLimits, columns: list[str]):

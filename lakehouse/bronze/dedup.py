@@ -86,8 +86,8 @@ class DedupState:
 
     def add(self, kept: dict[str, list[Kept]]) -> None:
         """Record sales kept by a committed batch, then prune what no on-time sale can match."""
-        # A drain batch adds 100,000 sales: no attribute look-ups, and _index's rule written out here (the
-        # state update of bench/dedup_driver.py took 78 ms against 109 ms with setdefault, alternating).
+        # A drain batch adds 100,000 sales: no attribute look-ups, and _index's rule written out here (faster
+        # than setdefault in bench/dedup_driver.py's state update).
         seen, minutes = self.seen, self._minutes
         top = self.max_event_us
         for vente_id, sales in kept.items():
@@ -137,7 +137,7 @@ class DedupState:
 def collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off for a while (the Bronze writer: for one batch). A batch makes a
     few hundred thousand keys and kept sales, which started collections that walked the whole state each
-    time (a 100,000-record batch's decisions took 3x longer with it on); none of them is part of a cycle,
+    time (a large batch's decisions took several times longer with it on); none of them is part of a cycle,
     so reference counting frees them all the same."""
     enabled = gc.isenabled()
     gc.disable()

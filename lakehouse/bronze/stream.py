@@ -52,8 +52,8 @@ def read_kafka_stream(spark: SparkSession, cfg: Config) -> DataFrame:
         .option("failOnDataLoss", str(cfg.streaming.fail_on_data_loss).lower())
         .option("maxOffsetsPerTrigger", cfg.streaming.max_offsets_per_trigger)
         # Spark's consumers only ask for offsets a batch planned, yet a fetch at the end of a range
-        # waits fetch.max.wait.ms (500 ms by default) for data that is not coming: measured as most of
-        # a small batch's time.
+        # waits fetch.max.wait.ms (500 ms by default) for data that is not coming: most of a small
+        # batch's time.
         .option("kafka.fetch.max.wait.ms", "10")
         .option("fetchOffset.numRetries", str(OFFSET_FETCH_ATTEMPTS))
         .option("fetchOffset.retryIntervalMs", str(OFFSET_FETCH_RETRY_MS))
@@ -146,17 +146,16 @@ def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, 
            lock_file: Path, metrics: BronzeMetrics | None) -> BronzeQuery:
     check_bronze_state(spark, paths, checkpoint)
     # Tables this session creates (Bronze, quarantine, duplicates, metrics) get a log checkpoint every 100 commits
-    # instead of 10: writing one costs 2-5 s here, a latency spike every tenth batch otherwise.
+    # instead of 10: writing one takes seconds, a latency spike every tenth batch otherwise.
     spark.conf.set("spark.databricks.delta.properties.defaults.checkpointInterval",
                    str(LOG_CHECKPOINT_INTERVAL))
-    # Measured per batch (bench/bronze_latency.py): the optimizer's constraint propagation over the contract
-    # check's large plan cost 4-6 s at every trigger; Delta's post-commit checksum file about 30 ms per
-    # commit (readers compute what it holds when it is missing).
+    # The optimizer's constraint propagation over the contract check's large plan took seconds at every
+    # trigger (bench/bronze_latency.py); Delta's post-commit checksum file is one more write per commit
+    # (readers compute what it holds when it is missing).
     spark.conf.set("spark.sql.constraintPropagation.enabled", "false")
     spark.conf.set("spark.databricks.delta.writeChecksumFile.enabled", "false")
     # Each batch is cached once between its key collect and its writes, then dropped: compressing the
-    # cache cost more than it saved (a 100,000-record batch's collect took 3.2-3.9 s with it off,
-    # 3.9-4.6 s with it on, measured on the drain benchmark's topic).
+    # cache cost more than it saved (a drain batch's collect was slower with it on, bench/bronze_drain.py).
     spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     sink = MetricsSink(spark, paths.bronze_metrics, cfg.streaming.metrics_interval.seconds)
     writer = BronzeBatchWriter(spark, cfg, paths, checkpoint, sink, metrics=metrics)

@@ -2,7 +2,7 @@
 
 A Kafka value is a valid event when it is one flat JSON object in UTF-8 (nothing before or after it, no
 duplicate keys, no nested object or array, no NaN/Infinity) whose fields have the kinds of ``FIELDS``
-and values that every later stage can hold: see README, "The sale event contract". Its
+and values that every later stage can hold: see docs/CONTRACT.md. Its
 ``type_evenement`` says what it is: a sale (``vente``, also when the field is absent), a return
 (``retour``) or a cancellation (``annulation``); each type has its own fields, and a field that is not
 part of the record's type is ignored, as unknown fields are.

@@ -157,7 +157,7 @@ def run_upkeep(spark: SparkSession, cfg: Config, paths: Paths, today: date, rete
             done &= _step("OPTIMIZE", path, lambda p=path: optimize(spark, p))
     if vacuuming and not stopped():
         # VACUUM lists files with one Spark task per slot of this parallelism, 200 by default (and
-        # Spark's own listing 10,000): measured at 30-60 s per small table on 2 cores, 2-3 s with this.
+        # Spark's own listing 10,000): far too many tasks for a small table on a small machine.
         listing = str(max(2, cfg.spark.shuffle_partitions))
         spark.conf.set("spark.databricks.delta.vacuum.fileListing.parallelism", listing)
         spark.conf.set("spark.sql.sources.parallelPartitionDiscovery.parallelism", listing)
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         locks.enter_context(lock_or_exit("Upkeep", paths, upkeep_folder(paths), log))
         if on_object_storage(cfg):
             # --pipeline-stopped is checked where it can be: the two jobs must not run on this machine, and
-            # cannot start here while upkeep writes their tables (another machine is not seen: README).
+            # cannot start here while upkeep writes their tables (another machine is not seen: docs/OPERATIONS.md).
             locks.enter_context(lock_or_exit("The Bronze stream", paths, paths.bronze_checkpoint, log))
             locks.enter_context(lock_or_exit("The Silver job", paths, paths.silver_checkpoint, log))
         return run(args, cfg, paths)

@@ -11,7 +11,7 @@ Where the lock file lives:
   checkpoint ``data/checkpoints/bronze_ventes``), so two configurations pointing at the same lake share it;
 - an ``s3a://`` lake: an object store has no lock a crash releases, so the lock file is on this machine's
   disk (``data/locks/``), named after the folder's URI. It keeps two starts on this machine apart; the
-  documented rule is that one machine runs each job of a lake (README, "The lake on object storage").
+  documented rule is that one machine runs each job of a lake (docs/OPERATIONS.md, "The lake on object storage").
 """
 
 from __future__ import annotations

@@ -38,12 +38,11 @@ def local_checkpoint_settings(object_storage: bool) -> dict[str, str]:
 
     Each trigger of a stream writes two small files into its checkpoint (the offsets it will read, then its
     commit). Spark's default writer, Hadoop's FileContext, resolves symbolic links on a local disk by running
-    ``readlink`` in a child process, about eight times per file: 54-64 ms a file here, against 16-18 ms with
-    the FileSystem-based writer (40 files each, alternating); 120-160 ms of each Bronze trigger went to those
-    two files (Spark's walCommit and commitOffsets), 30-50 ms with it. The FileSystem-based writer also
-    writes a temporary file and renames it into place, which is atomic on a local file system, and refuses
-    to replace a batch's file that exists (it checks before the rename). On object storage, with no local
-    links to resolve, Spark's default stays."""
+    ``readlink`` in a child process, about eight times per file, which made those two files (Spark's
+    walCommit and commitOffsets) a large share of a small Bronze trigger; the FileSystem-based writer starts
+    no process. It also writes a temporary file and renames it into place, which is atomic on a local file
+    system, and refuses to replace a batch's file that exists (it checks before the rename). On object
+    storage, with no local links to resolve, Spark's default stays."""
     if object_storage:
         return {}
     return {"spark.sql.streaming.checkpointFileManagerClass": FILE_SYSTEM_CHECKPOINT_FILES}
@@ -165,7 +164,7 @@ def with_jars(builder: Builder, cfg: Config, paths: Paths, on_cluster: bool, ver
                               f"spark-submit, pass: {' '.join(spark_submit_options(cfg))}") from e
     if on_cluster and cfg.spark.jars_on_workers:
         # The workers read the jar cache where this machine does: the driver and the executors load the
-        # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
+        # jars from it, and no executor receives a copy of its own (hundreds of MB with the S3 connector).
         classpath = os.pathsep.join(beside_spark(jars, listing_file(paths, packages, cfg.spark.jars_repositories)))
         return (builder.config("spark.driver.extraClassPath", classpath)
                 .config("spark.executor.extraClassPath", classpath))

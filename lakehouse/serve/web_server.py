@@ -2,7 +2,7 @@
 
 The page (``web_page``) reads its configuration from the environment, so the flags given here become
 environment variables (``LAKEHOUSE_CONFIG``, ``LAKEHOUSE_DASHBOARD_*``). The page's libraries are imported
-before the server listens, so that the first visitor does not wait for them (about 2 s here).
+before the server listens, so that the first visitor does not wait for them.
 """
 
 from __future__ import annotations
