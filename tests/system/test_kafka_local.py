@@ -83,4 +83,16 @@ def test_kafka_opts_that_cannot_be_split_are_refused_in_one_line(tmp_path: Path,
 
 
 def test_wipe_when_nothing_exists_is_fine(tmp_path: Path) -> None:
-    wipe(BrokerSettings.from_config(make_config(tmp_path / "data")))
+    # A data folder whose broker never started: nothing of Kafka's to delete, and the tables beside it stay.
+    settings = BrokerSettings.from_config(make_config(tmp_path / "data"))
+    table = tmp_path / "data" / "delta" / "bronze" / "ventes" / "_delta_log" / "00000000000000000000.json"
+    table.parent.mkdir(parents=True)
+    table.write_text("{}\n", encoding="utf-8")
+    assert not settings.data_dir.exists() and running_pid(settings) is None
+    wipe(settings)
+    wipe(settings)  # twice: still nothing to do
+    assert not settings.data_dir.exists()
+    assert table.read_text(encoding="utf-8") == "{}\n"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "data", "data/delta", "data/delta/bronze", "data/delta/bronze/ventes", "data/delta/bronze/ventes/_delta_log",
+        "data/delta/bronze/ventes/_delta_log/00000000000000000000.json"]  # nothing created either

@@ -176,10 +176,27 @@ def test_late_sales_are_looked_up_in_their_own_days_only(spark, lake) -> None:
 
 
 def test_metrics_every_batch_with_a_zero_interval(spark, lake) -> None:
-    _, paths, _ = lake
+    # metrics_interval = 0: each batch writes its own figures to the metrics table before it ends (no sink
+    # closed here, nothing left in its buffer), and they are the batch's.
+    _, paths, checkpoint = lake
+    query_id = json.loads((checkpoint / "metadata").read_text())["id"]
+    feed, today = Feed(spark), DAY0 + dt.timedelta(days=30)
     w = writer(spark, lake, interval_s=0)
-    w(Feed(spark).batch(sales_at("x", DAY0 + dt.timedelta(days=30), 3)), 0)
-    assert load(spark, paths.bronze_metrics).count() == 1 and w.sink.pending() == 0
+    figures = ("query_id", "batch_id", "input_rows", "bronze_rows", "quarantined_rows", "duplicate_rows", "late_rows",
+               "conflicting_rows", "correction_rows")
+
+    def written() -> list[tuple]:
+        rows = load(spark, paths.bronze_metrics).collect()
+        assert all(r.committed_at is not None and r.duration_ms >= 0 for r in rows)
+        return sorted(tuple(r[f] for f in figures) for r in rows)
+
+    w(feed.batch(sales_at("x", today, 3)), 0)
+    assert w.sink.pending() == 0
+    assert written() == [(query_id, 0, 3, 3, 0, 0, 0, 0, 0)]
+    # x0 and x1 again (duplicates), a new sale, and a record that is not JSON (quarantined).
+    w(feed.batch(sales_at("x", today, 2) + sales_at("y", today + dt.timedelta(minutes=1), 1) + [(b"{", today)]), 1)
+    assert w.sink.pending() == 0
+    assert written() == [(query_id, 0, 3, 3, 0, 0, 0, 0, 0), (query_id, 1, 4, 1, 1, 2, 0, 0, 0)]
 
 
 def test_a_table_written_before_tags_is_read_to_find_a_replayed_batch(spark, lake) -> None:

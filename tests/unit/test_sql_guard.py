@@ -5,6 +5,7 @@ still works. Statements go through ``Lakehouse.run_sql``, the path the menu take
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -73,12 +74,33 @@ def test_reading_the_views_works(lake, sql, expected) -> None:
     assert sorted(tuple(r) for r in result.rows) == sorted(expected)
 
 
-@pytest.mark.parametrize("sql, column", [("DESCRIBE ventes", "col_name"), ("DESCRIBE TABLE pays", "col_name"),
-                                         ("SHOW COLUMNS FROM ventes", "col_name"), ("SHOW TABLES", "tableName"),
-                                         ("EXPLAIN SELECT * FROM ventes", "plan")])
-def test_describing_the_views_works(lake, sql, column) -> None:
+# Statements that describe the views, the columns of their answer looked at, and what those hold.
+DESCRIBING = [
+    ("DESCRIBE ventes", ["col_name", "data_type"], [("vente_id", "string"), ("pays", "string"), ("n", "int")]),
+    ("DESCRIBE TABLE pays", ["col_name", "data_type"], [("pays", "string"), ("nb_clients", "int")]),
+    ("SHOW COLUMNS FROM ventes", ["col_name"], [("vente_id",), ("pays",), ("n",)]),
+]
+
+
+@pytest.mark.parametrize("sql, columns, expected", DESCRIBING, ids=[s for s, _, _ in DESCRIBING])
+def test_describing_the_views_works(lake, sql, columns, expected) -> None:
     result = run(lake, sql)
-    assert column in result.columns and result.rows
+    assert [tuple(row[c] for c in columns) for row in result.rows] == expected
+
+
+def test_the_views_are_listed(lake) -> None:
+    # The session's temporary views: the lakehouse's two among them (the session is shared with other tests).
+    listed = run(lake, "SHOW TABLES")
+    assert {("ventes", True), ("pays", True)} <= {(row["tableName"], row["isTemporary"]) for row in listed.rows}
+
+
+def test_a_read_of_a_view_is_explained(lake) -> None:
+    # Its plan: a scan of the Parquet files of the table behind the view, reading its three columns.
+    explained = run(lake, "EXPLAIN SELECT * FROM ventes")
+    assert explained.columns == ["plan"] and len(explained.rows) == 1
+    plan = explained.rows[0]["plan"]
+    assert re.match(r"== Physical Plan ==\nFileScan parquet \[vente_id#\d+,pays#\d+,n#\d+\] ", plan), plan
+    assert "ReadSchema: struct<vente_id:string,pays:string,n:int>" in plan
 
 
 # Every class that writes, runs code, changes the session or reads outside the views, with the reason given.
