@@ -8,6 +8,7 @@ Spark stream run (the session's SparkSession).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -18,11 +19,14 @@ import time
 from pathlib import Path
 
 import pytest
+from deltalake import DeltaTable
+from kafka import KafkaConsumer
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.stream import start_bronze_stream
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
 from lakehouse.platform.kafka_local import BrokerSettings
+from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs
 from lakehouse.platform.paths import Paths
 from tests.conftest import write_config
 
@@ -104,6 +108,24 @@ def test_launcher_keeps_secrets_private_and_reports_the_protocol(secured) -> Non
     assert PASSWORD.encode() not in Path(f"/proc/{pid}/environ").read_bytes()
 
 
+def records_in_topic(cfg: Config, expected: int) -> dict[tuple[int, int], str]:
+    """Every record of the configuration's topic, read back over its secured connection: (partition, offset) →
+    vente_id. Reads until ``expected`` came, then one more second (an extra record would show)."""
+    consumer = KafkaConsumer(cfg.kafka.topic, bootstrap_servers=cfg.kafka.bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             **kafka_python_kwargs(KafkaSecurity.from_config(cfg)))
+    records, deadline = {}, time.monotonic() + 60
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.update({(r.partition, r.offset): json.loads(r.value)["vente_id"] for r in batch})
+        for batch in consumer.poll(timeout_ms=1000).values():
+            records.update({(r.partition, r.offset): json.loads(r.value)["vente_id"] for r in batch})
+    finally:
+        consumer.close()
+    return records
+
+
 def test_producer_to_bronze_over_sasl_ssl(secured, spark, caplog, capfd) -> None:
     root, cfg, config = secured
     caplog.set_level(logging.DEBUG, logger="lakehouse")
@@ -123,9 +145,13 @@ def test_producer_to_bronze_over_sasl_ssl(secured, spark, caplog, capfd) -> None
     assert query.exception() is None, str(query.exception())
     print(f"Bronze available-now run over SASL_SSL: {time.monotonic() - started:.1f} s")
     bronze = spark.read.format("delta").load(str(paths.bronze))
-    assert bronze.count() == 300
-    assert bronze.select("vente_id").distinct().count() == 300
-    assert bronze.agg(F.countDistinct("kafka_partition", "kafka_offset")).first()[0] == 300
+    # Exactly the sales sent: each record of the topic (read back over SASL_SSL) is in Bronze with its vente_id,
+    # at its partition and offset, and nothing else is.
+    sent = records_in_topic(cfg, 300)
+    assert len(sent) == len(set(sent.values())) == 300
+    landed = [((r.kafka_partition, r.kafka_offset), r.vente_id)
+              for r in bronze.select("kafka_partition", "kafka_offset", "vente_id").collect()]
+    assert len(landed) == 300 and dict(landed) == sent
     assert bronze.filter(F.col("kafka_topic") != TOPIC).count() == 0
     captured = capfd.readouterr()
     Run.outputs += [caplog.text, captured.out, captured.err]
@@ -240,9 +266,27 @@ def test_docker_prepare_makes_what_the_secured_service_runs_from(secured) -> Non
 
 
 def test_the_password_is_nowhere(secured) -> None:
-    """Last in this file: every output above, the broker's log and every file it or the jobs wrote."""
-    root, cfg, _ = secured
-    assert Run.outputs and all(PASSWORD not in text for text in Run.outputs)
+    """The launcher, the setup check, the producer and the Bronze job run here against the secured broker (a
+    topic and a data folder of their own), with the password and with a wrong one; then no output of any process
+    this file started (the other tests' too, if they ran before), no log and no file holds it: the broker's,
+    the jobs', the tables and checkpoints, the configurations."""
+    root, cfg, broker_config = secured
+    ca = BrokerSettings.from_config(cfg).tls.ca_pem
+    jobs_cfg = secured_cfg(root / "leak-check", topic=f"{TOPIC}_leak_check", ssl_cafile=str(ca))
+    config = config_file(root / "leak-check.ini", jobs_cfg, ssl_cafile=ca)
+    status, _ = Run.script(broker_config, "-m", "lakehouse.platform.kafka_local", "status", password=None)
+    assert status.returncode == 0 and f"(SASL_SSL, SCRAM-SHA-512 as {USER})" in status.stdout
+    checked, _ = Run.script(config, "setup_utils.py", "--fix")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    produced, _ = Run.script(config, "producer_ventes.py", "--max", "--count", "20", "--seed", "7")
+    assert produced.returncode == 0 and "delivered=20 failed=0" in produced.stderr, produced.stderr[-3000:]
+    streamed, _ = Run.script(config, "spark_streaming_delta.py", "--available-now")
+    assert streamed.returncode == 0, streamed.stderr[-3000:]
+    assert DeltaTable(str(Paths.from_config(jobs_cfg).bronze)).to_pyarrow_table().num_rows == 20
+    refused, _ = Run.script(config, "producer_ventes.py", "--count", "5", password="not-" + PASSWORD[4:])
+    assert refused.returncode == 1
+
+    assert all(PASSWORD not in text for text in Run.outputs)
     # The broker's log, its data (SCRAM keeps salted keys only), the tables and checkpoints, the configs.
     leaking = [path for path in root.rglob("*") if path.is_file() and PASSWORD.encode() in path.read_bytes()]
     assert leaking == []
