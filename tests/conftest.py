@@ -87,7 +87,8 @@ SLOWEST_FIRST = ["system/test_object_store.py", "system/test_spark_cluster.py", 
                  "system/test_demo.py", "system/test_spark_submit.py", "system/test_kafka_cluster.py",
                  "system/test_upkeep_while_running.py", "integration/test_silver_incremental.py",
                  "system/test_silver_continuous.py", "system/test_bronze_broker.py",
-                 "integration/test_hostile_stream.py",
+                 "integration/test_hostile_stream.py", "integration/test_silver_random_histories.py",
+                 "integration/test_bronze_restart_and_compaction.py",
                  "unit/test_sql_guard.py", "unit/test_bronze_commits.py", "unit/test_query_utils.py",
                  "unit/test_web_dashboard.py", "unit/test_bronze_transforms.py"]
 

@@ -6,9 +6,9 @@ keeps each sale's final state and derives every figure from those states, where 
 batch by batch. Three levels:
 - the rules one by one (``apply_corrections``);
 - many random histories through Silver's driver computation, in random batch splits (no Spark);
-- a few random histories end to end: Kafka-like records → the Bronze writer (duplicates, conflicting ids,
-  several partitions and batches) → Silver run after random Bronze batches, then rebuilt in one batch by the
-  driver path and by Spark's: all equal to the oracle.
+- a few random histories end to end (tests/integration/test_silver_random_histories.py): Kafka-like records →
+  the Bronze writer (duplicates, conflicting ids, several partitions and batches) → Silver run after random
+  Bronze batches, then rebuilt in one batch by the driver path and by Spark's: all equal to the oracle.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.writer import BronzeBatchWriter
@@ -436,35 +435,6 @@ def read_silver(spark, lake: Paths) -> tuple:
         return [r.asDict(recursive=True) for r in spark.read.format("delta").load(str(lake.silver(table))).collect()]
     return (rows("ventes"), rows("clients"), {t: rows(t) for t in TOTALS}, rows("corrections_en_attente"),
             rows("rejets"))
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_random_histories_end_to_end_equal_the_oracle_incrementally_and_rebuilt(spark, tmp_path, monkeypatch,
-                                                                                 seed) -> None:
-    rng = random.Random(seed)
-    now = dt.datetime.now(UTC).replace(microsecond=0)
-    base = (now - dt.timedelta(days=1)).replace(hour=23, minute=58, second=30)
-    sent = [(rng.randrange(3), e) for e in random_history(rng, base, 25)]
-    batches = _split(rng, sent)
-    # Bronze's arrival order: batch by batch, and within a batch by partition then offset.
-    arrived = [e for batch in batches for _, e in sorted(batch, key=lambda pe: pe[0])]  # a stable sort
-    expected = oracle(bronze_order(arrived))
-    cfg = make_config(tmp_path / "data")
-    lake = Paths.from_config(cfg)
-    checkpoint = lake.bronze_checkpoint
-    checkpoint.mkdir(parents=True)
-    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}))
-    # Silver after some Bronze batches, each run by one path or the other at random.
-    runs = {i: rng.random() < 0.5 for i in range(len(batches)) if rng.random() < 0.6}
-    feed_bronze(spark, lake, checkpoint, batches, runs, cfg, monkeypatch)
-    run_silver(spark, RULES, lake)
-    assert_matches(expected, *read_silver(spark, lake))
-    # Rebuilt from Bronze in one batch: by the driver path, then by Spark's.
-    run_silver(spark, RULES, lake, full_refresh=True)
-    assert_matches(expected, *read_silver(spark, lake))
-    monkeypatch.setattr(silver, "DRIVER_BATCH_ROWS", 0)
-    run_silver(spark, RULES, lake, full_refresh=True)
-    assert_matches(expected, *read_silver(spark, lake))
 
 
 def test_a_correction_waiting_from_a_small_batch_applies_in_a_large_one(spark, tmp_path, monkeypatch) -> None:
