@@ -79,7 +79,7 @@ BROKER_FIXTURES = {"kafka_bootstrap", "topic"}
 
 
 # The test files whose tests take longest, slowest first: those that run jobs, brokers and clusters (a minute or
-# more each), then the unit test files of 10-40 s (make test-fast). make test and make test-fast hand whole
+# more each), then the unit test files that take longest (make test-fast). make test and make test-fast hand whole
 # files to their two workers in collection order (--dist loadfile --no-loadscope-reorder): each file's
 # fixtures are built once, and starting with these and leaving the many short files for the end lets the two
 # workers finish together. The files not listed follow, tier by tier (system, integration, unit).
@@ -89,8 +89,9 @@ SLOWEST_FIRST = ["system/test_object_store.py", "system/test_spark_cluster.py", 
                  "system/test_silver_continuous.py", "system/test_bronze_broker.py",
                  "integration/test_hostile_stream.py", "integration/test_silver_random_histories.py",
                  "integration/test_bronze_restart_and_compaction.py",
-                 "unit/test_sql_guard.py", "unit/test_bronze_commits.py", "unit/test_query_utils.py",
-                 "unit/test_web_dashboard.py", "unit/test_bronze_transforms.py"]
+                 "unit/test_query_utils.py", "unit/test_bronze_commits.py", "unit/test_web_dashboard.py",
+                 "unit/test_corrections_readers.py", "unit/test_silver_corrections.py", "unit/test_sql_guard.py",
+                 "unit/test_bronze_corrections.py", "unit/test_lake.py", "unit/test_bronze_transforms.py"]
 
 
 def where(item: pytest.Item) -> str:
@@ -98,13 +99,16 @@ def where(item: pytest.Item) -> str:
     return item.path.relative_to(TESTS_DIR).as_posix() if item.path.is_relative_to(TESTS_DIR) else ""
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A unit test that asks for the broker fails before any fixture is set up (the broker is not started)."""
+    if where(item).startswith("unit/") and BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        pytest.fail("unit tests use no Kafka broker: move this test to tests/integration", pytrace=False)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse a unit test that asks for the broker. Put the slowest files first (see SLOWEST_FIRST), then the
-    others tier by tier; within a file, the order stays."""
-    misplaced = [item.nodeid for item in items
-                 if where(item).startswith("unit/") and BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))]
-    if misplaced:
-        raise pytest.UsageError(f"unit tests use no Kafka broker: move {', '.join(misplaced)} to tests/integration")
+    """Put the slowest files first (see SLOWEST_FIRST), then the others tier by tier; within a file, the order
+    stays."""
     rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
     order = {id(item): i for i, item in enumerate(items)}
 
