@@ -83,11 +83,13 @@ docs:  ## Write docs/CONFIGURATION.md (every setting) from the settings schema
 	$(PYTHON) -m lakehouse.platform.config.docs --output $(CONFIGURATION_MD)
 
 # Test files run in parallel worker processes (pytest-xdist), one file per worker at a time, slowest first
-# (tests/conftest.py): a module's fixtures are built once.
+# (tests/conftest.py): a module's fixtures are built once. The folder is the tier: tests/unit, tests/integration
+# (the shared broker), tests/system (processes of their own).
 TEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-test: setup  ## Run the test suite (starts a local broker for the session if none is running)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+test: setup  ## Run every test: unit, integration, system (starts a local broker for the session if none is running)
+	$(PYTEST)
 
-test-fast: setup  ## Unit tests only: no broker, no other process (the edit loop; make test runs everything)
-	$(BIN)/python -m pytest -m "not integration" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+test-fast: setup  ## The unit tests (tests/unit): no broker, no other process; the edit loop
+	$(PYTEST) tests/unit

@@ -39,8 +39,8 @@ from lakehouse.bronze.columns import METRICS_SCHEMA, QUARANTINE_COLUMNS  # noqa:
 from lakehouse.platform.config import load_config  # noqa: E402
 from lakehouse.platform.paths import Paths  # noqa: E402
 from lakehouse.serve import web_tables as wt  # noqa: E402
-from tests.web_browser import (chromium, dashboard_server, missing_browser, open_until, page_drawn,  # noqa: E402
-                               shown_metrics, wait_until)
+from tests.support.web_browser import (chromium, dashboard_server, missing_browser,  # noqa: E402
+                                       open_until, page_drawn, shown_metrics, wait_until)
 
 
 def generate(paths: Paths, args: argparse.Namespace) -> None:

@@ -1,4 +1,7 @@
-"""Shared fixtures: one real Kafka broker per run, one SparkSession per test process (make test runs two)."""
+"""Shared fixtures: one real Kafka broker per run, one SparkSession per test process (make test runs two).
+
+The folder decides a test's tier (see TIERS): tests/unit, tests/integration, tests/system; tests/support holds
+what they share (the hostile corpus, helpers, fixture files)."""
 
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from kafka import KafkaProducer
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
 from lakehouse.local.kafka_broker import BrokerSettings, broker_answers, start, stop
 from lakehouse.platform.topics import ensure_topic
-from tests.jvm_archive import SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making, stop_making
+from tests.support.jvm_archive import (SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making,
+                                       stop_making)
 
 
 # Jobs started by the tests serve no Prometheus endpoint unless a test asks for one (two workers' jobs would
@@ -65,37 +69,64 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
     return path
 
 
-# Fixtures that bring up a real broker: a test using one is an integration test.
+TESTS_DIR = Path(__file__).resolve().parent
+# The folder is the tier. tests/unit: pure Python and this process's SparkSession (make test-fast);
+# tests/integration: the shared broker and real Delta tables too; tests/system: processes of their own (Spark
+# jobs, launchers, brokers and clusters, the demo, spark-submit, Chromium). make test runs the three.
+TIERS = ("system", "integration", "unit")
+# Fixtures that bring up the shared broker: not for tests/unit.
 BROKER_FIXTURES = {"kafka_bootstrap", "topic"}
-# Modules whose every test starts other processes (Spark jobs, brokers, spark-submit) or runs streaming
-# queries end to end.
-INTEGRATION_MODULES = {"test_bronze_broker", "test_kafka_local", "test_kafka_secured", "test_silver_incremental",
-                       "test_silver_continuous",
-                       "test_spark_jars", "test_spark_submit", "test_state_mismatch"}
 
 
 # The test files whose tests take longest, slowest first: those that run jobs, brokers and clusters (a minute or
-# more each), then the unit test files of 10-40 s (make test-fast). make test and make test-fast hand whole
+# more each), then the unit test files that take longest (make test-fast). make test and make test-fast hand whole
 # files to their two workers in collection order (--dist loadfile --no-loadscope-reorder): each file's
 # fixtures are built once, and starting with these and leaving the many short files for the end lets the two
-# workers finish together.
-SLOWEST_FIRST = ["test_object_store", "test_spark_cluster", "test_bronze_stream", "test_demo", "test_spark_submit",
-                 "test_kafka_cluster", "test_upkeep", "test_silver_incremental", "test_silver_continuous",
-                 "test_bronze_broker",
-                 "test_hostile_stream", "test_sql_guard", "test_bronze_commits", "test_query_utils",
-                 "test_web_dashboard", "test_bronze_transforms"]
+# workers finish together. The files not listed follow, tier by tier (system, integration, unit).
+SLOWEST_FIRST = ["system/test_object_store.py", "system/test_spark_cluster.py", "system/test_bronze_stream.py",
+                 "system/test_demo.py", "system/test_spark_submit.py", "system/test_kafka_cluster.py",
+                 "system/test_upkeep_while_running.py", "integration/test_silver_incremental.py",
+                 "system/test_silver_continuous.py", "system/test_bronze_broker.py",
+                 "integration/test_hostile_stream.py", "integration/test_silver_random_histories.py",
+                 "integration/test_bronze_restart_and_compaction.py",
+                 "unit/test_query_utils.py", "unit/test_bronze_commits.py", "unit/test_web_dashboard.py",
+                 "unit/test_corrections_readers.py", "unit/test_silver_corrections.py", "unit/test_sql_guard.py",
+                 "unit/test_bronze_corrections.py", "unit/test_lake.py", "unit/test_bronze_transforms.py"]
+
+
+def where(item: pytest.Item) -> str:
+    """A test's file, relative to tests/ ("unit/test_config.py"); its first part is the test's tier."""
+    return item.path.relative_to(TESTS_DIR).as_posix() if item.path.is_relative_to(TESTS_DIR) else ""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A unit test that asks for the broker fails before any fixture is set up (the broker is not started)."""
+    if where(item).startswith("unit/") and BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        pytest.fail("unit tests use no Kafka broker: move this test to tests/integration", pytrace=False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark integration tests (a broker, or other processes): ``make test-fast`` leaves them out. Put the
-    slowest files first (see SLOWEST_FIRST); within a file, the order stays."""
-    for item in items:
-        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__.split(".")[-1] \
-                in INTEGRATION_MODULES:
-            item.add_marker(pytest.mark.integration)
-    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    """Put the slowest files first (see SLOWEST_FIRST), then the others tier by tier; within a file, the order
+    stays."""
+    rank = {path: i for i, path in enumerate(SLOWEST_FIRST)}
     order = {id(item): i for i, item in enumerate(items)}
-    items.sort(key=lambda item: (rank.get(item.module.__name__.split(".")[-1], len(rank)), order[id(item)]))
+
+    def place(item: pytest.Item) -> tuple[int, int]:
+        path = where(item)
+        if path in rank:
+            return rank[path], order[id(item)]
+        folder = path.split("/")[0]
+        return len(rank) + (TIERS.index(folder) if folder in TIERS else len(TIERS)), order[id(item)]
+
+    items.sort(key=place)
+
+
+def unit_only(config: pytest.Config) -> bool:
+    """Whether the run holds unit tests only (make test-fast), by the paths it was given."""
+    unit = TESTS_DIR / "unit"
+    paths = [(config.invocation_params.dir / arg.split("::")[0]).resolve() for arg in config.args]
+    return bool(paths) and all(path == unit or unit in path.parents for path in paths)
 
 
 @pytest.fixture(autouse=True)
@@ -141,7 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if "SPARK_SUBMIT_OPTS" not in os.environ:
             archive = archive_path()
             os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive)
-            if "not integration" not in (config.option.markexpr or ""):
+            if not unit_only(config):
                 config.lakehouse_archive = archive, start_making(archive, archive.parent / "make.log")
 
 

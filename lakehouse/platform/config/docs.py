@@ -30,7 +30,7 @@ INTRO = """\
 <!-- Generated from lakehouse/platform/config/schema.py by `make docs`: edit the schema, not this file. -->
 
 Every setting of `config.ini`, generated from the settings schema (`lakehouse/platform/config/schema.py`)
-by `make docs`; `tests/test_config_docs.py` fails when this page and the schema disagree.
+by `make docs`; `tests/unit/test_config_docs.py` fails when this page and the schema disagree.
 
 - **Precedence**: `config.ini` < environment variables `LAKEHOUSE_<SECTION>_<KEY>` < command-line flags.
   `--config PATH` (or `LAKEHOUSE_CONFIG`) reads another file; when neither is given and the project's
