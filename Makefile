@@ -93,3 +93,15 @@ test: setup  ## Run every test: unit, integration, system (starts a local broker
 
 test-fast: setup  ## The unit tests (tests/unit): no broker, no other process; the edit loop
 	$(PYTEST) tests/unit
+
+# The linters (requirements-dev.txt), installed on top of the pinned packages the first time. Their settings are in
+# pyproject.toml: ruff's rules F (pyflakes), E (pycodestyle's errors) and I (import order), and mypy's.
+DEV_INSTALLED := $(VENV)/.dev-installed
+$(DEV_INSTALLED): requirements-dev.txt $(INSTALLED)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(DEV_INSTALLED)
+
+.PHONY: lint
+lint: $(DEV_INSTALLED)  ## ruff (pyflakes, pycodestyle errors, import order) and mypy on lakehouse/
+	$(BIN)/ruff check lakehouse tests bench *.py
+	$(BIN)/python -m mypy lakehouse

@@ -18,12 +18,19 @@ import random
 import sys
 from datetime import timedelta
 
-from lakehouse.platform.cli import (EXIT_CONFIG, add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging, stop_on_signals)
-from lakehouse.platform.config import SCHEMA, parse_duration
 from lakehouse.ingest.producer import DeliveryStats, ProducerError, ProducerSettings, connect, run, write_summary
-from lakehouse.ops.metrics import ProducerMetrics, serve_metrics
 from lakehouse.ingest.simulator import BAD_KINDS, SalesSimulator
+from lakehouse.ops.metrics import ProducerMetrics, serve_metrics
+from lakehouse.platform.cli import (
+    EXIT_CONFIG,
+    add_config_flag,
+    add_kafka_security_flags,
+    config_or_exit,
+    kafka_security_overrides,
+    setup_logging,
+    stop_on_signals,
+)
+from lakehouse.platform.config import SCHEMA, parse_duration
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.topics import TopicError, ensure_topic
 

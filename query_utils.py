@@ -23,8 +23,8 @@ from pathlib import Path
 
 from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.paths import Paths
-from lakehouse.serve.queries import REQUIRED_TABLES, Lakehouse, MissingTableError, missing_tables
 from lakehouse.platform.spark import build_spark_or_log
+from lakehouse.serve.queries import REQUIRED_TABLES, Lakehouse, MissingTableError, missing_tables
 
 log = logging.getLogger("query_utils")
 

@@ -10,8 +10,13 @@ import argparse
 import sys
 
 from lakehouse.ops import checks
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging)
+from lakehouse.platform.cli import (
+    add_config_flag,
+    add_kafka_security_flags,
+    config_or_exit,
+    kafka_security_overrides,
+    setup_logging,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -16,16 +16,27 @@ import sys
 from pyspark.errors import StreamingQueryException
 
 from lakehouse.bronze.monitoring import remove_progress_loggers
-from lakehouse.bronze.stream import (BronzeStateError, start_bronze_stream, stop_after_current_batch,
-                                     stream_failure_message)
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, add_verbose_flag, config_or_exit,
-                                    kafka_security_overrides, setup_logging, stop_on_signals)
-from lakehouse.platform.config import Config
-from lakehouse.platform.kafka_probe import broker_problem
-from lakehouse.platform.job_lock import lock_or_exit
-from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.bronze.stream import (
+    BronzeStateError,
+    start_bronze_stream,
+    stop_after_current_batch,
+    stream_failure_message,
+)
 from lakehouse.ops.metrics import BronzeMetrics, jvm_heap_reader, serve_metrics
 from lakehouse.ops.upkeep import OwnUpkeep, bronze_tables
+from lakehouse.platform.cli import (
+    add_config_flag,
+    add_kafka_security_flags,
+    add_verbose_flag,
+    config_or_exit,
+    kafka_security_overrides,
+    setup_logging,
+    stop_on_signals,
+)
+from lakehouse.platform.config import Config
+from lakehouse.platform.job_lock import lock_or_exit
+from lakehouse.platform.kafka_probe import broker_problem
+from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import on_object_storage
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import build_spark_or_log

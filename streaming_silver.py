@@ -21,8 +21,7 @@ from pyspark.errors import PySparkException
 
 from lakehouse.ops.metrics import SilverMetrics, jvm_heap_reader, serve_metrics
 from lakehouse.ops.upkeep import OwnUpkeep, silver_tables
-from lakehouse.platform.cli import (add_config_flag, add_verbose_flag, config_or_exit, setup_logging,
-                                    stop_on_signals)
+from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging, stop_on_signals
 from lakehouse.platform.config import Config
 from lakehouse.platform.job_lock import lock_or_exit
 from lakehouse.platform.paths import Paths

@@ -4,7 +4,7 @@ and just after the drain (the ratio is against their mean: a small machine's spe
 warmed up first on 20,000 events, in the same session, so that neither pays the JVM's compilation of the
 contract check in its figures.
 
-Usage: python bench/bronze_drain.py [--count 1000000] [--json FILE]
+Usage: python -m bench.bronze_drain [--count 1000000] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder,
 or, when [paths] lake is an s3a:// URI (e.g. LAKEHOUSE_PATHS_LAKE), under it: the drain's tables and the
 ceiling's Parquet both go to the object store then, so that the ratio compares like with like.
@@ -23,22 +23,21 @@ import time
 import uuid
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.bronze.contract_check import with_contract_check
+from lakehouse.bronze.monitoring import remove_progress_loggers
+from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.ingest.contract import ContractLimits
+from lakehouse.ingest.simulator import SalesSimulator
+from lakehouse.platform.config import load_config
+from lakehouse.platform.kafka_security import security_settings
+from lakehouse.platform.lake import on_object_storage
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-from pyspark.sql import functions as F  # noqa: E402
-
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.bronze.contract_check import with_contract_check  # noqa: E402
-from lakehouse.ingest.contract import ContractLimits  # noqa: E402
-from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
-from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.lake import on_object_storage  # noqa: E402
-from lakehouse.platform.kafka_security import security_settings  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.ingest.simulator import SalesSimulator  # noqa: E402
-from lakehouse.platform.spark import build_spark  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ Kafka timestamp (set by the producer at send) to the commit time of the Delta ve
 visible; p50/p95/p99 of both and the ratio are printed, then the Bronze batches' own figures (metrics
 table). --trigger overrides [streaming] trigger_interval for both.
 
-Usage: python bench/bronze_latency.py [--rate 1000] [--seconds 60] [--warmup-seconds 20] [--trigger "0 s"]
+Usage: python -m bench.bronze_latency [--rate 1000] [--seconds 60] [--warmup-seconds 20] [--trigger "0 s"]
        [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
@@ -31,19 +31,18 @@ import time
 import uuid
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
+from bench.bench_config import write_bench_config
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.bronze.stream import read_kafka_stream
+from lakehouse.platform.config import load_config
+from lakehouse.platform.kafka_security import KafkaSecurity
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark
+from lakehouse.platform.topics import ensure_topic
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-from pyspark.sql import functions as F  # noqa: E402
-
-from bench.bench_config import write_bench_config  # noqa: E402
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.bronze.stream import read_kafka_stream  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import KafkaSecurity  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.platform.spark import build_spark  # noqa: E402
-from lakehouse.platform.topics import ensure_topic  # noqa: E402
 
 
 def floor_stream(config: Path) -> int:
@@ -138,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_latency_"))
     phases = {}
     if not args.no_floor:
-        phases["floor"] = run_phase("floor", [sys.executable, __file__, "--floor-stream"], args, work,
-                                    args.trigger)
+        floor_job = [sys.executable, "-m", "bench.bronze_latency", "--floor-stream"]
+        phases["floor"] = run_phase("floor", floor_job, args, work, args.trigger)
     phases["bronze"] = run_phase("bronze", [sys.executable, "spark_streaming_delta.py"], args, work, args.trigger)
 
     spark = build_spark(load_config(phases["bronze"]), "bench_latency")

@@ -10,7 +10,7 @@ differ by more than 2% on this machine, so the benchmark first times the exporti
 figures into the metrics, and one scrape's text) on a batch of --batch records: that part has no noise to
 hide in. --pairs 0 gives that part only.
 
-Usage: python bench/bronze_metrics_cost.py [--count 100000] [--batch 2000] [--pairs 4] [--json FILE]
+Usage: python -m bench.bronze_metrics_cost [--count 100000] [--batch 2000] [--pairs 4] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 """
 
@@ -27,23 +27,22 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pyarrow as pa
+from prometheus_client import CollectorRegistry, generate_latest
+
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.bronze.batch_figures import BatchFigures
+from lakehouse.bronze.dedup import DedupState
+from lakehouse.bronze.monitoring import remove_progress_loggers
+from lakehouse.bronze.stream import start_bronze_stream
+from lakehouse.bronze.writer import prometheus_figures
+from lakehouse.ops.metrics import BronzeMetrics, jvm_heap_reader, serve_metrics
+from lakehouse.platform.config import load_config
+from lakehouse.platform.kafka_security import security_settings
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-import pyarrow as pa  # noqa: E402
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.bronze.batch_figures import BatchFigures  # noqa: E402
-from lakehouse.bronze.dedup import DedupState  # noqa: E402
-from lakehouse.bronze.monitoring import remove_progress_loggers  # noqa: E402
-from lakehouse.bronze.stream import start_bronze_stream  # noqa: E402
-from lakehouse.bronze.writer import prometheus_figures  # noqa: E402
-from lakehouse.ops.metrics import BronzeMetrics, jvm_heap_reader, serve_metrics  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import security_settings  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.platform.spark import build_spark  # noqa: E402
 
 PORT = 9491  # the endpoint of the runs with metrics
 

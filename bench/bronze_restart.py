@@ -10,7 +10,7 @@ For each history size (default 50,000 and 5,000,000 rows in Bronze):
 
 Both sizes are measured in one run, one after the other; the ratio long/short is printed (goal ≤ 1.5).
 
-Usage: python bench/bronze_restart.py [--sizes 50000 5000000] [--json FILE]
+Usage: python -m bench.bronze_restart [--sizes 50000 5000000] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 """
 
@@ -26,17 +26,16 @@ import time
 import uuid
 from pathlib import Path
 
+from pyspark.sql import functions as F
+
+from bench.bench_config import write_bench_config
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.platform.config import load_config
+from lakehouse.platform.delta import checkpoint_entries
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-from pyspark.sql import functions as F  # noqa: E402
-
-from bench.bench_config import write_bench_config  # noqa: E402
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.delta import checkpoint_entries  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.platform.spark import build_spark  # noqa: E402
 
 RECENT = 2_000
 

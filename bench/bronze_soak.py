@@ -10,7 +10,7 @@ through the batch's commit tag, so OPTIMIZE rewriting files later does not chang
 then the ratio last/first window p50 (goal ≤ 1.2) and the reconciliation: every record of the topic is in
 exactly one of Bronze, quarantine and duplicates, and the metrics table counts each once.
 
-Usage: python bench/bronze_soak.py [--minutes 60] [--rate 1000] [--window 5] [--upkeep-every 10] [--json FILE]
+Usage: python -m bench.bronze_soak [--minutes 60] [--rate 1000] [--window 5] [--upkeep-every 10] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder
 (about 2 GB for the hour). Not part of the test suite.
 """
@@ -29,19 +29,18 @@ import time
 import uuid
 from pathlib import Path
 
+from kafka import KafkaConsumer, TopicPartition
+from pyspark.sql import functions as F
+
+from bench.bench_config import write_bench_config
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.platform.config import load_config
+from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.spark import build_spark
+from lakehouse.platform.topics import ensure_topic
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-from kafka import KafkaConsumer, TopicPartition  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from bench.bench_config import write_bench_config  # noqa: E402
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.platform.spark import build_spark  # noqa: E402
-from lakehouse.platform.topics import ensure_topic  # noqa: E402
 
 
 def rss_mb(pid: int) -> float | None:

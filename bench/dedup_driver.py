@@ -9,7 +9,7 @@ delays of a stream: 1,200,000 = 1,000 sales/s for 20 minutes), and the state upd
 with Python's cyclic collector paused as the writer pauses it for a batch (--with-collector: left on).
 Median of --rounds rounds per size, in one process.
 
-Usage: python bench/dedup_driver.py [--sizes 1000 10000 100000] [--state 1200000] [--rounds 5] [--with-collector]
+Usage: python -m bench.dedup_driver [--sizes 1000 10000 100000] [--state 1200000] [--rounds 5] [--with-collector]
        [--json FILE]
 """
 
@@ -21,12 +21,9 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.bronze.dedup import DedupState, Kept, SaleKey, collector_paused, find_duplicates  # noqa: E402
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.bronze.dedup import DedupState, Kept, SaleKey, collector_paused, find_duplicates
 
 DELAY_US = 600_000_000  # the default watermark delay: 10 minutes
 START_US = 1_795_000_000_000_000

@@ -1,7 +1,7 @@
 """Benchmark: producer_ventes.py --max against the local broker (acks=all, idempotent, generation
 included). Prints sustained events/s and MB/s per run and the median.
 
-Usage: python bench/producer_throughput.py [--count N] [--runs N] [--json FILE]
+Usage: python -m bench.producer_throughput [--count N] [--runs N] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start).
 A SASL_SSL broker works the same: the [kafka] security settings carry over; the password comes from
 LAKEHOUSE_KAFKA_PASSWORD, as for every script.
@@ -20,10 +20,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
+from bench.bench_json import add_json_flag, cpu_model, write_json
 
-from bench.bench_json import add_json_flag, cpu_model, write_json  # noqa: E402
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:

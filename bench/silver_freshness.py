@@ -13,7 +13,7 @@ after a full collection the benchmark asks for with `jcmd GC.run`) every --heap-
 is also given per --window of the run (p99 and memory), so that a trend shows. --json writes the figures
 and every mark's delay to a file.
 
-Usage: python bench/silver_freshness.py [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--return-ratio 0.03]
+Usage: python -m bench.silver_freshness [--rate 1000] [--seconds 120] [--warmup-seconds 30] [--return-ratio 0.03]
        [--cancel-ratio 0.01] [--json FILE]
 Needs a running broker (python -m lakehouse.local.kafka_broker start). Work data goes to a temporary folder.
 Goals on the 2-core machine: at 1,000 events/s p50 ≤ 5 s and p99 ≤ 10 s; at 3 events/s p50 ≤ 4 s; Silver's
@@ -36,23 +36,22 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+from kafka import KafkaProducer
+
+from bench.bench_config import write_bench_config
+from bench.bench_json import add_json_flag, write_json
+from lakehouse.ingest.simulator import SalesSimulator, encode
+from lakehouse.platform.config import load_config
+from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs
+from lakehouse.platform.paths import Paths
+from lakehouse.platform.topics import ensure_topic
+from lakehouse.serve.web_tables import TableProblem, read_silver
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(PROJECT_DIR))
-
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-from deltalake import DeltaTable  # noqa: E402
-from deltalake.exceptions import TableNotFoundError  # noqa: E402
-from kafka import KafkaProducer  # noqa: E402
-
-from bench.bench_config import write_bench_config  # noqa: E402
-from bench.bench_json import add_json_flag, write_json  # noqa: E402
-from lakehouse.ingest.simulator import SalesSimulator, encode  # noqa: E402
-from lakehouse.platform.config import load_config  # noqa: E402
-from lakehouse.platform.kafka_security import KafkaSecurity, kafka_python_kwargs  # noqa: E402
-from lakehouse.platform.paths import Paths  # noqa: E402
-from lakehouse.platform.topics import ensure_topic  # noqa: E402
-from lakehouse.serve.web_tables import TableProblem, read_silver  # noqa: E402
 
 BATCH_LINE = re.compile(r"Silver batch (\d+): (\d+) Bronze rows merged in ([\d.]+) s \((.*)\)")
 STEP = re.compile(r"([a-z_ ]+) ([\d.]+) s")
@@ -150,7 +149,8 @@ class Marks:
         except TableProblem:
             return
         now = time.time()
-        present = set(clients.filter(pc.is_in(clients["client_id"], value_set=pa.array(pending)))["client_id"].to_pylist())
+        found = clients.filter(pc.is_in(clients["client_id"], value_set=pa.array(pending)))
+        present = set(found["client_id"].to_pylist())
         with self.lock:
             for client in present:
                 self.seen.setdefault(client, now)
@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     if memory:
         fifth = max(1, len(memory) // 5)
         first, last = memory[:fifth], memory[-fifth:]
-        figures["silver_driver_rss_mb"] = [round(statistics.median(m[1] for m in part) / 1024) for part in (first, last)]
+        figures["silver_driver_rss_mb"] = [round(statistics.median(m[1] for m in part) / 1024)
+                                           for part in (first, last)]
         figures["silver_jvm_rss_mb"] = [round(statistics.median(m[2] for m in part) / 1024) for part in (first, last)]
     if heap:
         figures["silver_jvm_live_heap_mb"] = [[round(t), round(mb)] for t, mb in heap]

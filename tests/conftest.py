@@ -18,12 +18,17 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from lakehouse.platform.config import PROJECT_DIR, Config, load_config
 from lakehouse.local.kafka_broker import BrokerSettings, broker_answers, start, stop
+from lakehouse.platform.config import PROJECT_DIR, Config, load_config
 from lakehouse.platform.topics import ensure_topic
-from tests.support.jvm_archive import (SERVICE_FLAGS, SHORT_JOB_FLAGS, archive_path, java_options, start_making,
-                                       stop_making)
-
+from tests.support.jvm_archive import (
+    SERVICE_FLAGS,
+    SHORT_JOB_FLAGS,
+    archive_path,
+    java_options,
+    start_making,
+    stop_making,
+)
 
 # Jobs started by the tests serve no Prometheus endpoint unless a test asks for one (two workers' jobs would
 # compete for the default ports).

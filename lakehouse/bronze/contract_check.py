@@ -16,11 +16,33 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.columns import LINEAGE, MONEY
-from lakehouse.ingest.contract import (CLOSED_OBJECT, CONTRACT_VERSION, CONTROL_CHAR, DEFAULT_EVENT_TYPE, ESCAPE_MARK,
-                                       ESCAPED_BACKSLASH, ESCAPED_QUOTE, EVENT_TYPES, FIELDS, FLAT_OBJECT, LONG_NUMBER,
-                                       MAX_ID_CHARS, MAX_TEXT_CHARS, NAIVE_TIMESTAMP, NESTED_OBJECT, SCALAR,
-                                       SEGMENT_ALIASES, STARTS_ARRAY, STARTS_OBJECT, STRING_MARK, STRING_TOKEN,
-                                       TIMESTAMP, ContractLimits, Field, java_pattern)
+from lakehouse.ingest.contract import (
+    CLOSED_OBJECT,
+    CONTRACT_VERSION,
+    CONTROL_CHAR,
+    DEFAULT_EVENT_TYPE,
+    ESCAPE_MARK,
+    ESCAPED_BACKSLASH,
+    ESCAPED_QUOTE,
+    EVENT_TYPES,
+    FIELDS,
+    FLAT_OBJECT,
+    LONG_NUMBER,
+    MAX_ID_CHARS,
+    MAX_TEXT_CHARS,
+    NAIVE_TIMESTAMP,
+    NESTED_OBJECT,
+    SCALAR,
+    SEGMENT_ALIASES,
+    STARTS_ARRAY,
+    STARTS_OBJECT,
+    STRING_MARK,
+    STRING_TOKEN,
+    TIMESTAMP,
+    ContractLimits,
+    Field,
+    java_pattern,
+)
 from lakehouse.platform.codegen import per_batch_long
 
 _INT_TYPES = ("BIGINT", "INT", "SMALLINT", "TINYINT")

@@ -33,8 +33,14 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.batch_figures import BatchFigures, metrics_row
-from lakehouse.bronze.columns import (BRONZE_COLUMNS, BRONZE_TABLE_PROPERTIES, CORRECTIONS_COLUMNS,
-                                      CORRECTIONS_TABLE_PROPERTIES, DUPLICATES_COLUMNS, QUARANTINE_COLUMNS)
+from lakehouse.bronze.columns import (
+    BRONZE_COLUMNS,
+    BRONZE_TABLE_PROPERTIES,
+    CORRECTIONS_COLUMNS,
+    CORRECTIONS_TABLE_PROPERTIES,
+    DUPLICATES_COLUMNS,
+    QUARANTINE_COLUMNS,
+)
 from lakehouse.bronze.commit_tags import CommitTag
 from lakehouse.bronze.contract_check import TimeJudge
 from lakehouse.bronze.dedup import Decision, DedupState, Kept, SaleKey, collector_paused, find_duplicates

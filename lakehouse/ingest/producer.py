@@ -14,11 +14,15 @@ from typing import Iterator
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, SaslAuthenticationFailedError
 
-from lakehouse.platform.config import Config
 from lakehouse.ingest.simulator import Record
+from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, quiet_kafka_client
-from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError, auth_failed_message,
-                                               kafka_python_kwargs)
+from lakehouse.platform.kafka_security import (
+    KafkaSecurity,
+    KafkaSecurityError,
+    auth_failed_message,
+    kafka_python_kwargs,
+)
 
 log = logging.getLogger("producer_ventes")
 

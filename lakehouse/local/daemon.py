@@ -20,8 +20,13 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import psutil
 
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging)
+from lakehouse.platform.cli import (
+    add_config_flag,
+    add_kafka_security_flags,
+    config_or_exit,
+    kafka_security_overrides,
+    setup_logging,
+)
 from lakehouse.platform.config import Config
 
 log = logging.getLogger(__name__)

@@ -23,11 +23,27 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from lakehouse.local.broker_tls import (BROKER_USER, BrokerSecrets, TlsError, TlsFiles, ensure_tls, scram_credential,
-                                        write_private)
+from lakehouse.local.broker_tls import (
+    BROKER_USER,
+    BrokerSecrets,
+    TlsError,
+    TlsFiles,
+    ensure_tls,
+    scram_credential,
+    write_private,
+)
 from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, wait_until_ready
-from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
-                                   launch, listener_lines, node_properties)
+from lakehouse.local.kraft import (
+    LOG4J2_PROPERTIES,
+    BrokerError,
+    KraftNode,
+    fetch_jars,
+    format_storage,
+    kafka_opts,
+    launch,
+    listener_lines,
+    node_properties,
+)
 from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, broker_problem, first_host_port, port_open
 from lakehouse.platform.kafka_security import SASL_SSL, SCRAM_LOGIN_MODULE, KafkaSecurity

@@ -35,8 +35,18 @@ from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
 from lakehouse.local.daemon import EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, state, wait_until_ready
-from lakehouse.local.kraft import (LOG4J2_PROPERTIES, BrokerError, KraftNode, fetch_jars, format_storage, kafka_opts,
-                                   launch, listener_lines, new_cluster_id, node_properties)
+from lakehouse.local.kraft import (
+    LOG4J2_PROPERTIES,
+    BrokerError,
+    KraftNode,
+    fetch_jars,
+    format_storage,
+    kafka_opts,
+    launch,
+    listener_lines,
+    new_cluster_id,
+    node_properties,
+)
 from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import port_open, quiet_kafka_client
 from lakehouse.platform.paths import Paths

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from lakehouse.platform.config import PROJECT_DIR, Config
 from lakehouse.local.kafka_broker import BrokerSettings
 from lakehouse.local.kraft import jars_cached
+from lakehouse.platform.config import PROJECT_DIR, Config
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import remove_tree

@@ -31,18 +31,24 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
 
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, security_flag_args, setup_logging)
-from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
-from lakehouse.platform.job_lock import JobAlreadyRunning, job_lock, upkeep_folder
 from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, running_pid
 from lakehouse.local.kafka_broker import start as start_broker
 from lakehouse.local.kafka_broker import stop as stop_broker
+from lakehouse.ops.prometheus import INSTALL_HINT, scrape_host
+from lakehouse.platform.cli import (
+    add_config_flag,
+    add_kafka_security_flags,
+    config_or_exit,
+    kafka_security_overrides,
+    security_flag_args,
+    setup_logging,
+)
+from lakehouse.platform.config import PROJECT_DIR, Config, parse_duration
+from lakehouse.platform.job_lock import JobAlreadyRunning, job_lock, upkeep_folder
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.lake import on_object_storage, remove_tree
 from lakehouse.platform.paths import Paths
-from lakehouse.ops.prometheus import INSTALL_HINT, scrape_host
 from lakehouse.platform.spark_jars import jars_resolved
 from lakehouse.platform.status import read_json
 from lakehouse.platform.topics import TopicError, ensure_topic, reset_topic

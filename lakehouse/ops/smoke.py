@@ -16,14 +16,19 @@ import threading
 from kafka.errors import KafkaError
 
 from lakehouse.bronze.stream import start_bronze_stream
-from lakehouse.platform.cli import (add_config_flag, add_kafka_security_flags, config_or_exit,
-                                    kafka_security_overrides, setup_logging)
+from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run
+from lakehouse.ingest.simulator import SalesSimulator
+from lakehouse.platform.cli import (
+    add_config_flag,
+    add_kafka_security_flags,
+    config_or_exit,
+    kafka_security_overrides,
+    setup_logging,
+)
 from lakehouse.platform.config import Config
 from lakehouse.platform.kafka_probe import broker_problem
 from lakehouse.platform.kafka_security import KafkaSecurity
 from lakehouse.platform.paths import Paths
-from lakehouse.ingest.producer import ProducerError, ProducerSettings, connect, run
-from lakehouse.ingest.simulator import SalesSimulator
 from lakehouse.platform.spark import SparkSetupError, build_spark
 from lakehouse.platform.topics import TopicError, ensure_topic
 

@@ -36,10 +36,16 @@ from contextlib import ExitStack
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from delta.exceptions import (ConcurrentAppendException, ConcurrentDeleteDeleteException,
-                              ConcurrentDeleteReadException, ConcurrentTransactionException,
-                              ConcurrentWriteException, DeltaConcurrentModificationException,
-                              MetadataChangedException, ProtocolChangedException)
+from delta.exceptions import (
+    ConcurrentAppendException,
+    ConcurrentDeleteDeleteException,
+    ConcurrentDeleteReadException,
+    ConcurrentTransactionException,
+    ConcurrentWriteException,
+    DeltaConcurrentModificationException,
+    MetadataChangedException,
+    ProtocolChangedException,
+)
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -49,8 +55,8 @@ from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.job_lock import lock_or_exit, upkeep_folder
 from lakehouse.platform.lake import LakePath, on_object_storage
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.tables import REWRITTEN_TABLES, SILVER_TABLES
 from lakehouse.platform.spark import build_spark_or_log
+from lakehouse.silver.tables import REWRITTEN_TABLES, SILVER_TABLES
 
 log = logging.getLogger("lakehouse.ops.upkeep")
 

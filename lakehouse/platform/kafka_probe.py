@@ -27,10 +27,16 @@ import struct
 from dataclasses import dataclass
 from typing import Iterator
 
-from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError, auth_failed_message,
-                                               expects_tls_message, kafka_python_kwargs,
-                                               mechanism_refused_message, not_tls_message,
-                                               untrusted_certificate_message)
+from lakehouse.platform.kafka_security import (
+    KafkaSecurity,
+    KafkaSecurityError,
+    auth_failed_message,
+    expects_tls_message,
+    kafka_python_kwargs,
+    mechanism_refused_message,
+    not_tls_message,
+    untrusted_certificate_message,
+)
 
 PLAINTEXT_SECURITY = KafkaSecurity()
 _API_VERSIONS_KEY = 18

@@ -15,8 +15,7 @@ from pyspark.sql import SparkSession
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.lake import S3Settings, on_object_storage
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark_jars import (JarResolutionError, beside_spark, listing_file, resolve_jars,
-                                           spark_packages)
+from lakehouse.platform.spark_jars import JarResolutionError, beside_spark, listing_file, resolve_jars, spark_packages
 
 log = logging.getLogger(__name__)
 

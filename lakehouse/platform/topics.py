@@ -7,12 +7,20 @@ import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import (KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError,
-                          UnknownTopicOrPartitionError)
+from kafka.errors import (
+    KafkaError,
+    SaslAuthenticationFailedError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+)
 
 from lakehouse.platform.kafka_probe import PLAINTEXT_SECURITY, quiet_kafka_client
-from lakehouse.platform.kafka_security import (KafkaSecurity, KafkaSecurityError, auth_failed_message,
-                                               kafka_python_kwargs)
+from lakehouse.platform.kafka_security import (
+    KafkaSecurity,
+    KafkaSecurityError,
+    auth_failed_message,
+    kafka_python_kwargs,
+)
 
 log = logging.getLogger(__name__)
 

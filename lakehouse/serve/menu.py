@@ -16,12 +16,31 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from lakehouse.serve.numbers import duration
-from lakehouse.serve.queries import (CLIENT_COLUMNS, ORPHAN, SALE_FIELDS, TABLES, Lakehouse, MissingTableError,
-                                     QueryInputError, countries, daily_revenue, duplicates_samples, duplicates_summary,
-                                     filter_client, last_batches, latest_rejections, products, quarantine_samples,
-                                     quarantine_summary, recent_sales, rejections_summary, segments, top_clients,
-                                     waiting_corrections)
-from lakehouse.serve.report import Figure, Section, is_data_text, format_value
+from lakehouse.serve.queries import (
+    CLIENT_COLUMNS,
+    ORPHAN,
+    SALE_FIELDS,
+    TABLES,
+    Lakehouse,
+    MissingTableError,
+    QueryInputError,
+    countries,
+    daily_revenue,
+    duplicates_samples,
+    duplicates_summary,
+    filter_client,
+    last_batches,
+    latest_rejections,
+    products,
+    quarantine_samples,
+    quarantine_summary,
+    recent_sales,
+    rejections_summary,
+    segments,
+    top_clients,
+    waiting_corrections,
+)
+from lakehouse.serve.report import Figure, Section, format_value, is_data_text
 from lakehouse.serve.safe_text import for_terminal
 from lakehouse.serve.web_tables import DEFAULT_ORPHAN_TIMEOUT_S
 

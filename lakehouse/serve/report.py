@@ -19,11 +19,25 @@ from pyspark.sql import functions as F
 from lakehouse.serve.dashboard import table
 from lakehouse.serve.headline import ClientCounts, headline
 from lakehouse.serve.numbers import duration, euros, rate, share
+from lakehouse.serve.queries import (
+    EVENT_COLUMNS,
+    TABLES,
+    Lakehouse,
+    countries,
+    daily_revenue,
+    duplicates_samples,
+    duplicates_summary,
+    last_batches,
+    latest_rejections,
+    products,
+    quarantine_samples,
+    quarantine_summary,
+    rejections_summary,
+    segments,
+    top_clients,
+    waiting_corrections,
+)
 from lakehouse.serve.safe_text import for_markdown, for_terminal, visible
-from lakehouse.serve.queries import (EVENT_COLUMNS, TABLES, Lakehouse, countries, daily_revenue,
-                                     duplicates_samples, duplicates_summary, last_batches, latest_rejections,
-                                     products, quarantine_samples, quarantine_summary, rejections_summary,
-                                     segments, top_clients, waiting_corrections)
 from lakehouse.serve.web_tables import DEFAULT_ORPHAN_TIMEOUT_S
 from lakehouse.silver.freshness import SilverFreshness, read_freshness
 

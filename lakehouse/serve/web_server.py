@@ -88,8 +88,9 @@ def launch(argv: list[str] | None, script: Path) -> int:
           flush=True)
     os.environ.update(server_env(args))
     import altair  # noqa: F401  (the charts)
-    import lakehouse.serve.web_page  # noqa: F401  (the page and its libraries: deltalake, pyarrow, Streamlit)
     from streamlit.web import cli
+
+    import lakehouse.serve.web_page  # noqa: F401  (the page and its libraries: deltalake, pyarrow, Streamlit)
 
     sys.argv = server_command(script, cfg)
     return cli.main()  # Streamlit's command line; it exits when the server stops

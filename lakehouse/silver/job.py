@@ -21,30 +21,51 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Collection
 
+import pyarrow as pa
 import pyarrow.compute as pc
 from delta.tables import DeltaTable
-import pyarrow as pa
 from deltalake import CommitProperties, Transaction, write_deltalake
 from deltalake import DeltaTable as DeltaRsTable
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql import functions as F
-from pyspark.sql.window import Window
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.window import Window
 from pyspark.util import inheritable_thread_target
 
-from lakehouse.platform.delta import (checkpoint_has_entries, checkpoint_query_id, delta_table_exists,
-                                     is_commit_conflict, read_delta)
+from lakehouse.bronze.tables import ensure_corrections_table
+from lakehouse.platform.delta import (
+    checkpoint_has_entries,
+    checkpoint_query_id,
+    delta_table_exists,
+    is_commit_conflict,
+    read_delta,
+)
 from lakehouse.platform.lake import ObjectPath, remove_tree
 from lakehouse.platform.paths import Paths
-from lakehouse.bronze.tables import ensure_corrections_table
-from lakehouse.silver.corrections import (REJETS_COLUMNS, SALE, VENTE_ID_REUSED, WAITING_COLUMNS,
-                                          CorrectionFigures, apply_batch, arrival_key)
+from lakehouse.silver.corrections import (
+    REJETS_COLUMNS,
+    SALE,
+    VENTE_ID_REUSED,
+    WAITING_COLUMNS,
+    CorrectionFigures,
+    apply_batch,
+    arrival_key,
+)
 from lakehouse.silver.sale_index import SaleIndex
-from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, silver_tag, tagged_batch
 from lakehouse.silver.small_batch import client_rows_after, gained, table_key, totals_after
-from lakehouse.silver.transforms import (BOOKING_SCHEMA, TOTALS, ClientRules, clients_from_bronze, combine_clients,
-                                         combine_totals, new_members, sale_bookings, ventes_rows)
+from lakehouse.silver.tables import FIGURE_TABLES, SILVER_TABLES, silver_tag, tagged_batch
+from lakehouse.silver.transforms import (
+    BOOKING_SCHEMA,
+    TOTALS,
+    ClientRules,
+    clients_from_bronze,
+    combine_clients,
+    combine_totals,
+    new_members,
+    sale_bookings,
+    ventes_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -486,8 +507,9 @@ class SilverBatchWriter:
         corrected = [b for b in outcome.bookings if b["nb_ventes"] == 0]  # the sales' own come from Spark
         bookings = sale_bookings(counted).unionByName(self.spark.createDataFrame(corrected, BOOKING_SCHEMA))
         touched = bookings.select("client_id").distinct()
-        clients = None if versions["clients"] is None else \
-            self.spark.read.format("delta").option("versionAsOf", versions["clients"]).load(str(paths.silver("clients")))
+        clients = None if versions["clients"] is None else (
+            self.spark.read.format("delta").option("versionAsOf", versions["clients"])
+            .load(str(paths.silver("clients"))))
         # The touched clients before and after the batch, each materialized once (one row per client), before
         # any write changes the table under them.
         before = None if clients is None else \
@@ -608,7 +630,8 @@ def bronze_events(sales_df: DataFrame, corrections_df: DataFrame) -> DataFrame:
         present = set(df.columns)
         columns = {"type_evenement": F.lit(SALE)} if sales else {}
         columns.update(recu_le=F.col("ingestion_ts"))
-        return df.select(*[(columns[c] if c in columns else F.col(c) if c in present else F.lit(None).cast("string")).alias(c)
+        return df.select(*[(columns[c] if c in columns else F.col(c) if c in present
+                            else F.lit(None).cast("string")).alias(c)
                            for c in EVENT_COLUMNS])
     typed = shaped(sales_df, True)
     corrections = shaped(corrections_df, False).select(

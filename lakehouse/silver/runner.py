@@ -25,8 +25,14 @@ from lakehouse.platform.status import write_atomic
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.serve.web_tables import TableProblem
 from lakehouse.silver.freshness import HEARTBEAT_S, SilverStatusWriter
-from lakehouse.silver.job import (BatchReport, SilverBatchWriter, SilverInputError, prepare_silver, run_silver,
-                                  start_silver_query)
+from lakehouse.silver.job import (
+    BatchReport,
+    SilverBatchWriter,
+    SilverInputError,
+    prepare_silver,
+    run_silver,
+    start_silver_query,
+)
 from lakehouse.silver.transforms import ClientRules
 
 log = logging.getLogger("streaming_silver")

@@ -25,8 +25,8 @@ from lakehouse.ingest.contract import MAX_ID_CHARS, MAX_TEXT_CHARS, MONEY_MAX, C
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import ensure_topic
 from lakehouse.serve.dashboard import dashboard_text
-from lakehouse.serve.numbers import euros
 from lakehouse.serve.menu import Console, Menu
+from lakehouse.serve.numbers import euros
 from lakehouse.serve.queries import Lakehouse
 from lakehouse.serve.report import DAILY, build_report, write_report_files
 from lakehouse.serve.safe_text import for_markdown, for_terminal
@@ -298,8 +298,9 @@ def test_every_menu_choice(spark, lake) -> None:
         ("8\n1000\n", [r"Bronze stream: last batches"]),
         *[(f"9\n{t}\n", [rf"History of {t}", r"WRITE"]) for t in tables],
         *[(f"10\n{t}\n0\n", [rf"{t} as of 0: [\d,]+ rows"]) for t in tables],
-        *[(f"10\n{t}\n{when}\n", # A one-version table has no second-precision timestamp to travel to: a clear error is fine.
-           [rf"{t} as of {when}: [\d,]+ rows|Error: \[DELTA_TIMESTAMP_"]) for t, when in as_of.items()],
+        # A one-version table has no second-precision timestamp to travel to: a clear error is fine.
+        *[(f"10\n{t}\n{when}\n", [rf"{t} as of {when}: [\d,]+ rows|Error: \[DELTA_TIMESTAMP_"])
+          for t, when in as_of.items()],
         ("11\nSELECT * FROM ventes_jour ORDER BY jour\n", [r"Query result", days[0].isoformat()]),
         ("11\nSELECT min(jour), max(jour), sum(chiffre_affaires), sum(nb_ventes) FROM ventes_jour\n",
          [days[0].isoformat() + r"\s+" + days[-1].isoformat() + r"\s+"

@@ -215,7 +215,8 @@ def test_hostile_records_never_stop_the_stream_and_none_vanishes(spark, kafka_bo
                                         and not violations(v, limits, reference_ms * 1000)
                                         and (json.loads(v).get("type_evenement") or "vente") != "vente")
     # Keys are kept losslessly: bytes always, text only when it is valid UTF-8.
-    keys = {(r.kafka_key_bytes and bytes(r.kafka_key_bytes), r.kafka_key) for r in [*bronze.values(), *quarantine.values()]}
+    keys = {(r.kafka_key_bytes and bytes(r.kafka_key_bytes), r.kafka_key)
+            for r in [*bronze.values(), *quarantine.values()]}
     assert (b"\xff\xfe\x00binary", None) in keys and ("clé-ünïcode".encode(), "clé-ünïcode") in keys
 
     # The watermark only moved with plausible sales: no sale within the delay of the reference time is late

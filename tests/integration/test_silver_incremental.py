@@ -27,13 +27,29 @@ from lakehouse.platform.paths import Paths
 from lakehouse.silver import job as silver
 from lakehouse.silver.corrections import SALE, apply_batch
 from lakehouse.silver.job import SilverInputError, bronze_events, open_delta_rs, run_silver
-from lakehouse.silver.transforms import (BOOKING_SCHEMA, ClientRules, clients_from_bronze, pays_from_bronze,
-                                         produits_from_bronze, sale_bookings, segments_from_bronze,
-                                         ventes_jour_from_bronze, ventes_rows)
+from lakehouse.silver.transforms import (
+    BOOKING_SCHEMA,
+    ClientRules,
+    clients_from_bronze,
+    pays_from_bronze,
+    produits_from_bronze,
+    sale_bookings,
+    segments_from_bronze,
+    ventes_jour_from_bronze,
+    ventes_rows,
+)
 from tests.conftest import make_config
+from tests.unit.test_silver_corrections import (
+    CLIENTS,
+    PRODUCTS,
+    Ev,
+    Expected,
+    assert_matches,
+    oracle,
+    random_history,
+    read_silver,
+)
 from tests.unit.test_silver_corrections import RULES as CORRECTION_RULES
-from tests.unit.test_silver_corrections import (CLIENTS, PRODUCTS, Ev, Expected, assert_matches, oracle,
-                                           random_history, read_silver)
 from tests.unit.test_silver_transforms import BRONZE_SCHEMA
 
 RULES = ClientRules(2, Decimal("500"), Decimal("100"))

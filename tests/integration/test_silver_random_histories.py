@@ -16,8 +16,17 @@ from lakehouse.platform.paths import Paths
 from lakehouse.silver import job as silver
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config
-from tests.unit.test_silver_corrections import (RULES, UTC, _split, assert_matches, bronze_order, feed_bronze,
-                                                oracle, random_history, read_silver)
+from tests.unit.test_silver_corrections import (
+    RULES,
+    UTC,
+    _split,
+    assert_matches,
+    bronze_order,
+    feed_bronze,
+    oracle,
+    random_history,
+    read_silver,
+)
 
 
 @pytest.mark.parametrize("seed", [1, 2])

@@ -10,8 +10,8 @@ from pyspark.errors import StreamingQueryException
 
 from lakehouse.bronze.stream import BronzeStateError, start_bronze_stream, stream_failure_message
 from lakehouse.platform.paths import Paths
-from lakehouse.silver.job import SilverInputError, run_silver
 from lakehouse.platform.topics import reset_topic
+from lakehouse.silver.job import SilverInputError, run_silver
 from tests.conftest import make_config, produce, sale_json
 from tests.integration.test_silver_incremental import RULES, assert_silver_equals_full_recompute
 
@@ -64,8 +64,9 @@ def test_offsets_gone_from_kafka_stop_the_stream_with_the_fix(spark, kafka_boots
 
 
 def test_silver_refuses_mismatch_and_full_refresh_repairs(spark, tmp_path) -> None:
-    from tests.integration.test_silver_incremental import append_bronze, random_sales
     import random
+
+    from tests.integration.test_silver_incremental import append_bronze, random_sales
 
     paths = Paths.from_config(make_config(tmp_path / "data"))
     append_bronze(spark, paths, random_sales(random.Random(3), 0, 20))

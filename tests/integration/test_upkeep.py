@@ -4,18 +4,17 @@ Silver job run: tests/system/test_upkeep_while_running.py."""
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-
 import json
 import os
 import time
+from decimal import Decimal
 from urllib.parse import unquote
 
 import pytest
 
+from lakehouse.ops.upkeep import run_upkeep
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import run_silver
-from lakehouse.ops.upkeep import run_upkeep
 from tests.conftest import make_config
 from tests.integration.test_silver_incremental import RULES, append_bronze, assert_silver_equals_full_recompute
 

@@ -942,11 +942,14 @@ def naive_corpus(reference: datetime) -> list[Case]:
         ("dst_overlap", "2025-10-26T02:30:00", []), ("dst_overlap_end", "2025-10-26T02:59:59.999999", []),
         ("dst_after_overlap", "2025-10-26T03:00:00", []),
         ("year_0001", "0001-01-01T00:00:00", ["stale_event"]), ("year_9999", "9999-12-31T23:59:59", ["future_event"]),
-        ("no_seconds", wall(e)[:16], ["bad_timestamp"]), ("fraction_7_digits", wall(e, 0) + ".1234567", ["bad_timestamp"]),
+        ("no_seconds", wall(e)[:16], ["bad_timestamp"]),
+        ("fraction_7_digits", wall(e, 0) + ".1234567", ["bad_timestamp"]),
         ("space_separator", wall(e).replace("T", " "), ["bad_timestamp"]),
-        ("lowercase_t", wall(e).replace("T", "t"), ["bad_timestamp"]), ("feb_30", "2025-02-30T10:00:00", ["bad_timestamp"]),
+        ("lowercase_t", wall(e).replace("T", "t"), ["bad_timestamp"]),
+        ("feb_30", "2025-02-30T10:00:00", ["bad_timestamp"]),
         ("hour_24", "2025-01-01T24:00:00", ["bad_timestamp"]), ("trailing_space", wall(e) + " ", ["bad_timestamp"]),
-        ("empty_fraction", wall(e, 0) + ".", ["bad_timestamp"]), ("year_0000", "0000-01-01T00:00:00", ["bad_timestamp"]),
+        ("empty_fraction", wall(e, 0) + ".", ["bad_timestamp"]),
+        ("year_0000", "0000-01-01T00:00:00", ["bad_timestamp"]),
         ("date_only", wall(e)[:10], ["bad_timestamp"]), ("zone_name", wall(e) + "[Europe/Paris]", ["bad_timestamp"]),
     ]
     cases = []

@@ -12,15 +12,14 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from lakehouse.bronze.stream import start_bronze_stream
-from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.local.kafka_broker import BrokerSettings, start, stop
-from lakehouse.platform.paths import Paths
+from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
+from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import jvm_log_file
 from lakehouse.platform.topics import ensure_topic, reset_topic
 from tests.conftest import make_config, write_config
 from tests.system.test_bronze_stream import run_producer
-
 
 # The documented bound (docs/OPERATIONS.md): the stream stops within [streaming] broker_timeout plus this
 # margin; the Kafka source's offset lookups share the timeout (three lookups of a full timeout each took
@@ -92,8 +91,8 @@ def test_job_refuses_to_start_without_a_broker(tmp_path) -> None:
 
 
 # What a Java stack trace or a Spark log line looks like on the terminal.
-JAVA_NOISE = re.compile(r"^\s+at [\w$.]+\(|^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ERROR |^(java|org\.apache|scala)\.[\w.$]+(Exception|Error)",
-                        re.M)
+JAVA_NOISE = re.compile(r"^\s+at [\w$.]+\(|^\d\d/\d\d/\d\d \d\d:\d\d:\d\d ERROR "
+                        r"|^(java|org\.apache|scala)\.[\w.$]+(Exception|Error)", re.M)
 
 
 def test_a_second_start_and_a_deleted_topic_each_end_in_one_clear_line(kafka_bootstrap, topic, tmp_path) -> None:
@@ -116,12 +115,13 @@ def test_a_second_start_and_a_deleted_topic_each_end_in_one_clear_line(kafka_boo
         proc.kill()
     assert second.returncode == EXIT_ALREADY_RUNNING, second.stderr
     refusal = second.stderr.strip().splitlines()
-    assert len(refusal) == 1 and f"The Bronze stream already runs on {paths.bronze_checkpoint} (pid {proc.pid} on host" \
-        in refusal[0]
+    assert len(refusal) == 1
+    assert f"The Bronze stream already runs on {paths.bronze_checkpoint} (pid {proc.pid} on host" in refusal[0]
     assert proc.returncode == 1, stderr[-3000:]
     assert not JAVA_NOISE.search(stderr), stderr[-5000:]
     last = stderr.strip().splitlines()[-1]
-    assert " - ERROR - spark_streaming_delta - Kafka no longer holds records that the checkpoint" in last, stderr[-3000:]
+    assert " - ERROR - spark_streaming_delta - Kafka no longer holds records that the checkpoint" in last, \
+        stderr[-3000:]
     assert len([line for line in stderr.splitlines() if " - ERROR - " in line]) == 1
     # Spark's own account, stack included, is in the job's Spark log.
     spark_log = jvm_log_file(paths, "bronze_ventes").read_text(encoding="utf-8")

@@ -17,11 +17,11 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
+from lakehouse.ingest.simulator import EXPECTED_REASON
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.delta import checkpoint_entries
 from lakehouse.platform.job_lock import EXIT_ALREADY_RUNNING
 from lakehouse.platform.paths import Paths
-from lakehouse.ingest.simulator import EXPECTED_REASON
 from tests.conftest import make_config, produce, write_config
 
 
@@ -157,8 +157,9 @@ def test_sigkill_at_three_moments_gives_the_same_tables(spark, kafka_bootstrap, 
 
 def _classic_run(kafka_bootstrap: str, topic: str, out: Path, count: int) -> list[dict]:
     """The classic producer's replica, as its users run it, on a machine whose clock shows Paris time."""
-    result = subprocess.run([sys.executable, "tests/support/classic_producer.py", "--bootstrap-servers", kafka_bootstrap,
-                             "--topic", topic, "--count", str(count), "--interval", "0.05", "--out", str(out)],
+    result = subprocess.run([sys.executable, "tests/support/classic_producer.py",
+                             "--bootstrap-servers", kafka_bootstrap, "--topic", topic, "--count", str(count),
+                             "--interval", "0.05", "--out", str(out)],
                             cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "TZ": "Europe/Paris"})
     assert result.returncode == 0, result.stderr[-2000:]

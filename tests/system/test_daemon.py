@@ -15,8 +15,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lakehouse.local.daemon import (EXIT_NOT_RUNNING, Daemon, Exited, NotReady, command_line, log_tail, state,
-                                    wait_until_ready)
+from lakehouse.local.daemon import (
+    EXIT_NOT_RUNNING,
+    Daemon,
+    Exited,
+    NotReady,
+    command_line,
+    log_tail,
+    state,
+    wait_until_ready,
+)
 from lakehouse.platform.config import PROJECT_DIR
 
 # A program that says it is ready once its SIGTERM disposition is set, then waits; argv[1] is its marker.

@@ -21,9 +21,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 from pyspark.sql import functions as F
 
-from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.local.kafka_broker import BrokerError, running_pid
 from lakehouse.ops.demo import Demo, Part, parse_args, render, reset_data
+from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.status import read_json
 from tests.conftest import free_port, make_config, produce, wait_for, write_config

@@ -20,8 +20,16 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from lakehouse.ingest.simulator import SalesSimulator
-from lakehouse.local.kafka_cluster import (ClusterError, KafkaClusterSettings, registered_brokers, running_pid,
-                                              server_properties, start, status, stop)
+from lakehouse.local.kafka_cluster import (
+    ClusterError,
+    KafkaClusterSettings,
+    registered_brokers,
+    running_pid,
+    server_properties,
+    start,
+    status,
+    stop,
+)
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import ensure_topic
 from tests.conftest import PROJECT_DIR, make_config, wait_for, write_config

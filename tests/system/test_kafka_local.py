@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, broker_answers, running_pid, start, stop, wipe
+from lakehouse.platform.config import PROJECT_DIR
 from tests.conftest import free_kafka_base, free_port, make_config, write_config
 from tests.support.jvm_archive import SERVICE_FLAGS
 

@@ -26,11 +26,11 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from lakehouse.local.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
+from lakehouse.local.spark_cluster import ClusterSettings
 from lakehouse.platform.config import ConfigError
 from lakehouse.platform.lake import ObjectPath, S3Settings, remove_tree
-from lakehouse.local.object_store import ObjectStoreError, StoreSettings, running_pid, start, stop
 from lakehouse.platform.paths import Paths
-from lakehouse.local.spark_cluster import ClusterSettings
 from tests.conftest import PROJECT_DIR, free_kafka_base, free_port, make_config, wait_for, write_config
 
 SECRET = "test-secret-key-5ef1"
@@ -72,7 +72,8 @@ def test_the_store_starts_once_keeps_strangers_out_and_stops(tmp_path) -> None:
         pid = running_pid(settings)
         assert pid is not None and start(settings) == settings.endpoint and running_pid(settings) == pid
         assert oct(settings.properties_file.stat().st_mode & 0o777) == "0o600"  # it holds the secret
-        other = StoreSettings.from_config(store_config(tmp_path / "data", port, env={"LAKEHOUSE_S3_SECRET_KEY": "x" * 12}))
+        other = StoreSettings.from_config(store_config(tmp_path / "data", port,
+                                                       env={"LAKEHOUSE_S3_SECRET_KEY": "x" * 12}))
         with pytest.raises(ObjectStoreError, match="another key pair"):  # its clients would all be refused
             start(other)
         lake = ObjectPath.from_uri("s3a://lakehouse/t", S3Settings.from_config(cfg))

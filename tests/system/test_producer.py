@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.ingest.contract import parse_timestamp, violations
 from lakehouse.ingest.simulator import EXPECTED_REASON
+from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.topics import ensure_topic
 
 # The producer runs on the project's config.ini, which sends returns and cancellations: these tests count

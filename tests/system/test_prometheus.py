@@ -26,7 +26,6 @@ from lakehouse.platform.paths import Paths
 from tests.conftest import free_port, make_config, wait_for, write_config
 
 
-
 def tool(name: str) -> str:
     found = shutil.which(name)
     assert found, f"{name} is not installed: apt-get install prometheus (.ci/run installs it)"

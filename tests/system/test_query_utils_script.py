@@ -33,7 +33,8 @@ def test_batch_with_missing_tables_says_which_and_how(tmp_path) -> None:
 
 MENU_SESSION = [
     ("1\n\n", [r"Recent sales\n=+", r"2024-12-13 09:00:00\s+v6\s+Dan SA", r"v3\s+Bob SARL.*40\.00 €\s+yes"]),
-    ("2\n2\n", [r"Top clients by revenue", r"C4\s+Dan SA.*500\.00 €", r"C3\s+Chloé.*499\.99 €\s+499\.99 €\s+Standard\s+no"]),
+    ("2\n2\n", [r"Top clients by revenue", r"C4\s+Dan SA.*500\.00 €",
+                r"C3\s+Chloé.*499\.99 €\s+499\.99 €\s+Standard\s+no"]),
     ("3\nbob\n", [r"Clients matching 'bob'", r"C2\s+Bob SARL\s+Belgique\s+B2B\s+2\s+100\.00 €"]),
     ("3\nnobody\n", [r"No client with id 'nobody' or a name containing it\."]),
     ("4\n", [r"Revenue by country", r"France\s+2\s+159\.99 €"]),
@@ -53,7 +54,8 @@ MENU_SESSION = [
     ("9\nnope\n", [r"Unknown table 'nope': choose one of ventes, ventes_quarantine"]),
     ("11\nSELECT pays, nb_clients FROM pays WHERE pays = 'Suisse'\n", [r"Query result", r"Suisse\s+1\n"]),
     ("11\nSELECT nope FROM pays\n", [r"Error: .*nope"]),
-    ("11\nDELETE FROM ventes\n", [r"Only read-only queries over the tables are allowed: DeleteFromTable is not a query\."]),
+    ("11\nDELETE FROM ventes\n",
+     [r"Only read-only queries over the tables are allowed: DeleteFromTable is not a query\."]),
     ("11\nFROM ventes INSERT OVERWRITE LOCAL DIRECTORY '@VICTIM' USING csv SELECT *\n",
      [r"allowed: INSERT \.\.\. DIRECTORY writes files\."]),
     ("11\nSELECT java_method('java.lang.System', 'exit', 3)\n", [r"allowed: java_method\(\) calls Java methods\."]),

@@ -24,9 +24,15 @@ from lakehouse.silver.freshness import read_freshness
 from lakehouse.silver.job import read_rows
 from lakehouse.silver.tables import FIGURE_TABLES
 from tests.conftest import free_port, make_config, write_config
+from tests.integration.test_silver_incremental import (
+    RECEIVED,
+    UTC,
+    BronzeLog,
+    assert_silver_equals_full_recompute,
+    random_corrections,
+    random_event_sales,
+)
 from tests.unit.test_silver_corrections import RULES, Ev, assert_matches, oracle, read_silver
-from tests.integration.test_silver_incremental import (RECEIVED, UTC, BronzeLog, assert_silver_equals_full_recompute,
-                                           random_corrections, random_event_sales)
 
 START = dt.datetime(2024, 12, 1, tzinfo=UTC)  # the events' first day (of four)
 

@@ -12,11 +12,11 @@ import time
 
 from lakehouse.bronze.monitoring import remove_progress_loggers
 from lakehouse.bronze.stream import start_bronze_stream, stop_after_current_batch
+from lakehouse.ops.upkeep import run_upkeep
 from lakehouse.platform.config import PROJECT_DIR
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import run_silver
-from lakehouse.ops.upkeep import run_upkeep
 from tests.conftest import make_config
 from tests.integration.test_silver_incremental import RULES, assert_silver_equals_full_recompute
 

@@ -12,8 +12,15 @@ from pathlib import Path
 
 from lakehouse.silver.freshness import SilverStatusWriter
 from tests.conftest import PROJECT_DIR
-from tests.support.web_browser import (chromium, dashboard_server, missing_browser, open_until, page_drawn,
-                                       shown_metrics, wait_until)
+from tests.support.web_browser import (
+    chromium,
+    dashboard_server,
+    missing_browser,
+    open_until,
+    page_drawn,
+    shown_metrics,
+    wait_until,
+)
 from tests.unit import test_web_dashboard as small_lake
 from tests.unit.test_web_dashboard import expected_headline, sale
 

@@ -64,8 +64,8 @@ def test_spark_contract_check_names_the_same_reasons_as_the_python_contract(spar
     values = [next(gen).value for _ in range(300)] + [None, b"[1, 2]", b'"texte"', b"null"] + TIME_AMONG_OTHERS
     actual_df = kafka_rows(spark, values).transform(lambda df: with_contract_check(df, limits(2048), NOW)) \
         .select("kafka_offset", "reasons")
-    expected_df = spark.createDataFrame([(i, violations(v, limits(2048), KAFKA_TS_US, KAFKA_TS_US)) for i, v in enumerate(values)],
-                                        actual_df.schema)
+    expected_df = spark.createDataFrame(
+        [(i, violations(v, limits(2048), KAFKA_TS_US, KAFKA_TS_US)) for i, v in enumerate(values)], actual_df.schema)
     assertDataFrameEqual(actual_df, expected_df)
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import ast
-import re
 import configparser
+import re
 from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import (PROJECT_DIR, SCHEMA, ConfigError, env_var_name, load_config, local_zone_name,
-                                      parse_duration)
+from lakehouse.platform.config import (
+    PROJECT_DIR,
+    SCHEMA,
+    ConfigError,
+    env_var_name,
+    load_config,
+    local_zone_name,
+    parse_duration,
+)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -188,7 +195,8 @@ def test_naive_timezone_is_resolved_once_from_this_machine_or_given() -> None:
     assert load_config(env={"TZ": "Europe/Paris"}).streaming.naive_timezone == "Europe/Paris"
     assert load_config(env={"TZ": ":America/New_York"}).streaming.naive_timezone == "America/New_York"
     assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "reject"}).streaming.naive_timezone == "reject"
-    assert load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Asia/Tokyo"}).streaming.naive_timezone == "Asia/Tokyo"
+    tokyo = load_config(env={"LAKEHOUSE_STREAMING_NAIVE_TIMEZONE": "Asia/Tokyo"})
+    assert tokyo.streaming.naive_timezone == "Asia/Tokyo"
     found = load_config(env={"TZ": "Not/AZone"}).streaming.naive_timezone  # then /etc/timezone, /etc/localtime
     assert found == (local_zone_name({}) or "UTC")
     with pytest.raises(ConfigError, match=r"\[streaming\] naive_timezone = 'Mars/Olympus' is invalid: expected "

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lakehouse.platform.config import PROJECT_DIR, SCHEMA, Option, env_var_name
-from lakehouse.platform.config import docs
+from lakehouse.platform.config import PROJECT_DIR, SCHEMA, Option, docs, env_var_name
 
 COMMITTED = PROJECT_DIR / "docs" / "CONFIGURATION.md"
 

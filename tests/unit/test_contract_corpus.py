@@ -14,10 +14,24 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from lakehouse.bronze.contract_check import with_contract_check
-from lakehouse.ingest.contract import (EVENT_TYPES, FIELD_REASONS, FIELDS, OPTIONAL_FIELDS, REASONS, RECORD_REASONS,
-                                       REQUIRED_FIELDS, ContractLimits, Field, event_type_of, fields_of,
-                                       is_naive_timestamp, optional_fields, required_fields, timestamp_micros,
-                                       violations)
+from lakehouse.ingest.contract import (
+    EVENT_TYPES,
+    FIELD_REASONS,
+    FIELDS,
+    OPTIONAL_FIELDS,
+    REASONS,
+    RECORD_REASONS,
+    REQUIRED_FIELDS,
+    ContractLimits,
+    Field,
+    event_type_of,
+    fields_of,
+    is_naive_timestamp,
+    optional_fields,
+    required_fields,
+    timestamp_micros,
+    violations,
+)
 from tests.support.hostile_corpus import NAIVE_LIMITS, NAIVE_ZONE, correction_corpus, hostile_corpus, naive_corpus
 
 KAFKA_SCHEMA = T.StructType([

@@ -14,12 +14,26 @@ import pytest
 
 from lakehouse.serve.dashboard import dashboard_text
 from lakehouse.serve.menu import Console, Menu
-from lakehouse.serve.queries import (APPLIED, NOT_YET, ORPHAN, REFUSED, WAITING, Lakehouse, QueryInputError,
-                                     correction_outcomes, sale_id)
+from lakehouse.serve.queries import (
+    APPLIED,
+    NOT_YET,
+    ORPHAN,
+    REFUSED,
+    WAITING,
+    Lakehouse,
+    QueryInputError,
+    correction_outcomes,
+    sale_id,
+)
 from lakehouse.serve.report import ORPHANS, PRODUCTS, REJECTED_SAMPLES, build_report, write_report_files
 from lakehouse.serve.safe_text import for_markdown, for_terminal
-from tests.support.corrections_lake import (HOSTILE_MOTIF, HOSTILE_RETOUR_ID, NOW, ORPHAN_TIMEOUT_S,
-                                            build_corrections_lake)
+from tests.support.corrections_lake import (
+    HOSTILE_MOTIF,
+    HOSTILE_RETOUR_ID,
+    NOW,
+    ORPHAN_TIMEOUT_S,
+    build_corrections_lake,
+)
 
 
 @pytest.fixture(scope="module")

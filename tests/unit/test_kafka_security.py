@@ -14,14 +14,26 @@ from pathlib import Path
 import pytest
 
 from lakehouse.bronze.stream import stream_failure_message
-from lakehouse.ops.demo import part_commands
 from lakehouse.local.broker_tls import BROKER_USER, BrokerSecrets, certificate_hosts, scram_credential
-from lakehouse.platform.cli import (LOG_FORMAT, RedactSecrets, add_kafka_security_flags, kafka_security_overrides,
-                                    security_flag_args, setup_logging)
-from lakehouse.platform.config import PROJECT_DIR, ConfigError, Secret, load_config, redact
 from lakehouse.local.kafka_broker import BrokerError, BrokerSettings, check_formatted_for, server_properties
-from lakehouse.platform.kafka_security import (KafkaSecurity, cafile_problem, jaas_config, kafka_python_kwargs,
-                                               security_settings, spark_source_options)
+from lakehouse.ops.demo import part_commands
+from lakehouse.platform.cli import (
+    LOG_FORMAT,
+    RedactSecrets,
+    add_kafka_security_flags,
+    kafka_security_overrides,
+    security_flag_args,
+    setup_logging,
+)
+from lakehouse.platform.config import PROJECT_DIR, ConfigError, Secret, load_config, redact
+from lakehouse.platform.kafka_security import (
+    KafkaSecurity,
+    cafile_problem,
+    jaas_config,
+    kafka_python_kwargs,
+    security_settings,
+    spark_source_options,
+)
 from lakehouse.platform.paths import Paths
 
 PASSWORD = 'pa ss"wo\\rd-x7Qv'  # a space, a quote and a backslash: the JAAS string must escape them

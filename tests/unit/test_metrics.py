@@ -20,8 +20,14 @@ from lakehouse.bronze.monitoring import partition_lag
 from lakehouse.bronze.writer import prometheus_figures
 from lakehouse.ingest.contract import REASONS
 from lakehouse.ingest.producer import DeliveryStats
-from lakehouse.ops.metrics import (BronzeBatchFigures, BronzeMetrics, BulkHistogram, ProducerMetrics, SilverMetrics,
-                                   serve_metrics)
+from lakehouse.ops.metrics import (
+    BronzeBatchFigures,
+    BronzeMetrics,
+    BulkHistogram,
+    ProducerMetrics,
+    SilverMetrics,
+    serve_metrics,
+)
 from lakehouse.silver.corrections import CorrectionFigures
 
 
@@ -54,8 +60,9 @@ def test_bulk_histogram_counts_each_value_in_the_first_bucket_at_or_above_it() -
 
 
 def figures(**changes) -> BronzeBatchFigures:
-    base = dict(input_rows=10, bronze_rows=6, correction_rows=0, quarantined_rows=3, duplicate_rows=1, conflicting_rows=1,
-                late_rows=2, reasons=Counter({"bad_amount": 2, "conflicting_id": 1}), duration_s=0.8,
+    base = dict(input_rows=10, bronze_rows=6, correction_rows=0, quarantined_rows=3, duplicate_rows=1,
+                conflicting_rows=1, late_rows=2, reasons=Counter({"bad_amount": 2, "conflicting_id": 1}),
+                duration_s=0.8,
                 committed_at=1_000_000.0, latencies_s=[0.4, 1.2, 1.2, 6.0], newest_sale=999_990.0,
                 watermark=999_980.0, dedup_entries=40, newest_read_ms={0: 999_999_000, 1: 999_998_000})
     base.update(changes)

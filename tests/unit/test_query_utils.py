@@ -17,14 +17,27 @@ from pyspark.testing import assertDataFrameEqual
 from lakehouse.bronze.columns import METRICS_SCHEMA
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.menu import Console, Menu
-from lakehouse.serve.queries import (Lakehouse, QueryInputError, filter_client, missing_tables, parse_as_of,
-                                     quarantine_summary)
-from lakehouse.serve.report import (DAILY, MAX_DAY_LABELS, Report, build_report, revenue_chart, silver_freshness,
-                                    write_report_files)
+from lakehouse.serve.queries import (
+    Lakehouse,
+    QueryInputError,
+    filter_client,
+    missing_tables,
+    parse_as_of,
+    quarantine_summary,
+)
+from lakehouse.serve.report import (
+    DAILY,
+    MAX_DAY_LABELS,
+    Report,
+    build_report,
+    revenue_chart,
+    silver_freshness,
+    write_report_files,
+)
 from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
-from tests.unit.test_silver_transforms import RULES, D1, D2, ts
+from tests.unit.test_silver_transforms import D1, D2, RULES, ts
 
 BRONZE = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, quantite INT, "
           "montant DECIMAL(14,2), client_nom STRING, pays STRING, segment STRING, produit_nom STRING, "

@@ -84,7 +84,8 @@ def test_report_sections_keep_each_value_in_its_cell() -> None:
                       [[n, Decimal("12.50"), i] for i, n in enumerate(names)])
     lines = section.markdown().split("\n")
     rows = lines[4:]
-    assert lines[:4] == ["## Top clients (10)", "", "| client\\_nom | total\\_depense | nb\\_achats |", "|---|---:|---:|"]
+    assert lines[:4] == ["## Top clients (10)", "", "| client\\_nom | total\\_depense | nb\\_achats |",
+                         "|---|---:|---:|"]
     assert len(rows) == len(names)
     for name, row in zip(names, rows):
         cells = re.split(r"(?<!\\)\|", row)[1:-1]  # a pipe not escaped ends a cell

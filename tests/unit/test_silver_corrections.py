@@ -23,15 +23,24 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 
-
 from lakehouse.bronze.metrics_sink import MetricsSink
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from lakehouse.silver import job as silver
-from lakehouse.silver.corrections import (AFTER_CANCELLATION, CANCELLED, CLIENT_MISMATCH, MORE_MONEY, MORE_UNITS,
-                                          PARTLY_RETURNED, RETOUR_ID_REUSED, RETURNED, apply_batch,
-                                          apply_corrections, new_sale_row)
+from lakehouse.silver.corrections import (
+    AFTER_CANCELLATION,
+    CANCELLED,
+    CLIENT_MISMATCH,
+    MORE_MONEY,
+    MORE_UNITS,
+    PARTLY_RETURNED,
+    RETOUR_ID_REUSED,
+    RETURNED,
+    apply_batch,
+    apply_corrections,
+    new_sale_row,
+)
 from lakehouse.silver.job import run_silver
 from lakehouse.silver.small_batch import client_rows_after, gained, table_key, totals_after
 from lakehouse.silver.transforms import TOTALS, ClientRules
@@ -399,8 +408,8 @@ def test_random_histories_through_the_driver_path_in_any_split_equal_the_oracle(
 
 # --- end to end: Kafka-like records → Bronze → Silver ---------------------------------------------------------
 
-def feed_bronze(spark, lake: Paths, checkpoint: Path, batches: list[list[tuple[int, Ev]]], silver_after: dict[int, bool],
-                cfg, monkeypatch) -> None:
+def feed_bronze(spark, lake: Paths, checkpoint: Path, batches: list[list[tuple[int, Ev]]],
+                silver_after: dict[int, bool], cfg, monkeypatch) -> None:
     """Each batch through the Bronze writer (records on several partitions); Silver after the marked ones, by the
     driver path (True) or by Spark's (False)."""
     clock = itertools.count(int(dt.datetime.now(UTC).timestamp()))

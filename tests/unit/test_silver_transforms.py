@@ -8,9 +8,19 @@ from decimal import Decimal
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from lakehouse.silver.transforms import (BOOKING_SCHEMA, CLIENTS_COLUMNS, ClientRules, clients_from_bronze,
-                                         combine_clients, new_members, pays_from_bronze, produits_from_bronze,
-                                         sale_bookings, segments_from_bronze, ventes_jour_from_bronze)
+from lakehouse.silver.transforms import (
+    BOOKING_SCHEMA,
+    CLIENTS_COLUMNS,
+    ClientRules,
+    clients_from_bronze,
+    combine_clients,
+    new_members,
+    pays_from_bronze,
+    produits_from_bronze,
+    sale_bookings,
+    segments_from_bronze,
+    ventes_jour_from_bronze,
+)
 
 RULES = ClientRules(loyalty_threshold=2, premium_threshold=Decimal("500"), standard_threshold=Decimal("100"))
 # A sale as Bronze keeps it (the columns Silver reads)...

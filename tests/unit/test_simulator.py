@@ -10,9 +10,18 @@ from decimal import ROUND_DOWN, Decimal
 import pytest
 
 from lakehouse.ingest.contract import REQUIRED_FIELDS, ContractLimits, violations
-from lakehouse.ingest.simulator import (BAD_KINDS, CANCEL_MOTIFS, CORRECTION_DELAY_MAX, CORRECTION_DELAY_RECORDS,
-                                       COUNTRIES, EARLY_SALE_DELAY_RECORDS, EXPECTED_REASON, RETURN_MOTIFS,
-                                       SalesSimulator, encode)
+from lakehouse.ingest.simulator import (
+    BAD_KINDS,
+    CANCEL_MOTIFS,
+    CORRECTION_DELAY_MAX,
+    CORRECTION_DELAY_RECORDS,
+    COUNTRIES,
+    EARLY_SALE_DELAY_RECORDS,
+    EXPECTED_REASON,
+    RETURN_MOTIFS,
+    SalesSimulator,
+    encode,
+)
 
 FIXED_NOW = datetime(2024, 12, 12, 10, 15, 25, tzinfo=timezone.utc)
 FIXED_NOW_US = int(FIXED_NOW.timestamp()) * 1_000_000

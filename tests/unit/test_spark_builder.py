@@ -10,9 +10,18 @@ import pytest
 from pyspark.sql import SparkSession
 
 from lakehouse.platform.paths import Paths
-from lakehouse.platform.spark import (FILE_SYSTEM_CHECKPOINT_FILES, SparkSetupError, export_local_ip,
-                                      with_checkpoint_files, with_cores_max, with_delta, with_job_settings,
-                                      with_local_address, with_master, with_object_storage)
+from lakehouse.platform.spark import (
+    FILE_SYSTEM_CHECKPOINT_FILES,
+    SparkSetupError,
+    export_local_ip,
+    with_checkpoint_files,
+    with_cores_max,
+    with_delta,
+    with_job_settings,
+    with_local_address,
+    with_master,
+    with_object_storage,
+)
 from tests.conftest import make_config
 
 

@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
+from pyspark.errors import AnalysisException, ParseException
 
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.queries import Lakehouse, QueryInputError
 from lakehouse.serve.sql_guard import check_analyzed
-from pyspark.errors import AnalysisException, ParseException
 from tests.conftest import make_config
 
 SECRET = "root:x:0:0:secret-line"
@@ -115,9 +115,12 @@ REFUSED = [
     ("MERGE INTO pays USING pays s ON true WHEN MATCHED THEN DELETE", "MergeIntoTable is not a query"),
     ("TRUNCATE TABLE pays", "is not a query"),
     # writes files
-    ("FROM ventes INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out1' USING csv SELECT *", "INSERT ... DIRECTORY writes files"),
-    ("WITH a AS (SELECT 1) INSERT OVERWRITE DIRECTORY '@ROOT/out2' USING csv SELECT * FROM a", "INSERT ... DIRECTORY writes files"),
-    ("INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out3' USING parquet SELECT * FROM ventes", "INSERT ... DIRECTORY writes files"),
+    ("FROM ventes INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out1' USING csv SELECT *",
+     "INSERT ... DIRECTORY writes files"),
+    ("WITH a AS (SELECT 1) INSERT OVERWRITE DIRECTORY '@ROOT/out2' USING csv SELECT * FROM a",
+     "INSERT ... DIRECTORY writes files"),
+    ("INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out3' USING parquet SELECT * FROM ventes",
+     "INSERT ... DIRECTORY writes files"),
     ("INSERT OVERWRITE DIRECTORY USING csv OPTIONS (path '@ROOT/out4') SELECT 1", "INSERT ... DIRECTORY writes files"),
     # creates, drops, changes
     ("CREATE TABLE x AS SELECT 1", "is not a query"), ("DROP TABLE pays", "is not a query"),
@@ -139,12 +142,14 @@ REFUSED = [
     ("SELECT java_method('java.lang.System', 'exit', 3)", "java_method() calls Java methods"),
     ("SELECT try_reflect('java.lang.Thread', 'sleep', 100000L)", "try_reflect() calls Java methods"),
     ("SELECT system.builtin.REFLECT('java.lang.System', 'setProperty', 'a', 'b')", "reflect() calls Java methods"),
-    ("SELECT * FROM ventes WHERE n > (SELECT java_method('java.lang.Math', 'abs', -1))", "java_method() calls Java methods"),
+    ("SELECT * FROM ventes WHERE n > (SELECT java_method('java.lang.Math', 'abs', -1))",
+     "java_method() calls Java methods"),
     ("SELECT TRANSFORM(vente_id) USING 'touch @ROOT/pwned' AS (x) FROM ventes", "TRANSFORM ... USING runs a program"),
     ("EXECUTE IMMEDIATE 'DROP TABLE IF EXISTS pays'", "EXECUTE IMMEDIATE runs another statement"),
     ("BEGIN SELECT 1; END", "a SQL script is not one query"),
     ("EXPLAIN INSERT INTO pays SELECT * FROM pays", "INSERT writes into a table"),
-    ("EXPLAIN FROM ventes INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out5' USING csv SELECT *", "INSERT ... DIRECTORY writes files"),
+    ("EXPLAIN FROM ventes INSERT OVERWRITE LOCAL DIRECTORY '@ROOT/out5' USING csv SELECT *",
+     "INSERT ... DIRECTORY writes files"),
     # describing what is not ours
     ("DESCRIBE delta.`@ROOT/elsewhere`", "DESCRIBE and SHOW COLUMNS take one of the tables"),
     ("SHOW COLUMNS FROM parquet.`@ROOT/elsewhere`", "DESCRIBE and SHOW COLUMNS take one of the tables"),

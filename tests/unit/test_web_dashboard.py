@@ -28,13 +28,13 @@ from streamlit.testing.v1 import AppTest
 
 from lakehouse.bronze.contract_check import check_contract
 from lakehouse.bronze.metrics_sink import MetricsSink
+from lakehouse.bronze.tables import ensure_corrections_table
 from lakehouse.bronze.writer import BronzeBatchWriter
 from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.paths import Paths
 from lakehouse.serve import web_page, web_server
 from lakehouse.serve import web_tables as wt
 from lakehouse.serve.numbers import euros, rate, share
-from lakehouse.bronze.tables import ensure_corrections_table
 from lakehouse.serve.safe_text import for_web
 from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import SilverBatchWriter, bronze_events

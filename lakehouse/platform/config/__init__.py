@@ -11,12 +11,35 @@ Three modules, each with one job:
 are the package's public face.
 """
 
-from lakehouse.platform.config.loader import (CONFIG_ENV, DEFAULT_CONFIG_PATH, PROJECT_DIR, load_config,
-                                              local_zone_name, read_config_text)
-from lakehouse.platform.config.schema import (ENV_PREFIX, SCHEMA, SECTIONS, AnalyticsSection, ClusterSection, Config,
-                                              DashboardSection, KafkaSection, MonitoringSection, Option, PathsSection,
-                                              ProducerSection, QuerySection, S3Section, Section, SparkSection,
-                                              StreamingSection, describe_settings, env_var_name)
+from lakehouse.platform.config.loader import (
+                                              CONFIG_ENV,
+                                              DEFAULT_CONFIG_PATH,
+                                              PROJECT_DIR,
+                                              load_config,
+                                              local_zone_name,
+                                              read_config_text,
+)
+from lakehouse.platform.config.schema import (
+                                              ENV_PREFIX,
+                                              SCHEMA,
+                                              SECTIONS,
+                                              AnalyticsSection,
+                                              ClusterSection,
+                                              Config,
+                                              DashboardSection,
+                                              KafkaSection,
+                                              MonitoringSection,
+                                              Option,
+                                              PathsSection,
+                                              ProducerSection,
+                                              QuerySection,
+                                              S3Section,
+                                              Section,
+                                              SparkSection,
+                                              StreamingSection,
+                                              describe_settings,
+                                              env_var_name,
+)
 from lakehouse.platform.config.values import ConfigError, Duration, Secret, parse_duration, redact, remember_secret
 
 __all__ = [

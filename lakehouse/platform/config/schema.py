@@ -16,8 +16,18 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from lakehouse.platform.config.values import (HOSTPORTS, PARSERS, SPARK_MASTER, Duration, Secret, check_lake,
-                                              check_naive_timezone, check_ports, check_timezone, resolve_path)
+from lakehouse.platform.config.values import (
+    HOSTPORTS,
+    PARSERS,
+    SPARK_MASTER,
+    Duration,
+    Secret,
+    check_lake,
+    check_naive_timezone,
+    check_ports,
+    check_timezone,
+    resolve_path,
+)
 
 ENV_PREFIX = "LAKEHOUSE_"
 _SETTING = "lakehouse.setting"  # the key of a field's metadata that holds its declaration
