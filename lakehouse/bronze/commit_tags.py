@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.lake import LakePath
 
 TAG_KIND = "lakehouse.bronze"
 # Commits read per step when walking a table's history back (doubled at each step).
@@ -58,7 +58,7 @@ class CommitTag:
                          data.get("figures"), committed_ms)
 
 
-def _history(spark: SparkSession, path: Path, limit: int) -> list[tuple[int, int, str | None]]:
+def _history(spark: SparkSession, path: LakePath, limit: int) -> list[tuple[int, int, str | None]]:
     """(version, timestamp in ms, userMetadata) of the newest ``limit`` commits, newest first."""
     from delta.tables import DeltaTable
 
@@ -67,7 +67,7 @@ def _history(spark: SparkSession, path: Path, limit: int) -> list[tuple[int, int
     return sorted(((r[0], r[1], r[2]) for r in rows), reverse=True)
 
 
-def tags_back_to(spark: SparkSession, path: Path, query_id: str, batch_id: int) -> list[CommitTag] | None:
+def tags_back_to(spark: SparkSession, path: LakePath, query_id: str, batch_id: int) -> list[CommitTag] | None:
     """The stream's tags on ``path``, newest first, back to and including the first one of an earlier
     batch than ``batch_id`` (or the table's first commit). Reads only as many commits as that takes.
 

@@ -5,13 +5,13 @@ rebuild the duplicate state, and by the writer, to look up ids pruned from memor
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.columns import CORRECTION_CONTENT, SALE_CONTENT
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
 # A correction is kept in the duplicate check under its retour_id with this mark in front: ids hold no control
@@ -42,7 +42,7 @@ def record_content() -> Column:
     return F.when(is_sale(), sale_content()).otherwise(correction_content())
 
 
-def earlier_rows(spark: SparkSession, path: Path, query_id: str, batch_id: int) -> DataFrame | None:
+def earlier_rows(spark: SparkSession, path: LakePath, query_id: str, batch_id: int) -> DataFrame | None:
     """Rows of earlier batches in Bronze's sales or corrections table (None: no such table yet): a batch
     replayed after a crash may find its own rows (and later ones) already committed, and must decide as it
     did the first time."""

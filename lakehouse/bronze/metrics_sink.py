@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 
 from lakehouse.bronze.columns import METRICS_SCHEMA
 from lakehouse.platform.delta import append_delta, delta_table_exists, is_commit_conflict
+from lakehouse.platform.lake import LakePath
 
 log = logging.getLogger(__name__)
 
 CONFLICT_RETRIES = 5  # immediate retries of a MERGE refused for a concurrent commit
 
 
-def insert_new_metrics(rows_df: DataFrame, path: Path) -> None:
+def insert_new_metrics(rows_df: DataFrame, path: LakePath) -> None:
     """Add to the metrics table the rows whose (query id, batch id) it does not hold yet (creating it on
     first use)."""
     from delta.tables import DeltaTable
@@ -54,7 +54,7 @@ def insert_new_metrics(rows_df: DataFrame, path: Path) -> None:
 class MetricsSink:
     """Buffers metrics rows and appends them to the metrics table in one commit per interval."""
 
-    def __init__(self, spark: SparkSession, path: Path, interval_s: float):
+    def __init__(self, spark: SparkSession, path: LakePath, interval_s: float):
         self.spark, self.path, self.interval_s = spark, path, interval_s
         self._rows: list[dict] = []
         self._lock = threading.Lock()  # guards _rows

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -24,6 +23,7 @@ from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before
 from lakehouse.bronze.dedup import DedupState, Kept
 from lakehouse.bronze.kept_records import earlier_rows, kept_rows
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class Recovered:
     """What a restart found before the run's first batch."""
 
     state: DedupState  # the duplicate and late checks' state, as of the batch
-    written: set[Path] = field(default_factory=set)  # tables holding the batch already: not written again
+    written: set[LakePath] = field(default_factory=set)  # tables holding the batch already: not written again
     # Metrics rows found in the tags of batches the metrics table lacks, oldest first: to append.
     rows: list[dict[str, Any]] = field(default_factory=list)
     # Batches whose metrics row is in the table already or among ``rows``: not added again.
@@ -82,7 +82,7 @@ class Recovery:
                .filter(F.col("query_id") == self.query_id).agg(F.max("batch_id")).first()[0])
         return -1 if top is None else top
 
-    def rows_of_batch(self, path: Path, batch_id: int) -> bool:
+    def rows_of_batch(self, path: LakePath, batch_id: int) -> bool:
         """Whether a table written before commits were tagged holds rows of this batch (read the table)."""
         table = self.spark.read.format("delta").load(str(path))
         return not table.filter((F.col("bronze_query_id") == self.query_id)

@@ -21,6 +21,7 @@ from lakehouse.platform import job_lock
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
 from lakehouse.platform.kafka_security import KafkaSecurity, explain_java_error, spark_source_options
+from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ class BronzeStateError(RuntimeError):
     """The checkpoint and the tables do not belong together (one of them was deleted)."""
 
 
-def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> None:
+def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: LakePath) -> None:
     """Refuse to start when the checkpoint and the tables disagree: resuming would then skip records
     (tables deleted, checkpoint kept) or read the topic again from the start (checkpoint deleted)."""
     data_tables = (paths.bronze, paths.corrections, paths.quarantine, paths.duplicates)
@@ -128,7 +129,7 @@ def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: Path) -> N
 
 
 def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool = False,
-                        checkpoint: Path | None = None, metrics: BronzeMetrics | None = None) -> BronzeQuery:
+                        checkpoint: LakePath | None = None, metrics: BronzeMetrics | None = None) -> BronzeQuery:
     """Start the Kafka → Bronze/quarantine/metrics query (``BronzeStateError`` if the checkpoint and
     the tables do not match, ``JobAlreadyRunning`` if another process streams into this checkpoint). The
     query holds the checkpoint's lock until it has stopped."""
@@ -142,7 +143,7 @@ def start_bronze_stream(spark: SparkSession, cfg: Config, paths: Paths, availabl
         raise
 
 
-def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, checkpoint: Path,
+def _start(spark: SparkSession, cfg: Config, paths: Paths, available_now: bool, checkpoint: LakePath,
            lock_file: Path, metrics: BronzeMetrics | None) -> BronzeQuery:
     check_bronze_state(spark, paths, checkpoint)
     # Tables this session creates (Bronze, quarantine, duplicates, metrics) get a log checkpoint every 100 commits

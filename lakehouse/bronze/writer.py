@@ -22,10 +22,9 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import pyarrow as pa
 from pyspark import InheritableThread
@@ -52,6 +51,7 @@ from lakehouse.ops.metrics import BronzeBatchFigures, BronzeMetrics
 from lakehouse.platform.codegen import per_batch_long
 from lakehouse.platform.config import Config
 from lakehouse.platform.delta import append_delta, batch_timestamp_ms, checkpoint_query_id
+from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ class BatchDecision:
 class PlannedCommit:
     """One commit of a batch: the table, its rows (made when committed), partition column and properties."""
 
-    path: Path
+    path: LakePath
     rows: Callable[[], DataFrame]
     partition_by: str | None = None
     properties: dict[str, str] | None = None
@@ -202,7 +202,7 @@ def _append_tagged(commit: PlannedCommit, tag: CommitTag) -> None:
                  properties=commit.properties)
 
 
-def commit_together(commits: list[tuple[Path, Callable[[], None]]]) -> list[tuple[str, float]]:
+def commit_together(commits: Sequence[tuple[LakePath, Callable[[], None]]]) -> list[tuple[str, float]]:
     """Run a batch's commits to different tables side by side; (table name, wall time) of each.
 
     Each commit is tagged with the batch, so a restart finds which tables hold the batch whatever the order
@@ -214,7 +214,7 @@ def commit_together(commits: list[tuple[Path, Callable[[], None]]]) -> list[tupl
     times: list[tuple[str, float]] = []
     errors: list[BaseException] = []
 
-    def run(path: Path, commit: Callable[[], None]) -> None:
+    def run(path: LakePath, commit: Callable[[], None]) -> None:
         started = time.monotonic()
         try:
             commit()
@@ -239,7 +239,7 @@ class BronzeBatchWriter:
     """foreachBatch function: decides duplicates, conflicts and lateness from the batch's keys and
     appends to the tables; the figures go to ``sink``."""
 
-    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: Path,
+    def __init__(self, spark: SparkSession, cfg: Config, paths: Paths, checkpoint: LakePath,
                  sink: MetricsSink | None = None, clock: Callable[[], float] = time.time,
                  metrics: BronzeMetrics | None = None):
         """``clock`` (seconds since the epoch) times the batches; a batch's own time, which its event times
@@ -282,7 +282,7 @@ class BronzeBatchWriter:
         steps = _Steps()
         keys = self._collect_keys(checked)
         steps.done("collect")
-        written: set[Path] = set()  # tables that hold this batch already (a batch replayed after a restart)
+        written: set[LakePath] = set()  # tables that hold this batch already (a batch replayed after a restart)
         if self._state is None:
             written = self._start_run(batch_id)
             steps.done("restart state")
@@ -306,7 +306,7 @@ class BronzeBatchWriter:
         return BatchKeys(table.num_rows, valid, partitions, kafka_ms,
                          table.column("reasons") if self.metrics else None)
 
-    def _start_run(self, batch_id: int) -> set[Path]:
+    def _start_run(self, batch_id: int) -> set[LakePath]:
         """First batch of this run: recover the state, and the figures missing from the metrics table, from
         the commits (``recovery``); the tables that hold this batch already."""
         found = Recovery(self.spark, self.paths, self.query_id, self.delay_us).recover(batch_id)
@@ -394,7 +394,7 @@ class BronzeBatchWriter:
                 BRONZE_TABLE_PROPERTIES))
         return plan
 
-    def _commit(self, plan: list[PlannedCommit], written: set[Path], decision: BatchDecision, batch_id: int,
+    def _commit(self, plan: list[PlannedCommit], written: set[LakePath], decision: BatchDecision, batch_id: int,
                 steps: _Steps) -> None:
         """Append each planned commit, tagged, but to the tables in ``written``: exactly once per batch. The
         commits to different tables run side by side (``commit_together``). The last planned commit's tag

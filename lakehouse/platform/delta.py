@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
+
+from lakehouse.platform.lake import LakePath
 
 
 def is_commit_conflict(error: BaseException) -> bool:
@@ -14,20 +15,20 @@ def is_commit_conflict(error: BaseException) -> bool:
     return "Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
 
 
-def delta_table_exists(path: Path) -> bool:
+def delta_table_exists(path: LakePath) -> bool:
     """A Delta table with at least one commit (a job killed during a table's first commit leaves an
     empty ``_delta_log``, which Delta cannot read)."""
     return any((path / "_delta_log").glob("*.json"))
 
 
-def read_delta(spark: SparkSession, path: Path) -> DataFrame | None:
+def read_delta(spark: SparkSession, path: LakePath) -> DataFrame | None:
     """The table at ``path``, or None when it has no commit yet."""
     if not delta_table_exists(path):
         return None
     return spark.read.format("delta").load(str(path))
 
 
-def append_delta(df: DataFrame, path: Path, partition_by: str | None = None,
+def append_delta(df: DataFrame, path: LakePath, partition_by: str | None = None,
                  user_metadata: str | None = None, properties: dict[str, str] | None = None) -> None:
     """Append ``df`` to the table at ``path`` (created on first use; new columns are added), with
     ``user_metadata`` as the commit's userMetadata when given. ``properties`` (``delta.*`` table
@@ -40,13 +41,13 @@ def append_delta(df: DataFrame, path: Path, partition_by: str | None = None,
     writer.save(str(path))
 
 
-def checkpoint_query_id(checkpoint: Path) -> str:
+def checkpoint_query_id(checkpoint: LakePath) -> str:
     """The query id Spark keeps in a streaming checkpoint (written when the query starts): a new
     checkpoint gets a new id, so its batch numbers never collide with an older run's."""
     return json.loads((checkpoint / "metadata").read_text())["id"]
 
 
-def batch_timestamp_ms(checkpoint: Path, batch_id: int) -> int | None:
+def batch_timestamp_ms(checkpoint: LakePath, batch_id: int) -> int | None:
     """The time Spark gave a batch when it planned it (``batchTimestampMs`` of its offset log entry: a
     batch run again after a crash gets the same), or None without that entry."""
     try:
@@ -56,11 +57,11 @@ def batch_timestamp_ms(checkpoint: Path, batch_id: int) -> int | None:
         return None
 
 
-def checkpoint_entries(checkpoint: Path, log_name: str) -> int:
+def checkpoint_entries(checkpoint: LakePath, log_name: str) -> int:
     """Entries of a checkpoint's ``offsets`` (batches planned) or ``commits`` (batches done) log."""
     return sum(p.name.isdigit() for p in (checkpoint / log_name).glob("*"))
 
 
-def checkpoint_has_entries(checkpoint: Path, log_name: str) -> bool:
+def checkpoint_has_entries(checkpoint: LakePath, log_name: str) -> bool:
     """Whether a checkpoint's ``offsets`` or ``commits`` log has an entry."""
     return checkpoint_entries(checkpoint, log_name) > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from delta.tables import DeltaTable
@@ -21,6 +20,7 @@ from pyspark.sql.window import Window
 
 from lakehouse.ingest.contract import CONTROL_CHAR, MAX_ID_CHARS
 from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 from lakehouse.serve.sql_guard import QueryInputError, SqlResult, fetch, read_only_sql
 
@@ -31,7 +31,7 @@ SILVER_JOB = "streaming_silver.py"
 @dataclass(frozen=True)
 class TableInfo:
     name: str
-    location: Callable[[Paths], Path]
+    location: Callable[[Paths], LakePath]
     created_by: str
     optional: bool = False  # may be missing while the pipeline is healthy (no bad record yet)
 
@@ -61,7 +61,7 @@ TABLES = {t.name: t for t in (
 class MissingTableError(LookupError):
     """A table the question needs does not exist (yet)."""
 
-    def __init__(self, info: TableInfo, path: Path):
+    def __init__(self, info: TableInfo, path: LakePath):
         super().__init__(f"Table {info.name} not found at {path}: run {info.created_by} first.")
         self.table = info.name
 
@@ -350,7 +350,7 @@ class Lakehouse:
     def exists(self, name: str) -> bool:
         return delta_table_exists(TABLES[name].location(self.paths))
 
-    def location(self, name: str) -> Path:
+    def location(self, name: str) -> LakePath:
         """Where a table lives; ``MissingTableError`` (with the command that creates it) if it does not
         exist yet."""
         info = self.info(name)

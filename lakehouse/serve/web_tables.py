@@ -46,18 +46,18 @@ HEX_BYTES = 48  # bytes of a quarantined record shown as hex
 class TableProblem(Exception):
     """A table the page needs is missing or cannot be read; ``str()`` names its path."""
 
-    def __init__(self, path: Path, what: str):
+    def __init__(self, path: LakePath, what: str):
         super().__init__(f"{what}: {path}")
         self.path = path
 
 
 class TableMissing(TableProblem):
-    def __init__(self, path: Path):
+    def __init__(self, path: LakePath):
         super().__init__(path, "table not found")
 
 
 class TableUnreadable(TableProblem):
-    def __init__(self, path: Path, detail: str):
+    def __init__(self, path: LakePath, detail: str):
         super().__init__(path, f"table cannot be read ({detail})")
 
 
@@ -66,7 +66,7 @@ def first_line(error: BaseException) -> str:
     return (text[0] if text else type(error).__name__)[:200]
 
 
-def open_table(path: Path, version: int | None = None) -> DeltaTable:
+def open_table(path: LakePath, version: int | None = None) -> DeltaTable:
     """The Delta table at ``path`` (as of ``version``), or ``TableMissing`` / ``TableUnreadable``."""
     try:
         found = (path / "_delta_log").is_dir()
@@ -83,7 +83,7 @@ def open_table(path: Path, version: int | None = None) -> DeltaTable:
         raise TableUnreadable(path, first_line(e)) from e
 
 
-def _read(path: Path, table: DeltaTable, columns: list[str] | None, files: list[str] | None = None) -> pa.Table:
+def _read(path: LakePath, table: DeltaTable, columns: list[str] | None, files: list[str] | None = None) -> pa.Table:
     """``columns`` of the table, or only of its data ``files`` (paths as in the Delta log; partition columns
     are not in the files, so not readable this way)."""
     try:
@@ -127,7 +127,7 @@ def _files(table: DeltaTable) -> pa.Table:
     return pa.table(table.get_add_actions(flatten=True))
 
 
-def row_count(path: Path) -> int | None:
+def row_count(path: LakePath) -> int | None:
     """Rows in a table, from its log's file statistics (no data file read); None when a file has none."""
     files = _files(open_table(path))
     if files.num_rows == 0:
@@ -137,13 +137,13 @@ def row_count(path: Path) -> int | None:
     return int(pc.sum(files["num_records"]).as_py())
 
 
-def newest_rows(path: Path, columns: list[str], order: list[tuple[str, str]], limit: int) -> pa.Table:
+def newest_rows(path: LakePath, columns: list[str], order: list[tuple[str, str]], limit: int) -> pa.Table:
     """The ``limit`` newest rows by ``order``, read from the most recently written files only (enough of
     them to hold ``limit`` rows)."""
     return _newest_rows(path, open_table(path), columns, order, limit)
 
 
-def _newest_rows(path: Path, table: DeltaTable, columns: list[str] | None, order: list[tuple[str, str]],
+def _newest_rows(path: LakePath, table: DeltaTable, columns: list[str] | None, order: list[tuple[str, str]],
                  limit: int) -> pa.Table:
     """``newest_rows`` of the table as loaded (any version)."""
     files = _files(table)
@@ -366,7 +366,7 @@ def _newest(files: pa.Table, column: str) -> datetime | None:
     return pc.max(files[name]).as_py()
 
 
-def _count_or_zero(path: Path) -> int | None:
+def _count_or_zero(path: LakePath) -> int | None:
     try:
         return row_count(path)
     except TableMissing:

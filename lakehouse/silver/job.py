@@ -41,7 +41,7 @@ from lakehouse.platform.delta import (
     is_commit_conflict,
     read_delta,
 )
-from lakehouse.platform.lake import ObjectPath, remove_tree
+from lakehouse.platform.lake import LakePath, ObjectPath, remove_tree
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.corrections import (
     REJETS_COLUMNS,
@@ -113,7 +113,7 @@ class BatchReport:
     corrections: CorrectionFigures | None = None
 
 
-def _save(df: DataFrame, path: Path, mode: str, app_id: str, batch_id: int) -> None:
+def _save(df: DataFrame, path: LakePath, mode: str, app_id: str, batch_id: int) -> None:
     # Idempotent: Delta skips a write whose (txnAppId, txnVersion) it has already committed, so a batch
     # re-run after a crash leaves each table as if it had run once.
     # Tagged with the batch: the web dashboard's time travel finds each table's version of a batch by it.
@@ -130,13 +130,13 @@ def _is_write_conflict(error: Exception) -> bool:
     return is_commit_conflict(error) or type(error).__name__ == "CommitFailedError"
 
 
-def open_delta_rs(path: Path, version: int | None = None) -> DeltaRsTable:
+def open_delta_rs(path: LakePath, version: int | None = None) -> DeltaRsTable:
     """The table at ``path`` through delta-rs (no JVM): a small read or write costs milliseconds, where Spark
     plans several jobs for each."""
     return DeltaRsTable(str(path), version=version, storage_options=storage_options(path))
 
 
-def storage_options(path: Path) -> dict[str, str] | None:
+def storage_options(path: LakePath) -> dict[str, str] | None:
     """delta-rs's settings for a table on object storage (None on a local disk)."""
     if not isinstance(path, ObjectPath):
         return None
@@ -145,7 +145,7 @@ def storage_options(path: Path) -> dict[str, str] | None:
     return {**path.settings.delta_rs_options(), "AWS_S3_ALLOW_UNSAFE_RENAME": "true"}
 
 
-def read_rows(path: Path, version: int | None = None, where: pc.Expression | None = None,
+def read_rows(path: LakePath, version: int | None = None, where: pc.Expression | None = None,
               table: DeltaRsTable | None = None) -> list[dict]:
     """The rows of a table (as of ``version``, those matching ``where``), as dicts. ``table``: the table
     already open at that version (each read below takes one likewise)."""
@@ -153,13 +153,13 @@ def read_rows(path: Path, version: int | None = None, where: pc.Expression | Non
     return dataset.to_table(filter=where).to_pylist()
 
 
-def read_rows_column(path: Path, version: int | None, column: str, table: DeltaRsTable | None = None) -> list:
+def read_rows_column(path: LakePath, version: int | None, column: str, table: DeltaRsTable | None = None) -> list:
     """One column of a table (as of ``version``)."""
     dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
     return dataset.to_table(columns=[column]).column(column).to_pylist()
 
 
-def read_named(path: Path, version: int | None, column: str, values: set,
+def read_named(path: LakePath, version: int | None, column: str, values: set,
                table: DeltaRsTable | None = None) -> list[dict]:
     """The rows of a table (as of ``version``) whose ``column`` is one of ``values``, as dicts. One column is
     scanned to find the files that hold them, and only those files are read whole: ids drawn at random
@@ -176,7 +176,7 @@ def read_named(path: Path, version: int | None, column: str, values: set,
     return rows
 
 
-def read_recent_first(path: Path, version: int | None, column: str, values: set,
+def read_recent_first(path: LakePath, version: int | None, column: str, values: set,
                       table: DeltaRsTable | None = None) -> list[dict]:
     """Like ``read_named`` for a table with one row per value (silver/ventes): the files with the latest
     ``event_ts`` are looked in first, and the search stops once every value is found. The sales that
@@ -218,7 +218,7 @@ def _arrow(table: DeltaRsTable, rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=pa.schema(table.schema().to_arrow()))
 
 
-def write_rows(path: Path, rows: list[dict], app_id: str, batch_id: int, table: DeltaRsTable | None = None) -> None:
+def write_rows(path: LakePath, rows: list[dict], app_id: str, batch_id: int, table: DeltaRsTable | None = None) -> None:
     """Replace the table at ``path`` (``table``, when it is already open) by ``rows``, once per (``app_id``,
     ``batch_id``) as Spark's txnAppId/txnVersion would (the same token, in the same log)."""
     table = open_delta_rs(path) if table is None else table
@@ -227,7 +227,7 @@ def write_rows(path: Path, rows: list[dict], app_id: str, batch_id: int, table: 
         write_deltalake(table, _arrow(table, rows), mode="overwrite", commit_properties=commit)
 
 
-def merge_rows(path: Path, rows: list[dict], key: str, app_id: str, batch_id: int,
+def merge_rows(path: LakePath, rows: list[dict], key: str, app_id: str, batch_id: int,
                within: str = "") -> dict | None:
     """Upsert ``rows`` into the table at ``path`` on ``key``, once per (``app_id``, ``batch_id``). ``within``,
     a condition on the target's columns that every row to update meets, lets the MERGE skip the files whose
@@ -241,7 +241,7 @@ def merge_rows(path: Path, rows: list[dict], key: str, app_id: str, batch_id: in
             .when_matched_update_all().when_not_matched_insert_all().execute())
 
 
-def write_sales(path: Path, rows: list[dict], stored: Collection[str], app_id: str, batch_id: int) -> dict | None:
+def write_sales(path: LakePath, rows: list[dict], stored: Collection[str], app_id: str, batch_id: int) -> dict | None:
     """Write a batch's silver/ventes rows: new sales and sales changed by corrections, ``stored`` the ids of
     those the table holds already. New sales only: an append. Otherwise a MERGE limited to the files whose
     sales are no older than the oldest stored sale it changes (sale times grow with arrival, roughly, so a
@@ -261,7 +261,7 @@ def _utc_literal(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
-def append_rows(path: Path, rows: list[dict], app_id: str, batch_id: int) -> None:
+def append_rows(path: LakePath, rows: list[dict], app_id: str, batch_id: int) -> None:
     """Append ``rows`` to the table at ``path``, once per (``app_id``, ``batch_id``)."""
     table = open_delta_rs(path)
     commit = _commit(table, app_id, batch_id)
@@ -274,7 +274,7 @@ class SilverBatchWriter:
     the bookings of what was sold and taken back → the touched clients' new rows (from the rows they had) and
     the touched rows of each table of totals → every table written at once."""
 
-    def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: Path,
+    def __init__(self, spark: SparkSession, rules: ClientRules, paths: Paths, checkpoint: LakePath,
                  on_batch: Callable[[BatchReport], None] | None = None):
         self.spark, self.rules, self.paths, self.checkpoint = spark, rules, paths, checkpoint
         self.on_batch = on_batch
@@ -573,7 +573,7 @@ class SilverBatchWriter:
                     conf.unset(name)
 
 
-def partial_write(write: Callable[..., None], *args: object) -> Callable[[], None]:
+def partial_write(write: Callable[..., object], *args: object) -> Callable[[], None]:
     """``write(*args)``, computed again from the table's new version when a concurrent commit (make
     upkeep compacting the table) refuses it."""
     def attempt() -> None:
@@ -649,7 +649,7 @@ def start_silver_query(spark: SparkSession, writer: SilverBatchWriter, paths: Pa
     # A MERGE's source is the batch's touched clients, computed once (a local relation, or checkpointed):
     # Delta need not materialize it again.
     spark.conf.set("spark.databricks.delta.merge.materializeSource", "none")
-    def source(path: Path) -> DataFrame:
+    def source(path: LakePath) -> DataFrame:
         # Retention deletes old Bronze days: Silver keeps the sales it has already counted.
         return (spark.readStream.format("delta").option("ignoreDeletes", "true")
                 .option("maxBytesPerTrigger", SOURCE_BYTES_PER_BATCH).load(str(path)))
