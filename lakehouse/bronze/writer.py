@@ -196,6 +196,11 @@ class _Steps:
         return ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in self.times)
 
 
+def tables_named(paths: set) -> str:
+    """Table locations for a log line, in order (an object-storage location has no order of its own)."""
+    return ", ".join(sorted(str(p) for p in paths))
+
+
 def _append_tagged(make_rows: Callable[[], DataFrame], path: Path, partition_by: str | None,
                    properties: dict[str, str] | None, tag: CommitTag) -> None:
     append_delta(make_rows(), path, partition_by, user_metadata=tag.to_json(), properties=properties)
@@ -288,7 +293,7 @@ class BronzeBatchWriter:
                                 or (found is None and self._rows_of_batch(path, batch_id))}
         if self._written_before:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
-                     ", ".join(str(p) for p in sorted(self._written_before)))
+                     tables_named(self._written_before))
         self._state = self._load_state(batch_id, tags[self.paths.bronze], tags[self.paths.corrections])
         missing = sorted((t for found in tags.values() for t in found or ()
                           if t.figures is not None and t.batch_id > flushed), key=lambda t: t.batch_id)
