@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.lake import S3Settings, on_object_storage
+from lakehouse.platform.local_fs import local_fs_jar, local_fs_settings
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import (JarResolutionError, beside_spark, listing_file, resolve_jars,
                                            spark_packages)
@@ -130,6 +131,12 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
             .config("spark.driver.memory", cfg.spark.driver_memory)
             .config("spark.jars.ivy", str(paths.ivy_dir))
         )
+        if not on_cluster and "PYSPARK_GATEWAY_PORT" not in os.environ:
+            # Local mode: the driver's JVM writes every file, so the class needs no shipping to executors. Only
+            # when PySpark starts that JVM (spark-submit starts it before Python runs, without the class).
+            jar = local_fs_jar(paths.cache_dir)
+            for key, value in local_fs_settings(jar).items() if jar else ():
+                builder = builder.config(key, value)
         if on_cluster and cfg.spark.jars_on_workers:
             # The workers read the jar cache where this machine does: the driver and the executors load the
             # jars from it, and no executor receives a copy of its own (770 MB with the S3 connector).
