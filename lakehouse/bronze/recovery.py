@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -27,6 +27,11 @@ from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
 log = logging.getLogger(__name__)
+
+
+def tables_named(paths: Iterable[LakePath]) -> str:
+    """Table locations for a log line, in order (an object-storage location has no order of its own)."""
+    return ", ".join(sorted(str(p) for p in paths))
 
 
 @dataclass
@@ -62,7 +67,7 @@ class Recovery:
                    if batch_commits(found, batch_id) or (found is None and self.rows_of_batch(path, batch_id))}
         if written:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
-                     ", ".join(str(p) for p in sorted(written)))
+                     tables_named(written))
         state = self.load_state(batch_id, tags[self.paths.bronze], tags[self.paths.corrections])
         missing = sorted((t for found in tags.values() for t in found or ()
                           if t.figures is not None and t.batch_id > flushed), key=lambda t: t.batch_id)

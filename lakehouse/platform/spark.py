@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.platform.config import Config, ConfigError
 from lakehouse.platform.lake import S3Settings, on_object_storage
+from lakehouse.platform.local_fs import local_fs_jar, local_fs_settings
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark_jars import JarResolutionError, beside_spark, listing_file, resolve_jars, spark_packages
 
@@ -151,6 +152,15 @@ def with_master(builder: Builder, cfg: Config, paths: Paths) -> Builder:
             .config("spark.jars.ivy", str(paths.ivy_dir)))
 
 
+def with_local_file_system(builder: Builder, paths: Paths) -> Builder:
+    """Hadoop's local file system without its ``chmod`` and ``readlink`` processes (``local_fs``), compiled into
+    the cache on first use; Hadoop's own class when there is no Java compiler. For local mode only, when
+    PySpark starts the driver's JVM: that JVM writes every file, so the class needs no shipping to executors
+    (spark-submit starts the JVM before Python runs, without the class)."""
+    jar = local_fs_jar(paths.cache_dir)
+    return with_settings(builder, local_fs_settings(jar)) if jar else builder
+
+
 def with_jars(builder: Builder, cfg: Config, paths: Paths, on_cluster: bool, verbose: bool = False) -> Builder:
     """The Delta and Kafka jars (and the S3 connector's, for a lake on object storage), resolved once through
     Spark's Ivy into the cache (``spark_jars``): SparkSetupError, naming the spark-submit options, when they
@@ -203,7 +213,10 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
     if on_cluster and cfg.spark.cores_max is not None:
         builder = with_cores_max(builder, cfg.spark.cores_max)
     if not submitted:
-        builder = with_jars(with_master(builder, cfg, paths), cfg, paths, on_cluster, verbose)
+        builder = with_master(builder, cfg, paths)
+        if not on_cluster and "PYSPARK_GATEWAY_PORT" not in os.environ:
+            builder = with_local_file_system(builder, paths)
+        builder = with_jars(builder, cfg, paths, on_cluster, verbose)
     spark = start_session(builder, cfg)
     spark.sparkContext.setLogLevel(cfg.spark.log_level)
     route_jvm_logs(spark, jvm_log_file(paths, app_name))

@@ -21,9 +21,11 @@ from lakehouse.bronze import commit_tags
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.contract_check import TimeJudge, check_contract
 from lakehouse.bronze.metrics_sink import MetricsSink
+from lakehouse.bronze.recovery import tables_named
 from lakehouse.bronze.writer import BronzeBatchWriter, to_bronze_rows
 from lakehouse.ingest.contract import ContractLimits
 from lakehouse.platform.delta import append_delta
+from lakehouse.platform.lake import ObjectPath, S3Settings
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config
 
@@ -215,3 +217,13 @@ def test_a_second_writer_on_the_same_checkpoint_adds_no_metrics_row_twice(spark,
     assert sorted((r.batch_id, r["count"]) for r in metrics.groupBy("batch_id").count().collect()) == \
         [(0, 1), (1, 1), (2, 1), (3, 1)]
     assert metrics.agg(F.sum("input_rows")).first()[0] == 8
+
+
+def test_a_replay_names_the_tables_it_skips_on_object_storage_too() -> None:
+    """The restart's log line lists the tables a replayed batch had written; object-storage locations have no
+    order of their own, so they are named in the order of their text."""
+    settings = S3Settings(endpoint="http://localhost:9000", region="us-east-1", path_style_access=True,
+                          access_key="k", secret_key=None)
+    written = {ObjectPath.from_uri(f"s3a://lake/bronze/{name}", settings) for name in ("ventes", "corrections")}
+    assert tables_named(written) == "s3a://lake/bronze/corrections, s3a://lake/bronze/ventes"
+    assert tables_named({Path("/data/b"), Path("/data/a")}) == "/data/a, /data/b"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
+from lakehouse.platform.local_fs import local_fs_jar, local_fs_settings
 from lakehouse.platform.paths import Paths
 from lakehouse.platform.spark import (
     FILE_SYSTEM_CHECKPOINT_FILES,
@@ -19,6 +20,7 @@ from lakehouse.platform.spark import (
     with_delta,
     with_job_settings,
     with_local_address,
+    with_local_file_system,
     with_master,
     with_object_storage,
 )
@@ -55,6 +57,16 @@ def test_each_step_adds_only_its_own_settings(tmp_path: Path) -> None:
     assert options(with_master(SparkSession.builder, cfg, Paths.from_config(cfg))) == {
         "spark.master": "local[2]", "spark.driver.memory": "3g",
         "spark.jars.ivy": str(Paths.from_config(cfg).ivy_dir)}
+
+
+def test_the_local_file_system_class_when_it_can_be_built(tmp_path: Path, monkeypatch) -> None:
+    paths = Paths.from_config(make_config(tmp_path))  # the project's cache: the jar the shared session uses
+    jar = local_fs_jar(paths.cache_dir)
+    assert jar is not None
+    assert options(with_local_file_system(SparkSession.builder, paths)) == local_fs_settings(jar)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no javac: Hadoop's own class, nothing set
+    elsewhere = Paths.from_config(make_config(tmp_path, paths__cache_dir=str(tmp_path / "cache")))
+    assert options(with_local_file_system(SparkSession.builder, elsewhere)) == {}
 
 
 def test_object_storage_settings_need_the_secret(tmp_path: Path) -> None:
