@@ -4,7 +4,9 @@ job, twice (the sales, then the corrections: two runs to travel between).
 
 Written directly rather than through the Bronze writer because two corrections carry what the contract
 refuses (ESC sequences in r3's motif and in r4's retour_id, besides markup and Markdown pipes): the readers
-must show even that as text.
+must show even that as text. Written through delta-rs (``tests.support.delta_rs``): the readers and Silver's
+job read these tables; how Spark writes them is not what these tests are about. The corrections table itself
+is created, empty, by Silver's first run, as without any correction.
 
 What Silver makes of it (``EXPECTED``): s1 (2 units, 100.00) partly returned by r1 (1 unit, 40.00); s2 (50.00)
 cancelled by r2; s3 (1 unit, 30.00) untouched, r4 (5 units of it, ``HOSTILE_RETOUR_ID``) refused; r5 names s1
@@ -25,6 +27,7 @@ from lakehouse.bronze.tables import CORRECTIONS_SCHEMA
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
+from tests.support.delta_rs import write_delta
 from tests.unit.test_silver_transforms import RULES
 
 SALES = ("vente_id STRING, client_id STRING, produit_id STRING, produit_nom STRING, categorie STRING, "
@@ -82,10 +85,9 @@ def build_corrections_lake(spark: SparkSession, root: Path) -> tuple[Paths, Path
     """The lake under ``root``, and a configuration file for it (orphan timeout: one hour)."""
     cfg = make_config(root / "data", analytics__orphan_timeout="1 hour")
     paths = Paths.from_config(cfg)
-    spark.createDataFrame(SALE_ROWS, SALES).write.format("delta").partitionBy("jour").save(str(paths.bronze))
-    spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    write_delta(paths.bronze, SALE_ROWS, SALES, partition_by="jour")
+    write_delta(paths.bronze_metrics, [], METRICS_SCHEMA)
     run_silver(spark, RULES, paths)  # run 0: the sales
-    spark.createDataFrame(CORRECTION_ROWS, CORRECTIONS_SCHEMA).write.format("delta").mode("append") \
-        .partitionBy("jour").save(str(paths.corrections))
+    write_delta(paths.corrections, CORRECTION_ROWS, CORRECTIONS_SCHEMA, partition_by="jour")
     run_silver(spark, RULES, paths)  # run 1: the corrections
     return paths, write_config(root / "config.ini", cfg, analytics={"orphan_timeout": "1 hour"})

@@ -1,5 +1,6 @@
 """query_utils: the questions, read-only SQL, the batch report and its charts, the menu driven through
-stdin — on a small real lakehouse (Bronze, quarantine, metrics written as Delta, Silver built by the job)."""
+stdin — on a small real lakehouse (Bronze, quarantine, metrics written as Delta through delta-rs, Silver built by
+the job)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from lakehouse.serve.report import (
 from lakehouse.silver.freshness import SilverStatusWriter
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
+from tests.support.delta_rs import write_delta
 from tests.unit.test_silver_transforms import D1, D2, RULES, ts
 
 BRONZE = ("vente_id STRING, client_id STRING, produit_id STRING, event_ts TIMESTAMP, jour DATE, quantite INT, "
@@ -67,18 +69,17 @@ SECOND = [  # Bronze version 1
 def lake_paths(spark, tmp_path_factory) -> Paths:
     paths = Paths.from_config(make_config(tmp_path_factory.mktemp("query") / "data"))
     for rows, offset in ((FIRST, 0), (SECOND, len(FIRST))):
-        spark.createDataFrame(bronze(rows, offset), BRONZE).write.format("delta").mode("append").partitionBy("jour") \
-            .save(str(paths.bronze))
+        write_delta(paths.bronze, bronze(rows, offset), BRONZE, partition_by="jour")
     at = dt.datetime(2026, 11, 26, 10, 0)
-    spark.createDataFrame([
+    write_delta(paths.quarantine, [
         ("not_json", ["not_json"], b"vente 9 client=C9", "vente 9 client=C9", 0, 17, at),
         ("wrong_type", ["wrong_type:montant"], b'{"montant": "cent euros"}', '{"montant": "cent euros"}', 1, 4, at),
         ("wrong_type", ["wrong_type:quantite", "missing:pays"], b'{"quantite": "deux"}', '{"quantite": "deux"}',
          2, 8, at + dt.timedelta(seconds=1)),
-    ], QUARANTINE).write.format("delta").save(str(paths.quarantine))
+    ], QUARANTINE)
     metrics = [("q1", b, at + dt.timedelta(seconds=b), 3, 2, 1, 0, 0, at, at, 900 + b, 3.3, 1200, 1500, 0, 0, 0)
                for b in (0, 1)]
-    spark.createDataFrame(metrics, METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    write_delta(paths.bronze_metrics, metrics, METRICS_SCHEMA)
     run_silver(spark, RULES, paths)
     return paths
 
@@ -282,13 +283,12 @@ ESC_RECORD = b"\x1b]0;TITLE\x07\x1b[2J\x1b[31m"
 
 def test_names_and_raw_records_from_the_data_stay_text_in_the_report_and_the_menu(spark, tmp_path) -> None:
     paths = Paths.from_config(make_config(tmp_path / "data"))
-    spark.createDataFrame(bronze([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C",
-                                   "Lampe", False) for i, name in enumerate(HOSTILE_NAMES)]), BRONZE) \
-        .write.format("delta").partitionBy("jour").save(str(paths.bronze))
+    write_delta(paths.bronze, bronze([(f"h{i}", f"H{i}", "P1", ts(D1, 9), D1, 1, Decimal("10.00"), name, name, "B2C",
+                                       "Lampe", False) for i, name in enumerate(HOSTILE_NAMES)]), BRONZE,
+                partition_by="jour")
     at = dt.datetime(2026, 11, 26, 10, 0)
-    spark.createDataFrame([("not_json", ["not_json"], ESC_RECORD, ESC_RECORD.decode(), 0, 1, at)], QUARANTINE) \
-        .write.format("delta").save(str(paths.quarantine))
-    spark.createDataFrame([], METRICS_SCHEMA).write.format("delta").save(str(paths.bronze_metrics))
+    write_delta(paths.quarantine, [("not_json", ["not_json"], ESC_RECORD, ESC_RECORD.decode(), 0, 1, at)], QUARANTINE)
+    write_delta(paths.bronze_metrics, [], METRICS_SCHEMA)
     run_silver(spark, RULES, paths)
     lake = Lakehouse(spark, paths)
 
