@@ -14,6 +14,7 @@ from lakehouse.platform.config import ConfigError, load_config
 from lakehouse.platform.lake import S3Settings
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config, write_config
+from tests.support.delta_rs import write_range
 
 SECRET = "test-secret-key-5ef1"
 ENV = {"LAKEHOUSE_S3_SECRET_KEY": SECRET}
@@ -88,8 +89,8 @@ def test_a_job_runs_its_own_upkeep_when_due_and_only_on_its_tables(spark, tmp_pa
 
     cfg = make_config(tmp_path / "data", analytics__vacuum_retention="0 s", analytics__silver_history="0 s")
     paths = Paths.from_config(cfg)
-    spark.range(3).write.format("delta").save(str(paths.silver("pays")))
-    spark.range(3).write.format("delta").save(str(paths.bronze_metrics))
+    write_range(paths.silver("pays"), 3)  # through delta-rs: the upkeep is what is tested
+    write_range(paths.bronze_metrics, 3)
     now = [100.0]
     own = OwnUpkeep(spark, cfg, paths, silver_tables(paths), interval_s=60, clock=lambda: now[0])
     assert own.run_if_due() is None and own.runs == 0  # not before an interval has passed

@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark.testing import assertDataFrameEqual
 
 from lakehouse.platform.spark import FILE_SYSTEM_CHECKPOINT_FILES, local_checkpoint_settings
+from tests.support.delta_rs import write_range
 
 
 def test_delta_round_trip(spark, tmp_path: Path) -> None:
@@ -35,9 +36,10 @@ def test_a_stream_on_a_local_disk_writes_its_checkpoint_through_the_file_system_
          .foreachBatch(lambda df, batch: seen.append((batch, sorted(r.id for r in df.collect()))))
          .option("checkpointLocation", str(checkpoint)).trigger(availableNow=True).start().awaitTermination(120))
 
-    spark.range(3).write.format("delta").save(str(source))
+    # The source's two versions (spark.range's rows) through delta-rs: the stream's checkpoint is what is tested.
+    write_range(source, 3)
     run()
-    spark.range(3, 5).write.format("delta").mode("append").save(str(source))
+    write_range(source, 3, 5)
     run()
     assert seen == [(0, [0, 1, 2]), (1, [3, 4])]
     for log in ("offsets", "commits"):

@@ -15,6 +15,7 @@ from lakehouse.platform.paths import Paths
 from lakehouse.serve.queries import Lakehouse, QueryInputError
 from lakehouse.serve.sql_guard import check_analyzed
 from tests.conftest import make_config
+from tests.support.delta_rs import write_delta, write_range
 
 SECRET = "root:x:0:0:secret-line"
 
@@ -23,11 +24,10 @@ SECRET = "root:x:0:0:secret-line"
 def lake(spark, tmp_path_factory) -> Lakehouse:
     root = tmp_path_factory.mktemp("sqlguard")
     paths = Paths.from_config(make_config(root / "data"))
-    spark.createDataFrame([("v1", "France", 10), ("v2", "Suisse", 20)], "vente_id STRING, pays STRING, n INT") \
-        .write.format("delta").save(str(paths.bronze))
-    spark.createDataFrame([("France", 1)], "pays STRING, nb_clients INT").write.format("delta") \
-        .save(str(paths.silver("pays")))
-    spark.range(3).write.format("delta").save(str(root / "elsewhere"))  # a Delta table that is not ours
+    # The tables through delta-rs: what is tested is what the console lets Spark read of them.
+    write_delta(paths.bronze, [("v1", "France", 10), ("v2", "Suisse", 20)], "vente_id STRING, pays STRING, n INT")
+    write_delta(paths.silver("pays"), [("France", 1)], "pays STRING, nb_clients INT")
+    write_range(root / "elsewhere", 3)  # a Delta table that is not ours
     (root / "secret.txt").write_text(SECRET + "\n")
     lake = Lakehouse(spark, paths)
     assert lake.register_views() == ["ventes", "pays"]
