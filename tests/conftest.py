@@ -9,17 +9,20 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from kafka import KafkaProducer
 
 from lakehouse.local.kafka_broker import BrokerSettings, broker_answers, start, stop
 from lakehouse.platform.config import PROJECT_DIR, Config, load_config
+from lakehouse.platform.paths import Paths
 from lakehouse.platform.topics import ensure_topic
 from tests.support.jvm_archive import (
     SERVICE_FLAGS,
@@ -152,6 +155,35 @@ def _no_handler_left_behind():
 @pytest.fixture(scope="session")
 def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lakehouse")
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name``, filled by ``build(folder)`` once per test run: by the first process of the run that
+    asks for it, the run's other worker (pytest-xdist) waiting for it, then reading the same folder. For what
+    the tests only read (a lake), which several test files need."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder = root / f"shared-{name}"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = root / f"shared-{name}.built"
+        if not done.exists():
+            if folder.exists():  # left half-built by a process that failed
+                shutil.rmtree(folder)
+            folder.mkdir()
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def corrections_lake(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Paths, Path]:
+    """The small lake of returns and cancellations (``tests.support.corrections_lake``), built once per run
+    (its tests only read it): its paths and its configuration file."""
+    from tests.support.corrections_lake import build_corrections_lake, lake_files
+
+    return lake_files(built_once(tmp_path_factory, "corrections", lambda root: build_corrections_lake(spark, root)))
 
 
 def _broker_note(config: pytest.Config) -> Path:

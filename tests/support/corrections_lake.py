@@ -8,6 +8,8 @@ must show even that as text. Written through delta-rs (``tests.support.delta_rs`
 job read these tables; how Spark writes them is not what these tests are about. The corrections table itself
 is created, empty, by Silver's first run, as without any correction.
 
+The readers only read the lake: the tests share one (the ``corrections_lake`` fixture), built once per run.
+
 What Silver makes of it (``EXPECTED``): s1 (2 units, 100.00) partly returned by r1 (1 unit, 40.00); s2 (50.00)
 cancelled by r2; s3 (1 unit, 30.00) untouched, r4 (5 units of it, ``HOSTILE_RETOUR_ID``) refused; r5 names s1
 with another client: refused; r3 and r6 wait for sales that never came, r3 for long (an orphan at ``NOW`` with
@@ -24,6 +26,7 @@ from pyspark.sql import SparkSession
 
 from lakehouse.bronze.columns import METRICS_SCHEMA
 from lakehouse.bronze.tables import CORRECTIONS_SCHEMA
+from lakehouse.platform.config import Config
 from lakehouse.platform.paths import Paths
 from lakehouse.silver.job import run_silver
 from tests.conftest import make_config, write_config
@@ -81,13 +84,24 @@ EXPECTED = {"sales": 3, "gross": Decimal("180.00"), "refunds": Decimal("40.00"),
             "waiting": 2, "orphans": 1, "rejected": 2}
 
 
+def lake_config(root: Path) -> Config:
+    """The configuration of the lake under ``root`` (orphan timeout: one hour)."""
+    return make_config(root / "data", analytics__orphan_timeout="1 hour")
+
+
+def lake_files(root: Path) -> tuple[Paths, Path]:
+    """The lake under ``root``, once built: its paths and its configuration file."""
+    return Paths.from_config(lake_config(root)), root / "config.ini"
+
+
 def build_corrections_lake(spark: SparkSession, root: Path) -> tuple[Paths, Path]:
-    """The lake under ``root``, and a configuration file for it (orphan timeout: one hour)."""
-    cfg = make_config(root / "data", analytics__orphan_timeout="1 hour")
+    """Build the lake under ``root`` and a configuration file for it; ``lake_files(root)``."""
+    cfg = lake_config(root)
     paths = Paths.from_config(cfg)
     write_delta(paths.bronze, SALE_ROWS, SALES, partition_by="jour")
     write_delta(paths.bronze_metrics, [], METRICS_SCHEMA)
     run_silver(spark, RULES, paths)  # run 0: the sales
     write_delta(paths.corrections, CORRECTION_ROWS, CORRECTIONS_SCHEMA, partition_by="jour")
     run_silver(spark, RULES, paths)  # run 1: the corrections
-    return paths, write_config(root / "config.ini", cfg, analytics={"orphan_timeout": "1 hour"})
+    write_config(root / "config.ini", cfg, analytics={"orphan_timeout": "1 hour"})
+    return lake_files(root)

@@ -1,7 +1,8 @@
 """Returns and cancellations in the readers (issue 31): the report, the terminal dashboard and the menu show
 net revenue beside gross sales, refunds and the return rate (by country, segment and product), the orphan
 corrections and the events Silver refused; the menu shows one sale with its corrections; hostile retour_id
-and motif stay text everywhere. On the small lake of ``tests.support.corrections_lake`` (real Silver job)."""
+and motif stay text everywhere. On the small lake of ``tests.support.corrections_lake`` (real Silver job), which
+the web page's tests read too."""
 
 from __future__ import annotations
 
@@ -27,18 +28,12 @@ from lakehouse.serve.queries import (
 )
 from lakehouse.serve.report import ORPHANS, PRODUCTS, REJECTED_SAMPLES, build_report, write_report_files
 from lakehouse.serve.safe_text import for_markdown, for_terminal
-from tests.support.corrections_lake import (
-    HOSTILE_MOTIF,
-    HOSTILE_RETOUR_ID,
-    NOW,
-    ORPHAN_TIMEOUT_S,
-    build_corrections_lake,
-)
+from tests.support.corrections_lake import HOSTILE_MOTIF, HOSTILE_RETOUR_ID, NOW, ORPHAN_TIMEOUT_S
 
 
 @pytest.fixture(scope="module")
-def lake(spark, tmp_path_factory) -> Lakehouse:
-    paths, _ = build_corrections_lake(spark, tmp_path_factory.mktemp("corrections"))
+def lake(spark, corrections_lake) -> Lakehouse:
+    paths, _ = corrections_lake
     return Lakehouse(spark, paths)
 
 

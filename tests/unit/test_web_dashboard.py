@@ -41,7 +41,7 @@ from lakehouse.silver.job import SilverBatchWriter, bronze_events
 from lakehouse.silver.tables import SILVER_TABLES, TIERS, silver_tag, tagged_batch
 from lakehouse.silver.transforms import ClientRules
 from tests.conftest import PROJECT_DIR, make_config, write_config
-from tests.support.corrections_lake import HOSTILE_MOTIF, HOSTILE_RETOUR_ID, build_corrections_lake
+from tests.support.corrections_lake import HOSTILE_MOTIF, HOSTILE_RETOUR_ID
 
 SCRIPT = str(PROJECT_DIR / "streamlit_dashboard.py")
 KAFKA_SCHEMA = T.StructType([
@@ -457,9 +457,9 @@ def test_the_launcher_refuses_a_busy_port_and_a_bad_setting(tmp_path, capsys) ->
     assert command[command.index("--browser.gatherUsageStats") + 1] == "false"
 
 
-def test_hostile_retour_id_and_motif_are_inert_on_the_page(spark, tmp_path, monkeypatch) -> None:
+def test_hostile_retour_id_and_motif_are_inert_on_the_page(corrections_lake, monkeypatch) -> None:
     # A lake whose corrections carry what the contract refuses (terminal escapes), written directly to Bronze.
-    _, config = build_corrections_lake(spark, tmp_path)
+    _, config = corrections_lake
     at = app(config, monkeypatch)
     assert not at.error, [e.value for e in at.error]
     shown = metrics(at)
