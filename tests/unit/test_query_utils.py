@@ -127,8 +127,15 @@ def test_missing_tables_name_the_command() -> None:
 
 # --- the report ----------------------------------------------------------------------------------------
 
-def test_report_figures(spark, lake_paths) -> None:
-    text = build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0)).text()
+@pytest.fixture(scope="module")
+def noon_report(spark, lake_paths) -> Report:
+    """The module's lake's report at noon: its text and its files are looked at by two tests (a report runs a
+    few dozen Spark queries)."""
+    return build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0))
+
+
+def test_report_figures(noon_report) -> None:
+    text = noon_report.text()
     # Silver built here without its job: no status file, so nothing is claimed about its freshness.
     assert text.startswith("Sales lakehouse report — 2026-11-26 12:00:00\n"
                            "Silver freshness unknown: no status from the Silver job (streaming_silver.py) yet\n\n")
@@ -205,9 +212,8 @@ def test_the_report_says_how_old_silver_is_under_its_title(tmp_path) -> None:
         f"# Sales lakehouse report — 2026-11-26 12:00:00\n\n**{unknown}**\n")
 
 
-def test_report_files_are_markdown_and_valid_pngs(spark, lake_paths, tmp_path) -> None:
-    report = build_report(Lakehouse(spark, lake_paths), dt.datetime(2026, 11, 26, 12, 0))
-    markdown = write_report_files(report, tmp_path / "out").read_text(encoding="utf-8")
+def test_report_files_are_markdown_and_valid_pngs(noon_report, tmp_path) -> None:
+    markdown = write_report_files(noon_report, tmp_path / "out").read_text(encoding="utf-8")
     for name, title in [("revenue_by_country.png", "Revenue by country"),
                         ("revenue_by_segment.png", "Revenue by segment"), ("daily_revenue.png", "Daily revenue")]:
         path = tmp_path / "out" / name
