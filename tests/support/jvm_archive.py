@@ -8,17 +8,18 @@ seconds off a short job's start.
 
 The archive is made once per machine by a short job (this module run as a script: Spark with this project's
 jars, a Delta write, a MERGE, a streaming read) and kept in ``.cache/cds/`` under a name that changes with
-Java, PySpark and Spark's jars. It is written to a temporary name and renamed when complete: a JVM given a
-truncated archive crashes, one given a missing archive or one made for another class path ignores it (with
-the logging options below, silently). Class-data sharing refuses a class path holding a non-empty folder,
-which rules out ``SPARK_CONF_DIR``: the flags go through ``SPARK_SUBMIT_OPTS``, which Spark's launcher adds to
-the driver's command line.
+Java, PySpark and Spark's jars, and with the jar the driver's class path begins with. It is written to a
+temporary name and renamed when complete: a JVM given a truncated archive crashes, one given a missing archive
+or one made for another class path ignores it (with the logging options below, silently). Class-data sharing
+refuses a class path holding a non-empty folder, which rules out ``SPARK_CONF_DIR``: the flags go through
+``SPARK_SUBMIT_OPTS``, which Spark's launcher adds to the driver's command line.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,13 +44,21 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def archive_path(cache_dir: Path = PROJECT_DIR / ".cache") -> Path:
-    """Where the archive for this Java, this PySpark and its jars lives."""
+    """Where the archive for this Java, this PySpark and its jars, and the driver's class path lives.
+
+    A JVM maps the archive only if the class path it was made with begins the JVM's own (a mismatch is
+    silent, see QUIET): the driver's begins with the local file system's jar (``lakehouse.platform.local_fs``)
+    when there is a Java compiler to build it, so its source and the compiler's presence are part of the name.
+    """
     import pyspark
+
+    from lakehouse.platform.local_fs import SOURCE
 
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=60).stderr
     jars = Path(pyspark.__file__).parent / "jars"
     listing = sorted(f"{p.name}:{p.stat().st_size}" for p in jars.glob("*.jar"))
-    key = hashlib.sha256("\n".join([java, pyspark.__version__, *listing]).encode()).hexdigest()[:16]
+    driver = [hashlib.sha256(SOURCE.read_bytes()).hexdigest(), str(shutil.which("javac") is not None)]
+    key = hashlib.sha256("\n".join([java, pyspark.__version__, *listing, *driver]).encode()).hexdigest()[:16]
     return cache_dir / "cds" / f"spark-driver-{key}.jsa"
 
 
