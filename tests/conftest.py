@@ -253,7 +253,10 @@ def spark(session_dir: Path):
     options = os.environ.get("SPARK_SUBMIT_OPTS")
     os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive_path())
     try:
-        session = build_spark(make_config(session_dir / "spark"), "tests")
+        # One partition for shuffles, for Delta's log and for new data (spark.default.parallelism): the tests'
+        # tables hold a handful of rows, and each task of a stage has a cost of its own (serialised, scheduled,
+        # its results gathered). Files are still read by two tasks at once.
+        session = build_spark(make_config(session_dir / "spark", spark__shuffle_partitions=1), "tests")
     finally:
         if options is not None:
             os.environ["SPARK_SUBMIT_OPTS"] = options
