@@ -1,5 +1,6 @@
 """The local file system class the jobs give Hadoop (lakehouse/platform/java/NioLocalFileSystem.java): in effect
-in the shared session, and doing what Hadoop's own class does for the two operations it replaces."""
+in the shared session, and doing what Hadoop's own class does for the two operations it replaces. Its jar's
+build (javac, a process of its own): tests/system/test_local_fs_jar.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from lakehouse.platform.local_fs import CLASS, local_fs_jar
+from lakehouse.platform.local_fs import CLASS
 
 
 def jvm_path(spark, path: Path):
@@ -83,12 +84,3 @@ def test_links_and_missing_paths_get_the_status_hadoop_gives(spark, tmp_path: Pa
         for fs in raw_file_systems(spark):
             with pytest.raises(Py4JJavaError, match="FileNotFoundException"):
                 fs.getFileLinkStatus(jvm_path(spark, tmp_path / name))
-
-
-def test_the_jar_is_built_once_per_source_and_skipped_without_a_compiler(tmp_path: Path, monkeypatch) -> None:
-    jar = local_fs_jar(tmp_path)
-    assert jar is not None and jar.is_file() and jar.parent == tmp_path / "jvm"
-    built = jar.stat().st_mtime_ns
-    assert local_fs_jar(tmp_path) == jar and jar.stat().st_mtime_ns == built  # not built again
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    assert local_fs_jar(tmp_path / "other") is None  # no javac: the jobs use Hadoop's class
