@@ -242,8 +242,14 @@ def kafka_bootstrap(session_dir: Path, request: pytest.FixtureRequest) -> str:
     return servers
 
 
+# PySpark's setting for the Python call sites of column expressions (see the spark fixture).
+CALL_SITES = "spark.python.sql.dataFrameDebugging.enabled"
+
+
 @pytest.fixture(scope="session")
 def spark(session_dir: Path):
+    from pyspark.errors.utils import is_debugging_enabled
+
     from lakehouse.platform.spark import build_spark
 
     # This session lives as long as the test process, but make test keeps both cores busy from start to end:
@@ -251,7 +257,12 @@ def spark(session_dir: Path):
     # time in the same wall time. And the class archive once it exists, as the jobs: its class path is theirs
     # (PySpark's jars; this project's come through spark.jars, loaded later).
     options = os.environ.get("SPARK_SUBMIT_OPTS")
-    os.environ["SPARK_SUBMIT_OPTS"] = java_options(archive_path())
+    # And PySpark does not note, for each column expression built, the Python line that built it (for the
+    # "DataFrame query context" of Spark's error messages): four or five JVM calls per expression, some hundred
+    # thousand in a run, the Bronze contract check's large expressions above all. A static setting, given to the
+    # JVM as a system property (Spark reads spark.* ones); PySpark reads it once per process, at the first
+    # expression built, hence the check below.
+    os.environ["SPARK_SUBMIT_OPTS"] = f"{java_options(archive_path())} -D{CALL_SITES}=false"
     try:
         # One partition for shuffles, for Delta's log and for new data (spark.default.parallelism): the tests'
         # tables hold a handful of rows, and each task of a stage has a cost of its own (serialised, scheduled,
@@ -270,6 +281,8 @@ def spark(session_dir: Path):
     # Nor does it re-plan its queries between stages (adaptive execution), which on a handful of rows costs more
     # than it finds. Streaming queries never used it.
     session.conf.set("spark.sql.adaptive.enabled", "false")
+    assert session.conf.get(CALL_SITES) == "false" and not is_debugging_enabled(), \
+        "PySpark notes the call site of each column expression"
     yield session
     session.stop()
 
