@@ -154,9 +154,10 @@ def with_master(builder: Builder, cfg: Config, paths: Paths) -> Builder:
 
 def with_local_file_system(builder: Builder, paths: Paths) -> Builder:
     """Hadoop's local file system without its ``chmod`` and ``readlink`` processes (``local_fs``), compiled into
-    the cache on first use; Hadoop's own class when there is no Java compiler. For local mode only, when
-    PySpark starts the driver's JVM: that JVM writes every file, so the class needs no shipping to executors
-    (spark-submit starts the JVM before Python runs, without the class)."""
+    the cache on first use; Hadoop's own class when there is no Java compiler or the cache cannot be written
+    (``local_fs_jar`` logs why). For local mode only, when PySpark starts the driver's JVM: that JVM writes
+    every file, so the class needs no shipping to executors (spark-submit starts the JVM before Python runs,
+    without the class)."""
     jar = local_fs_jar(paths.cache_dir)
     return with_settings(builder, local_fs_settings(jar)) if jar else builder
 

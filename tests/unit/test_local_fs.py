@@ -92,3 +92,9 @@ def test_the_jar_is_built_once_per_source_and_skipped_without_a_compiler(tmp_pat
     assert local_fs_jar(tmp_path) == jar and jar.stat().st_mtime_ns == built  # not built again
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert local_fs_jar(tmp_path / "other") is None  # no javac: the jobs use Hadoop's class
+
+
+def test_an_unwritable_cache_leaves_the_jobs_on_hadoops_class(tmp_path: Path) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    assert local_fs_jar(blocked) is None
