@@ -39,6 +39,7 @@ from lakehouse.platform.delta import (
     checkpoint_query_id,
     delta_table_exists,
     is_commit_conflict,
+    one_row,
     read_delta,
 )
 from lakehouse.platform.lake import LakePath, ObjectPath, remove_tree
@@ -366,7 +367,7 @@ class SilverBatchWriter:
         new = new.persist()
         try:
             self._merge_in_spark(versions, new, batch_id, done, steps)
-            summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
+            summary = one_row(new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")))
         finally:
             new.unpersist()
         return summary["rows"], summary["newest"], steps
@@ -388,7 +389,7 @@ class SilverBatchWriter:
             elif table == "rejets":
                 df = sales.withColumn("raison", F.lit(None).cast("string")).select(*REJETS_COLUMNS)
             else:
-                df = TOTALS[table][3](sales)
+                df = TOTALS[table].from_bronze(sales)
             schema = to_arrow_schema(df.schema, timezone="UTC")
             write_deltalake(str(path), schema.empty_table(), mode="append", storage_options=storage_options(path))
 
@@ -437,7 +438,7 @@ class SilverBatchWriter:
         done("clients read")
 
         def totals(table: str) -> None:
-            field_name = TOTALS[table][1]
+            field_name = TOTALS[table].count_field
             path = self.paths.silver(table)
             current = open_delta_rs(path)  # read, then replaced: one load of the table's log
             existing = {table_key(table, row): row for row in read_rows(path, table=current)}
@@ -524,7 +525,7 @@ class SilverBatchWriter:
         done("clients read")
 
         def totals(table: str) -> None:
-            key, field_name = TOTALS[table][0], TOTALS[table][1]
+            key, field_name = TOTALS[table].key, TOTALS[table].count_field
             keys = list(key) if isinstance(key, tuple) else [key]
             path = paths.silver(table)
             existing = read_delta(self.spark, path)
