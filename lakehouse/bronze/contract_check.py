@@ -292,7 +292,7 @@ class TimeJudge:
                              F.slice(field_reasons, at + 1, F.lit(len(FIELDS))))
         reasons = (F.when(F.col("_record_reason").isNotNull(), F.array("_record_reason"))
                    .when(too_far.isNull(), field_reasons).otherwise(with_time))
-        self.columns = [reasons.alias("reasons"), *[c for c in columns if c not in _PENDING],
+        self.columns: list[Column | str] = [reasons.alias("reasons"), *[c for c in columns if c not in _PENDING],
                         F.timestamp_micros(now).alias("ingestion_ts")]
 
     def __call__(self, checked: DataFrame, now_us: int) -> DataFrame:

@@ -22,7 +22,7 @@ from lakehouse.bronze.batch_figures import BatchFigures, metrics_row, utc
 from lakehouse.bronze.commit_tags import CommitTag, batch_commits, latest_before, tags_back_to
 from lakehouse.bronze.dedup import DedupState, Kept
 from lakehouse.bronze.kept_records import earlier_rows, kept_rows
-from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.delta import delta_table_exists, one_row
 from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
 
@@ -69,11 +69,14 @@ class Recovery:
             log.info("Batch %d was already committed to %s before a restart; not written again", batch_id,
                      tables_named(written))
         state = self.load_state(batch_id, tags[self.paths.bronze], tags[self.paths.corrections])
-        missing = sorted((t for found in tags.values() for t in found or ()
-                          if t.figures is not None and t.batch_id > flushed), key=lambda t: t.batch_id)
-        rows = [metrics_row(self.query_id, t.batch_id, BatchFigures.from_tag(t.figures), t.committed_ms)
-                for t in missing]
-        batches |= {t.batch_id for t in missing}
+        # (batch, figures, commit time) of the batches newer than the metrics table's, from their last commits'
+        # tags (a tag read from the history always has its commit's time).
+        missing = sorted(((t.batch_id, t.figures, t.committed_ms) for found in tags.values() for t in found or ()
+                          if t.figures is not None and t.committed_ms is not None and t.batch_id > flushed),
+                         key=lambda m: m[0])
+        rows = [metrics_row(self.query_id, batch, BatchFigures.from_tag(figures), committed_ms)
+                for batch, figures, committed_ms in missing]
+        batches |= {batch for batch, _, _ in missing}
         if missing:
             log.info("Figures of %d batch(es) not yet in the metrics table were recovered from their commits",
                      len(missing))
@@ -83,8 +86,8 @@ class Recovery:
         """The newest batch of this query in the metrics table (-1 if none)."""
         if not delta_table_exists(self.paths.bronze_metrics):
             return -1
-        top = (self.spark.read.format("delta").load(str(self.paths.bronze_metrics))
-               .filter(F.col("query_id") == self.query_id).agg(F.max("batch_id")).first()[0])
+        top = one_row(self.spark.read.format("delta").load(str(self.paths.bronze_metrics))
+                      .filter(F.col("query_id") == self.query_id).agg(F.max("batch_id")))[0]
         return -1 if top is None else top
 
     def rows_of_batch(self, path: LakePath, batch_id: int) -> bool:
@@ -107,8 +110,8 @@ class Recovery:
         if before:
             top = max(before, key=lambda t: t.batch_id).max_event_us
         else:  # young tables, or ones written before commits were tagged: read them
-            tops = [earlier_rows(self.spark, p, self.query_id, batch_id).agg(F.max(F.unix_micros("event_ts")))
-                    .first()[0] for p in tables]
+            earlier = [earlier_rows(self.spark, p, self.query_id, batch_id) for p in tables]
+            tops = [one_row(df.agg(F.max(F.unix_micros("event_ts"))))[0] for df in earlier if df is not None]
             top = max((t for t in tops if t is not None), default=None)
         if top is None:
             return state

@@ -19,7 +19,7 @@ from lakehouse.ingest.contract import ContractLimits
 from lakehouse.ops.metrics import BronzeMetrics
 from lakehouse.platform import job_lock
 from lakehouse.platform.config import Config
-from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists
+from lakehouse.platform.delta import checkpoint_has_entries, delta_table_exists, one_row
 from lakehouse.platform.kafka_security import KafkaSecurity, explain_java_error, spark_source_options
 from lakehouse.platform.lake import LakePath
 from lakehouse.platform.paths import Paths
@@ -87,7 +87,7 @@ class BronzeQuery:
                 job_lock.release(self._lock_file)
                 self._lock_file = None
 
-    def awaitTermination(self, timeout: float | None = None):  # noqa: N802 (Spark's API name)
+    def awaitTermination(self, timeout: int | None = None) -> bool | None:  # noqa: N802 (Spark's API name)
         try:
             return self._query.awaitTermination() if timeout is None else self._query.awaitTermination(timeout)
         finally:
@@ -113,8 +113,8 @@ def check_bronze_state(spark: SparkSession, paths: Paths, checkpoint: LakePath) 
     if checkpoint_has_entries(checkpoint, "commits"):
         gone = not tables_exist or (
             not delta_table_exists(paths.bronze) and delta_table_exists(paths.bronze_metrics)
-            and (spark.read.format("delta").load(str(paths.bronze_metrics))
-                 .agg(F.sum("bronze_rows")).first()[0] or 0) > 0)
+            and (one_row(spark.read.format("delta").load(str(paths.bronze_metrics))
+                         .agg(F.sum("bronze_rows")))[0] or 0) > 0)
         if gone:
             raise BronzeStateError(
                 f"Bronze checkpoint {checkpoint} has committed batches but the Bronze tables under "

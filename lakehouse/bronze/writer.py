@@ -283,13 +283,14 @@ class BronzeBatchWriter:
         keys = self._collect_keys(checked)
         steps.done("collect")
         written: set[LakePath] = set()  # tables that hold this batch already (a batch replayed after a restart)
-        if self._state is None:
-            written = self._start_run(batch_id)
+        state = self._state
+        if state is None:
+            state, written = self._start_run(batch_id)
             steps.done("restart state")
-        decision = self._decide(keys, batch_id, started_ms)
+        decision = self._decide(keys, state, batch_id, started_ms)
         steps.done("decide")
         self._commit(self._plan_commits(checked, decision, batch_id), written, decision, batch_id, steps)
-        self._record(keys, decision, batch_id)
+        self._record(keys, decision, state, batch_id)
         steps.done("state")
         log.debug("Batch %d steps: %s", batch_id, steps)
 
@@ -306,15 +307,15 @@ class BronzeBatchWriter:
         return BatchKeys(table.num_rows, valid, partitions, kafka_ms,
                          table.column("reasons") if self.metrics else None)
 
-    def _start_run(self, batch_id: int) -> set[LakePath]:
+    def _start_run(self, batch_id: int) -> tuple[DedupState, set[LakePath]]:
         """First batch of this run: recover the state, and the figures missing from the metrics table, from
-        the commits (``recovery``); the tables that hold this batch already."""
+        the commits (``recovery``); the state, and the tables that hold this batch already."""
         found = Recovery(self.spark, self.paths, self.query_id, self.delay_us).recover(batch_id)
         self._state = found.state
         for row in found.rows:
             self.sink.add(row)
         self._recovered |= found.batches
-        return found.written
+        return found.state, found.written
 
     def _look_up(self, state: DedupState, keys: list[SaleKey], batch_id: int) -> None:
         """Bring older kept sales with these keys' ids into memory (late sales can match pruned ones).
@@ -336,10 +337,9 @@ class BronzeBatchWriter:
                                                                    batch_id, where):
             state.remember(key, Kept(event_us, content, partition, offset))
 
-    def _decide(self, keys: BatchKeys, batch_id: int, started_ms: int) -> BatchDecision:
+    def _decide(self, keys: BatchKeys, state: DedupState, batch_id: int, started_ms: int) -> BatchDecision:
         """Duplicates, conflicting ids and late records, from the keys and the state (which it does not
         change but for the look-ups of pruned ids), and the batch's figures."""
-        state = self._state
         to_look_up = [k for k in keys.valid if state.needs_lookup(k)]
         if to_look_up:
             self._look_up(state, to_look_up, batch_id)
@@ -380,7 +380,7 @@ class BronzeBatchWriter:
         if figures.quarantined_rows:  # broken records or conflicting ids
             plan.append(PlannedCommit(self.paths.quarantine,
                                       lambda: to_quarantine_rows(checked, decisions_df, app, batch_id)))
-        if figures.duplicate_rows:
+        if figures.duplicate_rows and decisions_df is not None:  # (a duplicate is one of the decisions)
             plan.append(PlannedCommit(self.paths.duplicates,
                                       lambda: to_duplicate_rows(checked, decisions_df, app, batch_id)))
         if figures.correction_rows:
@@ -405,14 +405,13 @@ class BronzeBatchWriter:
                    for i, commit in enumerate(plan) if commit.path not in written]
         steps.add(commit_together(commits))
 
-    def _record(self, keys: BatchKeys, decision: BatchDecision, batch_id: int) -> None:
+    def _record(self, keys: BatchKeys, decision: BatchDecision, state: DedupState, batch_id: int) -> None:
         """After the commits: the batch's metrics row (to the sink, unless recovered already), the state, the
         Prometheus figures and the row for the progress listener."""
         committed_ms = int(self.clock() * 1000)
         row = metrics_row(self.query_id, batch_id, decision.figures, committed_ms)
         if batch_id not in self._recovered:
             self.sink.add(row)
-        state = self._state
         state.add(decision.kept)
         if self.metrics is not None:
             self.metrics.batch(prometheus_figures(decision.figures, keys.reasons, decision.conflicts,

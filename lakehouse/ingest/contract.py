@@ -22,8 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from lakehouse.platform.config import Config
 
 CONTRACT_VERSION = 1
 
@@ -153,7 +156,7 @@ class ContractLimits:
     naive_zone: str | None = None
 
     @classmethod
-    def from_config(cls, cfg: Any) -> "ContractLimits":
+    def from_config(cls, cfg: Config) -> "ContractLimits":
         s = cfg.streaming
         return cls(max_event_bytes=s.max_event_bytes, max_quantite=s.max_quantite,
                    max_future_skew_us=int(s.max_future_skew.seconds * 1_000_000),
@@ -238,13 +241,15 @@ class _Number:
     def exact(self) -> Decimal | None:
         """The exact value when Spark keeps it exactly (integer or decimal notation within 38 digits),
         else None (Spark makes it a double)."""
-        if self.int64() is not None:
-            return Decimal(self.int64())
+        whole = self.int64()
+        if whole is not None:
+            return Decimal(whole)
         if "e" in self.text or "E" in self.text:
             return None
         value = Decimal(self.text)
         _, digits, exponent = value.as_tuple()
-        if len(digits) > EXACT_DIGITS or -exponent > EXACT_DIGITS:
+        # A JSON number is finite: the exponent is an int ('n', 'N', 'F' are NaN's and infinity's).
+        if not isinstance(exponent, int) or len(digits) > EXACT_DIGITS or -exponent > EXACT_DIGITS:
             return None
         return value
 
@@ -288,7 +293,7 @@ def _has_surrogate(text: str) -> bool:
 
 # --- the verdict ------------------------------------------------------------------------------------
 
-def _record_reason(value: bytes | None, max_bytes: int) -> tuple[str | None, dict | None]:
+def _record_reason(value: bytes | None, max_bytes: int) -> tuple[str, None] | tuple[None, dict[str, Any]]:
     """The record-level reason, or (None, the decoded object) for a flat object with unique keys."""
     if value is None or len(value) == 0:
         return "empty", None
@@ -372,6 +377,8 @@ def _naive_micros(text: str, zone: str) -> int | None:
     except ValueError:
         return None
     offset = ZoneInfo(zone).utcoffset(wall)  # fold=0: the offset in force before a change of the clocks
+    if offset is None:  # a ZoneInfo gives every wall time an offset; tzinfo's interface allows None
+        return None
     days = wall.date().toordinal() - _EPOCH_ORDINAL
     seconds = wall.hour * 3600 + wall.minute * 60 + wall.second
     return (days * 86400 + seconds) * 1_000_000 + wall.microsecond - (offset.days * 86400 + offset.seconds) * 1_000_000
@@ -442,9 +449,10 @@ def violations(value: bytes | None, limits: ContractLimits = ContractLimits(),
     ``kafka_us`` is the record's Kafka timestamp and ``now_us`` the time it is read, both microseconds
     since the epoch (default: now); see ``reference_time``.
     """
-    reason, event = _record_reason(value, limits.max_event_bytes)
-    if reason is not None:
-        return [reason]
+    checked = _record_reason(value, limits.max_event_bytes)
+    if checked[0] is not None:
+        return [checked[0]]
+    event = checked[1]
     if now_us is None:
         now_us = time.time_ns() // 1000
     reference_us = reference_time(kafka_us, now_us, limits)

@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
-from typing import Iterator
+from typing import Any, Iterator, Sequence, TypeVar
 
 from faker import Faker
 
@@ -113,7 +113,10 @@ _B2C_QUANTITY_CUM = list(itertools.accumulate((70, 20, 7, 3)))
 _CANAL_CUM = list(itertools.accumulate((55, 30, 15)))
 
 
-def _pick(items, cum_weights: list[float], rng: random.Random):
+_T = TypeVar("_T")
+
+
+def _pick(items: Sequence[_T], cum_weights: Sequence[float], rng: random.Random) -> _T:
     # random.choices does the same bisection but rebuilds its arguments on every call; this is the
     # hot path of generation.
     return items[bisect.bisect(cum_weights, rng.random() * cum_weights[-1])]
@@ -154,7 +157,7 @@ class Record:
     key: bytes
     value: bytes
     kind: str
-    event: dict | None = None
+    event: dict[str, Any]
     early: bool = False
 
 

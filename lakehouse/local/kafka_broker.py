@@ -160,9 +160,9 @@ def check_formatted_for(settings: BrokerSettings) -> None:
 
 
 def _scram_credentials(settings: BrokerSettings, secrets: BrokerSecrets) -> list[str]:
-    security = settings.security
+    security, user = settings.security, settings.security.scram_user()
     return [scram_credential(security.mechanism, BROKER_USER, secrets.broker_password),
-            scram_credential(security.mechanism, security.username, security.password.reveal())]
+            scram_credential(security.mechanism, user.name, user.password.reveal())]
 
 
 def _record_format(settings: BrokerSettings) -> None:

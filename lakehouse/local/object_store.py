@@ -66,7 +66,7 @@ class StoreSettings:
         if url.scheme != "http" or url.hostname not in LOCAL_HOSTS or not url.port:
             raise ConfigError(f"[s3] endpoint = {s3.endpoint!r}: the local object store serves "
                               "http://127.0.0.1:<port> only (set that, or use your own S3 endpoint without it)")
-        bucket = split_uri(cfg.paths.lake)[0] if on_object_storage(cfg) else DEFAULT_BUCKET
+        bucket = split_uri(cfg.paths.lake or "")[0] if on_object_storage(cfg) else DEFAULT_BUCKET
         return cls(version=cfg.cluster.s3proxy_version, host="127.0.0.1", port=url.port, bucket=bucket,
                    access_key=s3.access_key, secret_key=s3.secret_key, heap="256m",
                    start_timeout_s=cfg.cluster.start_timeout.seconds, jar_dir=paths.cache_dir / "s3proxy",

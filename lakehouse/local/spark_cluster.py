@@ -138,7 +138,7 @@ def start(settings: ClusterSettings) -> str:
     if master is None and port_open(settings.host, settings.master_port):
         raise ClusterError(f"Port {settings.master_port} on {settings.host} is already in use by another process; "
                            "stop it or change [cluster] spark_master_port")
-    started = []
+    started: list[str] = []
     for name in settings.names():
         pid = running_pid(settings, name)
         if pid is not None:

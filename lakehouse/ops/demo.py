@@ -90,6 +90,15 @@ class Part:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the part has stopped (None while it runs, or before it started)."""
+        return None if self.proc is None else self.proc.returncode
+
     def stop(self, timeout_s: float) -> int | None:
         """SIGTERM to the part's Python process (each part stops cleanly on it; its JVM, which a signal
         would stop mid-batch, follows its parent), wait, then SIGKILL whatever is left in its group."""
@@ -342,7 +351,7 @@ class Demo:
         web_note = None if self.args.no_web or self.stop.is_set() else self.start_web(commands["dashboard"], env)
         prometheus_note = (self.start_prometheus(commands["prometheus"], env)
                            if self.args.prometheus and not self.stop.is_set() else None)
-        log.info("Started %s; logs in %s", ", ".join(f"{p.name} (pid {p.proc.pid})" for p in self.parts),
+        log.info("Started %s; logs in %s", ", ".join(f"{p.name} (pid {p.pid})" for p in self.parts),
                  self.paths.logs_dir)
         refresh = self.args.refresh or self.cfg.monitoring.dashboard_refresh.seconds
         health, failed, last_screen = StreamHealth(), None, None
@@ -414,13 +423,13 @@ class Demo:
         if web is None or web.running or (note or "").startswith("Web dashboard: stopped"):
             return note
         log.warning("The web dashboard stopped (exit %s); the pipeline goes on. Last lines of %s:\n%s",
-                    web.proc.returncode, web.log_file, tail(web.log_file))
-        return f"Web dashboard: stopped (exit {web.proc.returncode}; see {web.log_file})"
+                    web.returncode, web.log_file, tail(web.log_file))
+        return f"Web dashboard: stopped (exit {web.returncode}; see {web.log_file})"
 
     def shutdown(self, failed: Part | None) -> int:
         """Producer, then Bronze after its batch, then Silver after its run, the web page, then our broker."""
         if failed is not None:
-            log.error("%s exited with code %s; last lines of %s:\n%s", failed.name, failed.proc.returncode,
+            log.error("%s exited with code %s; last lines of %s:\n%s", failed.name, failed.returncode,
                       failed.log_file, tail(failed.log_file))
         by_name = {p.name: p for p in self.parts}
         codes = {}

@@ -51,7 +51,7 @@ from pyspark.sql import functions as F
 
 from lakehouse.platform.cli import add_config_flag, add_verbose_flag, config_or_exit, setup_logging
 from lakehouse.platform.config import Config
-from lakehouse.platform.delta import delta_table_exists
+from lakehouse.platform.delta import delta_table_exists, one_row
 from lakehouse.platform.job_lock import lock_or_exit, upkeep_folder
 from lakehouse.platform.lake import LakePath, on_object_storage
 from lakehouse.platform.paths import Paths
@@ -93,14 +93,14 @@ def delete_old_bronze_days(spark: SparkSession, paths: Paths, keep_days: int, to
         if not delta_table_exists(path):
             continue
         metrics = spark.sql(f"DELETE FROM delta.`{path}` WHERE jour < DATE'{cutoff.isoformat()}'")
-        deleted += metrics.first()["num_affected_rows"] if "num_affected_rows" in metrics.columns else 0
+        deleted += one_row(metrics)["num_affected_rows"] if "num_affected_rows" in metrics.columns else 0
     log.info("Retention: %d Bronze rows older than %s deleted (keeping %d days)", deleted, cutoff, keep_days)
     return deleted
 
 
 def optimize(spark: SparkSession, path: LakePath) -> tuple[int, int]:
     """Compact a table's small files; returns (files removed, files added)."""
-    row = spark.sql(f"OPTIMIZE delta.`{path}`").first()
+    row = one_row(spark.sql(f"OPTIMIZE delta.`{path}`"))
     metrics = row["metrics"]
     log.info("OPTIMIZE %s: %d files compacted into %d", path, metrics.numFilesRemoved, metrics.numFilesAdded)
     return metrics.numFilesRemoved, metrics.numFilesAdded
@@ -114,7 +114,7 @@ def vacuum(spark: SparkSession, path: LakePath, retain_hours: float) -> None:
 
 def created_ms(spark: SparkSession, path: LakePath) -> int | None:
     """When a table was created (milliseconds since the epoch, from its metadata), None if not recorded."""
-    return spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select(F.unix_millis("createdAt")).first()[0]
+    return one_row(spark.sql(f"DESCRIBE DETAIL delta.`{path}`").select(F.unix_millis("createdAt")))[0]
 
 
 def younger_than_history(spark: SparkSession, path: LakePath, retain_hours: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 
 from lakehouse.platform.lake import LakePath
 
@@ -13,6 +13,15 @@ def is_commit_conflict(error: BaseException) -> bool:
     """Whether ``error`` is Delta refusing a commit because a concurrent one changed what it read
     (io.delta.exceptions.Concurrent*, as PySpark or py4j surface them): the operation may be run again."""
     return "Concurrent" in type(error).__name__ or "io.delta.exceptions.Concurrent" in str(error)[:2000]
+
+
+def one_row(df: DataFrame) -> Row:
+    """The row of a query that always gives one: an aggregate without grouping, a Delta command's metrics,
+    a table's latest commit (``DataFrame.first`` is typed for the empty result too)."""
+    row = df.first()
+    if row is None:
+        raise RuntimeError("A query that always gives one row gave none")
+    return row
 
 
 def delta_table_exists(path: LakePath) -> bool:

@@ -189,12 +189,12 @@ def scram_login(sock: ssl.SSLSocket, mechanism: str, username: str, password: st
 
 def login_problem(host: str, port: int, security: KafkaSecurity, timeout_s: float) -> BrokerProblem | None:
     """Log in once with the configured user (over TLS, as the clients will); None when the broker says yes."""
-    address = f"{host}:{port}"
+    address, user = f"{host}:{port}", security.scram_user()
     context = ssl.create_default_context(cafile=str(security.cafile))
     try:
         with socket.create_connection((host, port), timeout=timeout_s) as raw:
             with context.wrap_socket(raw, server_hostname=host) as sock:
-                scram_login(sock, security.mechanism, security.username, security.password.reveal())
+                scram_login(sock, security.mechanism, user.name, user.password.reveal())
                 return None
     except _LoginRefused as e:
         if e.error_code == _UNSUPPORTED_SASL_MECHANISM:

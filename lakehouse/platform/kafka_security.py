@@ -34,6 +34,14 @@ class KafkaSecurityError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ScramUser:
+    """The SCRAM user of a secured connection and its password (printing it shows ``***``)."""
+
+    name: str
+    password: Secret
+
+
+@dataclass(frozen=True)
 class KafkaSecurity:
     """How clients talk to the broker. ``password`` is a ``Secret``: printing this object shows ``***``."""
 
@@ -88,6 +96,14 @@ class KafkaSecurity:
         if message is not None:
             raise KafkaSecurityError(message)
 
+    def scram_user(self) -> ScramUser:
+        """The user name and password to log in with; ``KafkaSecurityError`` with ``credentials_problem()``'s
+        message when either is missing."""
+        if self.username and self.password is not None:
+            return ScramUser(self.username, self.password)
+        raise KafkaSecurityError(self.credentials_problem()
+                                 or f"[kafka] security_protocol = {self.protocol} has no SCRAM user")
+
 
 def cafile_problem(cafile: Path | None) -> str | None:
     """Why ``cafile`` cannot be used to check the broker's certificate, or None."""
@@ -125,11 +141,12 @@ def kafka_python_kwargs(security: KafkaSecurity) -> dict:
     if not security.secured:
         return {"security_protocol": PLAINTEXT}
     security.require()
+    user = security.scram_user()
     return {
         "security_protocol": SASL_SSL,
         "sasl_mechanism": security.mechanism,
-        "sasl_plain_username": security.username,
-        "sasl_plain_password": security.password.reveal(),
+        "sasl_plain_username": user.name,
+        "sasl_plain_password": user.password.reveal(),
         "ssl_cafile": str(security.cafile),
         # The broker's certificate must name the host we connect to (kafka-python's default, stated).
         "ssl_check_hostname": True,
@@ -142,10 +159,11 @@ def spark_source_options(security: KafkaSecurity) -> dict[str, str]:
     if not security.secured:
         return {"kafka.security.protocol": PLAINTEXT}
     security.require()
+    user = security.scram_user()
     return {
         "kafka.security.protocol": SASL_SSL,
         "kafka.sasl.mechanism": security.mechanism,
-        "kafka.sasl.jaas.config": jaas_config(security.username, security.password),
+        "kafka.sasl.jaas.config": jaas_config(user.name, user.password),
         # A PEM CA file needs no Java truststore and no truststore password.
         "kafka.ssl.truststore.type": "PEM",
         "kafka.ssl.truststore.location": str(security.cafile),

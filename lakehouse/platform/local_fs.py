@@ -42,22 +42,22 @@ def local_fs_jar(cache_dir: Path) -> Path | None:
         log.info("No Java compiler (javac) or Hadoop API jar: Spark uses Hadoop's local file system, which runs "
                  "chmod and readlink for each file it writes")
         return None
-    jar.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=jar.parent) as work:
-        classes = Path(work) / "classes"
-        try:
+    try:
+        jar.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=jar.parent) as work:
+            classes = Path(work) / "classes"
             subprocess.run([javac, "-nowarn", "-d", str(classes), "-cp", str(hadoop), str(SOURCE)], check=True,
                            capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.SubprocessError) as e:
-            detail = getattr(e, "stderr", None) or str(e)
-            log.warning("Could not compile %s (%s): Spark uses Hadoop's local file system", SOURCE.name,
-                        detail.strip().splitlines()[0] if detail.strip() else e.__class__.__name__)
-            return None
-        built = Path(work) / jar.name
-        with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as archive:
-            for path in sorted(classes.rglob("*.class")):
-                archive.write(path, path.relative_to(classes).as_posix())
-        os.replace(built, jar)  # whole or absent: another job may be building it at the same time
+            built = Path(work) / jar.name
+            with zipfile.ZipFile(built, "w", zipfile.ZIP_DEFLATED) as archive:
+                for path in sorted(classes.rglob("*.class")):
+                    archive.write(path, path.relative_to(classes).as_posix())
+            os.replace(built, jar)  # whole or absent: another job may be building it at the same time
+    except (OSError, subprocess.SubprocessError) as e:  # a read-only or full cache, a failed compile
+        detail = (getattr(e, "stderr", None) or str(e)).strip()
+        log.warning("Could not build %s (%s): Spark uses Hadoop's local file system", jar,
+                    detail.splitlines()[0] if detail else e.__class__.__name__)
+        return None
     return jar
 
 

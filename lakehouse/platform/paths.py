@@ -137,5 +137,5 @@ class Paths:
     def data_dirs(self) -> list[Path]:
         """Local directories the pipeline writes to and that setup creates (on object storage, folders
         need no creating)."""
-        lake = [self.delta_dir, self.checkpoints_dir] if isinstance(self.lake_dir, Path) else []
+        lake = [p for p in (self.delta_dir, self.checkpoints_dir) if isinstance(p, Path)]
         return [*lake, self.kafka_data, self.logs_dir]

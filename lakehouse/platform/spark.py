@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+from py4j.java_gateway import JVMView
 from py4j.protocol import Py4JJavaError
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -61,9 +62,19 @@ def spark_submit_options(cfg: Config) -> list[str]:
     return options
 
 
-def _launched_by_spark_submit() -> bool:
+def _spark_submit_master() -> str | None:
+    """The master spark-submit started the job with, or None when it was started with ``python``."""
     # Under spark-submit the JVM exists before Python runs, and SparkConf() sees its spark.* settings.
-    return SparkConf().contains("spark.master")
+    return SparkConf().get("spark.master")
+
+
+def session_jvm(spark: SparkSession) -> JVMView:
+    """The driver JVM's view of a running session (PySpark types it optional: it has none before a context
+    starts)."""
+    jvm = spark.sparkContext._jvm
+    if jvm is None:
+        raise RuntimeError("The Spark session has no JVM (its context is not running)")
+    return jvm
 
 
 Builder = SparkSession.Builder
@@ -154,9 +165,10 @@ def with_master(builder: Builder, cfg: Config, paths: Paths) -> Builder:
 
 def with_local_file_system(builder: Builder, paths: Paths) -> Builder:
     """Hadoop's local file system without its ``chmod`` and ``readlink`` processes (``local_fs``), compiled into
-    the cache on first use; Hadoop's own class when there is no Java compiler. For local mode only, when
-    PySpark starts the driver's JVM: that JVM writes every file, so the class needs no shipping to executors
-    (spark-submit starts the JVM before Python runs, without the class)."""
+    the cache on first use; Hadoop's own class when there is no Java compiler or the cache cannot be written
+    (``local_fs_jar`` logs why). For local mode only, when PySpark starts the driver's JVM: that JVM writes
+    every file, so the class needs no shipping to executors (spark-submit starts the JVM before Python runs,
+    without the class)."""
     jar = local_fs_jar(paths.cache_dir)
     return with_settings(builder, local_fs_settings(jar)) if jar else builder
 
@@ -199,8 +211,9 @@ def build_spark(cfg: Config, app_name: str, verbose: bool = False) -> SparkSessi
     Started with ``spark-submit``, the jars must come from ``--packages`` (see ``spark_submit_options``);
     master and memory then come from spark-submit too.
     """
-    submitted = _launched_by_spark_submit()
-    master = SparkConf().get("spark.master") if submitted else cfg.spark.master
+    submitted_master = _spark_submit_master()
+    submitted = submitted_master is not None
+    master = cfg.spark.master if submitted_master is None else submitted_master
     on_cluster, object_storage, paths = master.startswith("spark://"), on_object_storage(cfg), Paths.from_config(cfg)
     builder = with_job_settings(with_delta(SparkSession.builder.appName(app_name)), cfg)
     builder = with_checkpoint_files(builder, object_storage)
@@ -282,7 +295,7 @@ def route_jvm_logs(spark: SparkSession, log_file: Path) -> None:
     stack traces (a failed streaming query: dozens to hundreds of lines; a task that failed in the SQL
     console) are for the log file, which keeps every line. Every console appender is taken off every
     logger; the file appender goes on the root logger."""
-    jvm = spark.sparkContext._jvm
+    jvm = session_jvm(spark)
     core = jvm.org.apache.logging.log4j.core
     log_file.parent.mkdir(parents=True, exist_ok=True)
     context = jvm.org.apache.logging.log4j.LogManager.getContext(False)
@@ -333,7 +346,7 @@ def build_spark_or_log(cfg: Config, app_name: str, logger: logging.Logger,
 
 def check_jars(spark: SparkSession, cfg: Config) -> None:
     """Fail with the exact spark-submit options when Delta or the Kafka source is missing."""
-    jvm = spark.sparkContext._jvm
+    jvm = session_jvm(spark)
     loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
     missing = []
     for class_name, what in REQUIRED_CLASSES.items():

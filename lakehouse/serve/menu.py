@@ -15,6 +15,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.platform.delta import one_row
 from lakehouse.serve.numbers import duration
 from lakehouse.serve.queries import (
     CLIENT_COLUMNS,
@@ -253,7 +254,7 @@ class Menu:
 
     def waiting(self) -> None:
         df = waiting_corrections(self.lake.table("corrections_en_attente"), datetime.now(), self.orphan_timeout_s)
-        counts = df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")).first()
+        counts = one_row(df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")))
         self.show("Corrections waiting for their sale (oldest first)", df.drop("kafka_partition", "kafka_offset"))
         self.console.say(f"{counts['n']:,} waiting; {counts['orphans']:,} orphan(s): waiting for over "
                          f"{duration(self.orphan_timeout_s)} ([analytics] orphan_timeout). Silver applies one when "

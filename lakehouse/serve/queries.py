@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -204,8 +204,8 @@ def _instant(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.astimezone(timezone.utc)
 
 
-def correction_outcomes(sale: Mapping[str, Any] | None, corrections: list[Mapping[str, Any]],
-                        waiting: list[Mapping[str, Any]], refused: list[Mapping[str, Any]], now: datetime,
+def correction_outcomes(sale: Mapping[str, Any] | None, corrections: Sequence[Mapping[str, Any]],
+                        waiting: Sequence[Mapping[str, Any]], refused: Sequence[Mapping[str, Any]], now: datetime,
                         orphan_timeout_s: float) -> list[dict]:
     """What became of each of a sale's corrections in Bronze (``corrections``, rows of Bronze's corrections
     table): refused (with Silver's ``raison``), waiting for the sale (an orphan after ``orphan_timeout_s``),

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
+from typing import Callable, SupportsFloat, cast
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from lakehouse.platform.delta import one_row
 from lakehouse.serve.dashboard import table
 from lakehouse.serve.headline import ClientCounts, headline
 from lakehouse.serve.numbers import duration, euros, rate, share
@@ -237,7 +238,7 @@ def build_report(lake: Lakehouse, now: datetime, top: int = 10,
     clients_df, pays_df = lake.table("clients"), lake.table("pays")
     waiting_df = waiting_corrections(lake.table("corrections_en_attente"), now, orphan_timeout_s).localCheckpoint()
     rejets_df = lake.table("rejets")
-    waiting = waiting_df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")).first()
+    waiting = one_row(waiting_df.agg(F.count(F.lit(1)).alias("n"), F.count_if("orphelin").alias("orphans")))
     counts = CorrectionCounts(waiting["n"], waiting["orphans"], orphan_timeout_s, rejets_df.count())
     report = Report(now, silver=freshness)
     report.sections.append(overview([r.asDict() for r in clients_df.collect()],
@@ -292,7 +293,7 @@ def tables_section(lake: Lakehouse) -> Section:
     """Each existing table's current version, last change and row count."""
     rows = []
     for name in (n for n in TABLES if lake.exists(n)):
-        last = lake.history(name, 1).first()
+        last = one_row(lake.history(name, 1))
         rows.append([name, last["version"], last["timestamp"], last["operation"], lake.table(name).count()])
     return Section(TABLES_SECTION, ["table", "version", "changed_at", "last_operation", "rows"], rows)
 
@@ -351,7 +352,7 @@ def write_charts(report: Report, out_dir: Path) -> dict[str, Path]:
         s = report.section(title)
         # Names are any text: an unescaped "$" pair would be parsed as maths (and fail on, say, "$\\x$").
         labels = [visible(format_value(s.columns[0], r[0])).replace("$", r"\$") for r in s.rows]
-        values = [float(r[s.columns.index("chiffre_affaires")]) for r in s.rows]
+        values = [float(cast(SupportsFloat, r[s.columns.index("chiffre_affaires")])) for r in s.rows]
         path = out_dir / filename
         revenue_chart(title, labels, values).savefig(path, format="png")
         written[title] = path

@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterator
 
 from pyspark.sql import DataFrame, Row, SparkSession
 
+from lakehouse.platform.spark import session_jvm
+
 
 class QueryInputError(ValueError):
     """A user's answer or statement that cannot be run; the message says why, in one line."""
@@ -72,7 +74,10 @@ def _no_sql_on_files(spark: SparkSession) -> Iterator[None]:
     try:
         yield
     finally:
-        spark.conf.set("spark.sql.runSQLOnFiles", before)
+        if before is None:  # not set and no default (Spark has one): unset again
+            spark.conf.unset("spark.sql.runSQLOnFiles")
+        else:
+            spark.conf.set("spark.sql.runSQLOnFiles", before)
 
 
 def _seq(scala_seq: Any) -> list[Any]:
@@ -209,7 +214,7 @@ _TOO_LONG = ("integer overflow", "exceeds the array size limit", "Cannot grow Bu
 def _java_chain(error: BaseException) -> list[tuple[str, str]]:
     """(class name, message) of the JVM exception behind ``error`` and of each of its causes."""
     java = getattr(error, "java_exception", None) or getattr(error, "_origin", None)
-    chain = []
+    chain: list[tuple[str, str]] = []
     while java is not None and len(chain) < 20:
         try:
             chain.append((str(java.getClass().getName()), str(java.getMessage() or "")))
@@ -225,7 +230,7 @@ def too_large_message(spark: SparkSession, error: BaseException) -> str | None:
     chain = _java_chain(error)
     if any("OutOfMemoryError" in name or "Java heap space" in message or "Boxed" in message
            for name, message in chain):
-        heap_mb = spark.sparkContext._jvm.java.lang.Runtime.getRuntime().maxMemory() // (1024 * 1024)
+        heap_mb = session_jvm(spark).java.lang.Runtime.getRuntime().maxMemory() // (1024 * 1024)
         return (f"The statement builds values too large for the memory of this session (at most {heap_mb:,} "
                 "MB, [spark] driver_memory): it ran out of memory. Build smaller arrays or strings "
                 "(sequence, repeat, explode...), or filter before building them.")
@@ -275,7 +280,6 @@ def fetch(spark: SparkSession, df: DataFrame, max_rows: int, timeout_s: float) -
         raise
     finally:
         timer.cancel()
-        sc.setLocalProperty("spark.jobGroup.id", None)
-        sc.setLocalProperty("spark.job.description", None)
-        sc.setLocalProperty("spark.job.interruptOnCancel", None)
+        # The job group's three local properties unset (PySpark's setLocalProperty is typed for strings only).
+        sc._jsc.clearJobGroup()
     return SqlResult(df.columns, rows[:max_rows], len(rows) > max_rows)

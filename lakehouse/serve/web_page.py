@@ -99,13 +99,17 @@ def pick_run(paths: Paths) -> wt.SilverRun | None:
     except wt.TableProblem:
         runs = []
     by_batch = {r.batch_id: r for r in runs}
-    choice = st.sidebar.selectbox(
-        "Silver as of", [LIVE, *by_batch], key="silver_run",
-        format_func=lambda b: "latest (refreshes by itself)" if b == LIVE
-        else f"run {b} · {_utc(by_batch[b].committed)}")
+
+    def label(choice: str | int) -> str:
+        if isinstance(choice, str):  # LIVE
+            return "latest (refreshes by itself)"
+        return f"run {choice} · {_utc(by_batch[choice].committed)}"
+
+    options: list[str | int] = [LIVE, *by_batch]
+    choice = st.sidebar.selectbox("Silver as of", options, key="silver_run", format_func=label)
     st.sidebar.caption(f"{len(runs)} Silver run(s) to go back to (the newest {wt.RUNS_LISTED} at most; VACUUM "
                        "removes the files of versions older than [analytics] vacuum_retention).")
-    return None if choice == LIVE else by_batch[choice]
+    return None if isinstance(choice, str) else by_batch[choice]  # a str: LIVE
 
 
 def show_freshness(freshness: SilverFreshness, now: datetime) -> None:

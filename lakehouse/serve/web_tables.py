@@ -14,7 +14,6 @@ import logging
 import statistics
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -199,7 +198,7 @@ def side_version(commits: list[tuple[int, int, int | None]], batch_id: int, comm
     return None
 
 
-def _version_at(path: Path, moment: datetime) -> int | None:
+def _version_at(path: LakePath, moment: datetime) -> int | None:
     """The table's version at ``moment`` (its newest commit made by then), or None when its log no longer
     goes back that far."""
     table = open_table(path)
@@ -227,10 +226,16 @@ def silver_runs(paths: Paths, limit: int = RUNS_LISTED) -> list[SilverRun]:
         committed_ms = max(ms for _, ms in tables.values())
         committed = datetime.fromtimestamp(committed_ms / 1000, timezone.utc)
         versions = {name: version for name, (version, _) in tables.items()}
+        complete = True
         for name in SIDE_TABLES:
-            version = side_version(side[name], batch, committed_ms)
-            versions[name] = version if version is not None else _version_at(paths.silver(name), committed)
-        if None not in versions.values():  # a side table whose history no longer reaches that run: not offered
+            seen = side_version(side[name], batch, committed_ms)
+            if seen is None:
+                seen = _version_at(paths.silver(name), committed)
+            if seen is None:  # a side table whose history no longer reaches that run: the run is not offered
+                complete = False
+            else:
+                versions[name] = seen
+        if complete:
             runs.append(SilverRun(batch, committed, versions))
     return sorted(runs, key=lambda r: r.batch_id, reverse=True)
 

@@ -136,7 +136,7 @@ class BatchOutcome:
     """What one batch of Bronze events does to the sales: rows of silver/ventes to write, bookings, the
     corrections still waiting (all of them, the table is rewritten), and the events refused."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.ventes: dict[str, dict] = {}
         self.bookings: list[dict] = []
         self.sales: list[Row] = []  # the sales counted (their attributes feed clients and segments)

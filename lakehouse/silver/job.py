@@ -39,6 +39,7 @@ from lakehouse.platform.delta import (
     checkpoint_query_id,
     delta_table_exists,
     is_commit_conflict,
+    one_row,
     read_delta,
 )
 from lakehouse.platform.lake import LakePath, ObjectPath, remove_tree
@@ -136,6 +137,11 @@ def open_delta_rs(path: LakePath, version: int | None = None) -> DeltaRsTable:
     return DeltaRsTable(str(path), version=version, storage_options=storage_options(path))
 
 
+def _loaded(path: LakePath, version: int | None, table: DeltaRsTable | None) -> DeltaRsTable:
+    """``table`` when the caller already has it open (at ``version``), else the table opened now."""
+    return open_delta_rs(path, version) if table is None else table
+
+
 def storage_options(path: LakePath) -> dict[str, str] | None:
     """delta-rs's settings for a table on object storage (None on a local disk)."""
     if not isinstance(path, ObjectPath):
@@ -149,13 +155,13 @@ def read_rows(path: LakePath, version: int | None = None, where: pc.Expression |
               table: DeltaRsTable | None = None) -> list[dict]:
     """The rows of a table (as of ``version``, those matching ``where``), as dicts. ``table``: the table
     already open at that version (each read below takes one likewise)."""
-    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
+    dataset = _loaded(path, version, table).to_pyarrow_dataset()
     return dataset.to_table(filter=where).to_pylist()
 
 
 def read_rows_column(path: LakePath, version: int | None, column: str, table: DeltaRsTable | None = None) -> list:
     """One column of a table (as of ``version``)."""
-    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
+    dataset = _loaded(path, version, table).to_pyarrow_dataset()
     return dataset.to_table(columns=[column]).column(column).to_pylist()
 
 
@@ -166,7 +172,7 @@ def read_named(path: LakePath, version: int | None, column: str, values: set,
     (uuids) defeat the files' min/max statistics, and a full read of a large table would cost seconds."""
     if not values:
         return []
-    dataset = (open_delta_rs(path, version) if table is None else table).to_pyarrow_dataset()
+    dataset = _loaded(path, version, table).to_pyarrow_dataset()
     where = pc.field(column).cast(pa.string()).isin(sorted(values))
     files = set(dataset.to_table(columns=[column, "__filename"], filter=where).column("__filename").to_pylist())
     rows: list[dict] = []
@@ -183,7 +189,7 @@ def read_recent_first(path: LakePath, version: int | None, column: str, values: 
     corrections name are mostly recent ones, so a batch reads a few recent files, not the whole history."""
     if not values:
         return []
-    table = open_delta_rs(path, version) if table is None else table
+    table = _loaded(path, version, table)
     dataset = table.to_pyarrow_dataset()
     actions = pa.table(table.get_add_actions(flatten=True))
     # Files without statistics (none written here, but another writer may) come last.
@@ -221,7 +227,7 @@ def _arrow(table: DeltaRsTable, rows: list[dict]) -> pa.Table:
 def write_rows(path: LakePath, rows: list[dict], app_id: str, batch_id: int, table: DeltaRsTable | None = None) -> None:
     """Replace the table at ``path`` (``table``, when it is already open) by ``rows``, once per (``app_id``,
     ``batch_id``) as Spark's txnAppId/txnVersion would (the same token, in the same log)."""
-    table = open_delta_rs(path) if table is None else table
+    table = _loaded(path, None, table)
     commit = _commit(table, app_id, batch_id)
     if commit is not None:
         write_deltalake(table, _arrow(table, rows), mode="overwrite", commit_properties=commit)
@@ -361,7 +367,7 @@ class SilverBatchWriter:
         new = new.persist()
         try:
             self._merge_in_spark(versions, new, batch_id, done, steps)
-            summary = new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")).first()
+            summary = one_row(new.agg(F.count(F.lit(1)).alias("rows"), F.max("event_ts").alias("newest")))
         finally:
             new.unpersist()
         return summary["rows"], summary["newest"], steps
@@ -383,7 +389,7 @@ class SilverBatchWriter:
             elif table == "rejets":
                 df = sales.withColumn("raison", F.lit(None).cast("string")).select(*REJETS_COLUMNS)
             else:
-                df = TOTALS[table][3](sales)
+                df = TOTALS[table].from_bronze(sales)
             schema = to_arrow_schema(df.schema, timezone="UTC")
             write_deltalake(str(path), schema.empty_table(), mode="append", storage_options=storage_options(path))
 
@@ -432,7 +438,7 @@ class SilverBatchWriter:
         done("clients read")
 
         def totals(table: str) -> None:
-            field_name = TOTALS[table][1]
+            field_name = TOTALS[table].count_field
             path = self.paths.silver(table)
             current = open_delta_rs(path)  # read, then replaced: one load of the table's log
             existing = {table_key(table, row): row for row in read_rows(path, table=current)}
@@ -519,7 +525,7 @@ class SilverBatchWriter:
         done("clients read")
 
         def totals(table: str) -> None:
-            key, field_name = TOTALS[table][0], TOTALS[table][1]
+            key, field_name = TOTALS[table].key, TOTALS[table].count_field
             keys = list(key) if isinstance(key, tuple) else [key]
             path = paths.silver(table)
             existing = read_delta(self.spark, path)

@@ -129,7 +129,7 @@ def return_rate(row: Row) -> float | None:
 
 
 def table_key(table: str, row: Row) -> Any:
-    key = TOTALS[table][0]
+    key = TOTALS[table].key
     return tuple(row[k] for k in key) if isinstance(key, tuple) else row[key]
 
 
@@ -138,7 +138,7 @@ def totals_after(table: str, existing: Mapping[Any, Row], sales: Iterable[Row], 
     """The rows of ``pays``, ``segments``, ``ventes_jour`` or ``produits`` that ``bookings`` touch, after them;
     ``existing`` maps each key (``table_key``) to the row it had. ``sales`` bring a segment's countries and a
     product's latest name."""
-    key, columns = TOTALS[table][0], TOTALS[table][4]
+    key, columns = TOTALS[table].key, TOTALS[table].columns
     names = key if isinstance(key, tuple) else (key,)
     touched: dict[Any, dict] = {}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Callable, NamedTuple
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -118,7 +119,8 @@ def _sum(measure: str) -> Column:
 def _client_sums(bookings_df: DataFrame) -> DataFrame:
     sums = bookings_df.groupBy("client_id").agg(*[_sum(m).alias(m) for m in MEASURES])
     return sums.select("client_id", *[
-        sum(F.col(m) * sign for m, sign in terms.items()).cast(MONEY_SUM if c in CLIENT_MONEY else "long").alias(c)
+        sum((F.col(m) * sign for m, sign in terms.items()), F.lit(0))
+        .cast(MONEY_SUM if c in CLIENT_MONEY else "long").alias(c)
         for c, terms in CLIENT_SUMS.items()])
 
 
@@ -176,11 +178,11 @@ def _with_totals_derived(df: DataFrame, table: str) -> DataFrame:
                                           F.col("quantite_retournee").cast("double") / F.col("quantite_vendue")))
     if table == "segments":
         df = df.withColumn("nb_pays", F.size("liste_pays").cast("long"))
-    return df.select(*TOTALS[table][4])
+    return df.select(*TOTALS[table].columns)
 
 
 def _keys(table: str) -> list[str]:
-    key = TOTALS[table][0]
+    key = TOTALS[table].key
     return list(key) if isinstance(key, tuple) else [key]
 
 
@@ -274,13 +276,22 @@ def new_members(before_df: DataFrame | None, after_df: DataFrame, field: str) ->
     return gained.groupBy("value").agg(F.count(F.lit(1)).alias("n"))
 
 
-# table → (key column(s), historique field of its client count (None: no count), additive measures,
-# full-recompute function, columns)
+class TotalsTable(NamedTuple):
+    """A table of totals: its key column(s), the ``historique`` field of its client count (None: no count),
+    its additive measures, its full recompute from Bronze, and its columns."""
+
+    key: str | tuple[str, ...]
+    count_field: str | None
+    measures: tuple[str, ...]
+    from_bronze: Callable[[DataFrame], DataFrame]
+    columns: list[str]
+
+
 TOTALS = {
-    "pays": ("pays", "pays", MEASURES, pays_from_bronze, PAYS_COLUMNS),
-    "segments": ("segment", "segments", MEASURES, segments_from_bronze, SEGMENTS_COLUMNS),
-    "ventes_jour": ("jour", "jours", MEASURES, ventes_jour_from_bronze, VENTES_JOUR_COLUMNS),
-    "produits": (("produit_id", "categorie"), None, MEASURES, produits_from_bronze, PRODUITS_COLUMNS),
+    "pays": TotalsTable("pays", "pays", MEASURES, pays_from_bronze, PAYS_COLUMNS),
+    "segments": TotalsTable("segment", "segments", MEASURES, segments_from_bronze, SEGMENTS_COLUMNS),
+    "ventes_jour": TotalsTable("jour", "jours", MEASURES, ventes_jour_from_bronze, VENTES_JOUR_COLUMNS),
+    "produits": TotalsTable(("produit_id", "categorie"), None, MEASURES, produits_from_bronze, PRODUITS_COLUMNS),
 }
 
 
@@ -290,7 +301,7 @@ def combine_totals(table: str, existing_df: DataFrame | None, new_sales_df: Data
     raised by ``gained_df`` (``new_members`` of the table's field), a segment's countries united with the
     batch's, a product's latest name kept."""
     key = _keys(table)
-    empty = TOTALS[table][3](new_sales_df.limit(0))
+    empty = TOTALS[table].from_bronze(new_sales_df.limit(0))
     existing_df = empty if existing_df is None else existing_df
     inc = new_bookings_df.groupBy(*key).agg(*[_sum(m).alias(m) for m in MEASURES])
     if table == "produits":

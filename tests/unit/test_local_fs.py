@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from py4j.protocol import Py4JJavaError
 
-from lakehouse.platform.local_fs import CLASS
+from lakehouse.platform.local_fs import CLASS, local_fs_jar
 
 
 def jvm_path(spark, path: Path):
@@ -84,3 +84,9 @@ def test_links_and_missing_paths_get_the_status_hadoop_gives(spark, tmp_path: Pa
         for fs in raw_file_systems(spark):
             with pytest.raises(Py4JJavaError, match="FileNotFoundException"):
                 fs.getFileLinkStatus(jvm_path(spark, tmp_path / name))
+
+
+def test_an_unwritable_cache_leaves_the_jobs_on_hadoops_class(tmp_path: Path) -> None:
+    blocked = tmp_path / "cache"
+    blocked.write_text("a file where the cache folder should be")
+    assert local_fs_jar(blocked) is None

@@ -69,6 +69,14 @@ def test_the_local_file_system_class_when_it_can_be_built(tmp_path: Path, monkey
     assert options(with_local_file_system(SparkSession.builder, elsewhere)) == {}
 
 
+def test_no_local_file_system_class_when_the_cache_cannot_be_written(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "jvm").write_text("a file where the jar's folder should be")  # root ignores a read-only folder
+    paths = Paths.from_config(make_config(tmp_path, paths__cache_dir=str(cache)))
+    assert options(with_local_file_system(SparkSession.builder, paths)) == {}  # Hadoop's class, jobs go on
+
+
 def test_object_storage_settings_need_the_secret(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, env={"LAKEHOUSE_S3_SECRET_KEY": "not-a-real-secret"},
                       s3__endpoint="http://127.0.0.1:8555", s3__access_key="lakehouse")
