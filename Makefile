@@ -84,14 +84,14 @@ docs:  ## Write docs/CONFIGURATION.md (every setting) from the settings schema
 
 # Test files run in parallel worker processes (pytest-xdist), one file per worker at a time, slowest first
 # (tests/conftest.py): a module's fixtures are built once. The folder is the tier: tests/unit, tests/integration
-# (the shared broker), tests/system (processes of their own).
+# (real Delta tables, the shared broker), tests/system (processes of their own).
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: setup  ## Run every test: unit, integration, system (starts a local broker for the session if none is running)
 	$(PYTEST)
 
-test-fast: setup  ## The unit tests (tests/unit): no broker, no other process; the edit loop
+test-fast: setup  ## The unit tests (tests/unit): no Delta table, no broker, no other process; the edit loop
 	$(PYTEST) tests/unit
 
 # The linters (requirements-dev.txt), installed on top of the pinned packages the first time. Their settings are in

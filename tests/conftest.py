@@ -78,28 +78,32 @@ def write_config(path: Path, cfg: Config, **extra: dict[str, object]) -> Path:
 
 
 TESTS_DIR = Path(__file__).resolve().parent
-# The folder is the tier. tests/unit: pure Python and this process's SparkSession (make test-fast);
-# tests/integration: the shared broker and real Delta tables too; tests/system: processes of their own (Spark
-# jobs, launchers, brokers and clusters, the demo, spark-submit, Chromium). make test runs the three.
+# The folder is the tier. tests/unit: pure Python and DataFrame transforms in this process's SparkSession, no
+# Delta table (make test-fast); tests/integration: real Delta tables and the shared broker too; tests/system:
+# processes of their own (Spark jobs, launchers, brokers and clusters, the demo, spark-submit, Chromium). make test
+# runs the three.
 TIERS = ("system", "integration", "unit")
 # Fixtures that bring up the shared broker: not for tests/unit.
 BROKER_FIXTURES = {"kafka_bootstrap", "topic"}
 
 
 # The test files whose tests take longest, slowest first: those that run jobs, brokers and clusters (a minute or
-# more each), then the unit test files that take longest (make test-fast). make test and make test-fast hand whole
-# files to their two workers in collection order (--dist loadfile --no-loadscope-reorder): each file's
-# fixtures are built once, and starting with these and leaving the many short files for the end lets the two
-# workers finish together. The files not listed follow, tier by tier (system, integration, unit).
+# more each), then the files that write Delta tables, then the unit test files that take longest (make
+# test-fast). make test and make test-fast hand whole files to their two workers in collection order (--dist
+# loadfile --no-loadscope-reorder): each file's fixtures are built once, and starting with these and leaving the
+# many short files for the end lets the two workers finish together. The files not listed follow, tier by tier
+# (system, integration, unit).
 SLOWEST_FIRST = ["system/test_object_store.py", "system/test_spark_cluster.py", "system/test_bronze_stream.py",
                  "system/test_demo.py", "system/test_spark_submit.py", "system/test_kafka_cluster.py",
                  "system/test_upkeep_while_running.py", "integration/test_silver_incremental.py",
                  "system/test_silver_continuous.py", "system/test_bronze_broker.py",
                  "integration/test_hostile_stream.py", "integration/test_silver_random_histories.py",
                  "integration/test_bronze_restart_and_compaction.py",
-                 "unit/test_query_utils.py", "unit/test_bronze_commits.py", "unit/test_web_dashboard.py",
-                 "unit/test_corrections_readers.py", "unit/test_silver_corrections.py", "unit/test_sql_guard.py",
-                 "unit/test_bronze_corrections.py", "unit/test_lake.py", "unit/test_bronze_transforms.py"]
+                 "integration/test_query_utils.py", "integration/test_bronze_commits.py",
+                 "integration/test_web_dashboard.py", "integration/test_corrections_readers.py",
+                 "integration/test_bronze_corrections.py", "integration/test_sql_guard.py", "integration/test_lake.py",
+                 "unit/test_silver_transforms.py", "unit/test_bronze_transforms.py", "unit/test_contract_corpus.py",
+                 "unit/test_simulator.py"]
 
 
 def where(item: pytest.Item) -> str:
@@ -112,6 +116,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """A unit test that asks for the broker fails before any fixture is set up (the broker is not started)."""
     if where(item).startswith("unit/") and BROKER_FIXTURES & set(getattr(item, "fixturenames", ())):
         pytest.fail("unit tests use no Kafka broker: move this test to tests/integration", pytrace=False)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A unit test that left a Delta table in its temporary folder fails: the tables belong to tests/integration."""
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if where(item).startswith("unit/") and isinstance(tmp, Path) and next(tmp.rglob("_delta_log"), None):
+        pytest.fail("unit tests write no Delta table: move this test to tests/integration", pytrace=False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

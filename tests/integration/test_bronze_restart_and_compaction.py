@@ -1,6 +1,6 @@
-"""The Bronze writer on real Delta tables, at a larger scale than tests/unit/test_bronze_commits.py (whose helpers
-these tests use): a crash and a restart over a dozen commits, and two dozen batches each writing its metrics row
-while OPTIMIZE compacts the metrics table under them."""
+"""The Bronze writer on real Delta tables, at a larger scale than tests/integration/test_bronze_commits.py
+(whose helpers these tests use): a crash and a restart over a dozen commits, and two dozen batches each writing
+its metrics row while OPTIMIZE compacts the metrics table under them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import threading
 from pyspark.sql import functions as F
 
 from lakehouse.bronze.metrics_sink import MetricsSink
-from tests.unit import test_bronze_commits as small_batches
-from tests.unit.test_bronze_commits import DAY0, NOW, Feed, load, sale, sales_at, spoil_partition, writer
+from tests.integration import test_bronze_commits as small_batches
+from tests.integration.test_bronze_commits import DAY0, NOW, Feed, load, sale, sales_at, spoil_partition, writer
 
 lake = small_batches.lake  # the fixture: a data folder with a Bronze checkpoint's metadata
 

@@ -39,6 +39,7 @@ from lakehouse.silver.transforms import (
     ventes_rows,
 )
 from tests.conftest import make_config
+from tests.integration.test_silver_random_histories import read_silver
 from tests.unit.test_silver_corrections import (
     CLIENTS,
     PRODUCTS,
@@ -47,7 +48,6 @@ from tests.unit.test_silver_corrections import (
     assert_matches,
     oracle,
     random_history,
-    read_silver,
 )
 from tests.unit.test_silver_corrections import RULES as CORRECTION_RULES
 from tests.unit.test_silver_transforms import BRONZE_SCHEMA

@@ -1,6 +1,6 @@
 """The jar of the local file system class the jobs give Hadoop (lakehouse/platform/java/NioLocalFileSystem.java):
 compiled by ``javac``, a JVM of its own started as a subprocess, once per version of the source, and left out
-when there is no compiler. What the class does in the shared session: tests/unit/test_local_fs.py."""
+when there is no compiler. What the class does in the shared session: tests/integration/test_local_fs.py."""
 
 from __future__ import annotations
 

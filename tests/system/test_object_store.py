@@ -6,7 +6,7 @@ S3. And the whole pipeline on the local cluster one command starts and stops (th
 standalone, three Kafka nodes) — the producer with faults, the Bronze stream on the Spark cluster writing into
 the object store while its own upkeep compacts Bronze under load, Silver, the report — gives exactly the
 tables and the report a single-machine run on a local folder gives on the same input.
-The lake's settings and the upkeep each kind of lake allows: tests/unit/test_lake.py.
+The lake's settings and the upkeep each kind of lake allows: tests/integration/test_lake.py.
 """
 
 from __future__ import annotations

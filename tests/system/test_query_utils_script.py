@@ -1,6 +1,6 @@
 """query_utils.py run as users run it, in its own process (Spark's JVM started by the script): the batch
 report's refusal when tables are missing, and the menu driven through stdin on the small lake of
-tests/unit/test_query_utils.py."""
+tests/integration/test_query_utils.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lakehouse.platform.config import PROJECT_DIR
 from tests.conftest import make_config, write_config
-from tests.unit import test_query_utils as small_lake
+from tests.integration import test_query_utils as small_lake
 
 lake_paths = small_lake.lake_paths  # the fixture: the same small lake, built for this file
 

@@ -32,7 +32,8 @@ from tests.integration.test_silver_incremental import (
     random_corrections,
     random_event_sales,
 )
-from tests.unit.test_silver_corrections import RULES, Ev, assert_matches, oracle, read_silver
+from tests.integration.test_silver_random_histories import read_silver
+from tests.unit.test_silver_corrections import RULES, Ev, assert_matches, oracle
 
 START = dt.datetime(2024, 12, 1, tzinfo=UTC)  # the events' first day (of four)
 

@@ -1,6 +1,6 @@
 """The web dashboard served as users serve it (make dashboard) and opened in a real headless Chromium: it shows
 Silver's figures, follows new sales by itself and says when Silver stopped. On the small lake of
-tests/unit/test_web_dashboard.py, where the page's logic is tested through Streamlit's AppTest."""
+tests/integration/test_web_dashboard.py, where the page's logic is tested through Streamlit's AppTest."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from pathlib import Path
 
 from lakehouse.silver.freshness import SilverStatusWriter
 from tests.conftest import PROJECT_DIR
+from tests.integration import test_web_dashboard as small_lake
+from tests.integration.test_web_dashboard import expected_headline, sale
 from tests.support.web_browser import (
     chromium,
     dashboard_server,
@@ -21,8 +23,6 @@ from tests.support.web_browser import (
     shown_metrics,
     wait_until,
 )
-from tests.unit import test_web_dashboard as small_lake
-from tests.unit.test_web_dashboard import expected_headline, sale
 
 # The fixtures: the same small lake, built for this file; the page's log handler removed after it.
 lake, _page_log_removed = small_lake.lake, small_lake._page_log_removed

@@ -154,7 +154,8 @@ EXERCISED = {
     "make kafka-cluster-stop": "tests/system/test_kafka_cluster.py (kafka_cluster stop)",
     "make dashboard": "tests/system/test_web_dashboard_browser.py::test_the_served_page_in_chromium_shows_silver_"
                       "and_follows_it",
-    "python query_utils.py --batch": "tests/unit/test_query_utils.py::test_batch_report_and_charts_from_the_script",
+    "python query_utils.py --batch": "tests/integration/test_query_utils.py::test_batch_report_and_charts_from_the_"
+                                     "script",
     "make upkeep": "tests/integration/test_upkeep.py (run_upkeep)",
     "make monitoring": "tests/system/test_prometheus.py::test_prometheus_scrapes_the_jobs_agrees_with_the_metrics_"
                        "table_and_alerts_when_bronze_stops (python -m lakehouse.ops.prometheus)",

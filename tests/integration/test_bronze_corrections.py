@@ -16,7 +16,7 @@ from lakehouse.bronze.columns import CORRECTIONS_COLUMNS
 from lakehouse.platform.delta import delta_table_exists
 from lakehouse.platform.paths import Paths
 from tests.conftest import make_config
-from tests.unit.test_bronze_commits import NOW, Feed, load, sale, writer
+from tests.integration.test_bronze_commits import NOW, Feed, load, sale, writer
 
 
 @pytest.fixture
