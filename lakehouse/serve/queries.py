@@ -311,6 +311,10 @@ def last_batches(metrics_df: DataFrame, limit: int = 10) -> DataFrame:
 # --- the edge: the tables on disk ---------------------------------------------------------------------
 
 REQUIRED_TABLES = [n for n, t in TABLES.items() if not t.optional]
+# A commit's rows and files written, by the name each engine gives them: Spark's Delta (a write, a MERGE, an
+# OPTIMIZE or a DELETE), then delta-rs (a MERGE, a write).
+ROWS_WRITTEN = ("numOutputRows", "num_output_rows", "num_added_rows")
+FILES_WRITTEN = ("numFiles", "numTargetFilesAdded", "numAddedFiles", "num_target_files_added", "num_added_files")
 
 
 def missing_tables(paths: Paths, names: list[str] | None = None) -> list[MissingTableError]:
@@ -400,11 +404,14 @@ class Lakehouse:
         return self.table(name, **{option: value})
 
     def history(self, name: str, limit: int = 20) -> DataFrame:
-        """The table's last commits: version, time, operation, rows written."""
+        """The table's last commits: version, time, operation, rows and files written, whichever engine made
+        them (Spark's Delta names its metrics in camel case, delta-rs, which writes Silver's small batches, in
+        snake case)."""
+        def metric(*keys: str) -> Column:
+            return F.coalesce(*(F.col("operationMetrics").getItem(key) for key in keys))
         return (DeltaTable.forPath(self.spark, str(self.location(name))).history(limit)
                 .select("version", "timestamp", "operation",
-                        F.col("operationMetrics").getItem("numOutputRows").alias("rows_written"),
-                        F.col("operationMetrics").getItem("numFiles").alias("files_written")))
+                        metric(*ROWS_WRITTEN).alias("rows_written"), metric(*FILES_WRITTEN).alias("files_written")))
 
     def register_views(self) -> list[str]:
         """Register every existing table as a temporary view under its name; returns the names."""

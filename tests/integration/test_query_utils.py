@@ -11,7 +11,10 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
+from delta.tables import DeltaTable
+from deltalake import DeltaTable as DeltaRsTable
 from PIL import Image
 from pyspark.testing import assertDataFrameEqual
 
@@ -101,6 +104,29 @@ def test_quarantine_summary_counts_per_reason(spark, lake_paths) -> None:
                                                                                            "last_seen")
     assertDataFrameEqual(actual, spark.createDataFrame([("wrong_type", 2), ("not_json", 1)],
                                                        "reason STRING, records BIGINT"), checkRowOrder=True)
+
+
+def test_history_gives_the_rows_and_files_each_engine_wrote(spark, tmp_path) -> None:
+    # Silver's small batches are committed by delta-rs, which names its metrics in snake case; Spark's Delta in
+    # camel case. The menu's "Table history" and the report read both.
+    paths = Paths.from_config(make_config(tmp_path / "data"))
+    table, schema = paths.silver("pays"), "pays STRING, nb_clients INT"
+    spark.createDataFrame([("France", 1), ("Suisse", 2)], schema).coalesce(1).write.format("delta") \
+        .save(str(table))  # version 0: Spark, one file
+    write_delta(table, [("Belgique", 3)], schema)  # 1: delta-rs
+    source = pa.table({"pays": ["France", "Espagne"], "nb_clients": pa.array([5, 1], pa.int32())})
+    DeltaRsTable(str(table)).merge(source, "t.pays = s.pays", source_alias="s", target_alias="t") \
+        .when_matched_update_all().when_not_matched_insert_all().execute()  # 2: delta-rs
+    DeltaTable.forPath(spark, str(table)).alias("t").merge(
+        spark.createDataFrame([("Suisse", 7)], schema).alias("s"), "t.pays = s.pays").whenMatchedUpdateAll() \
+        .execute()  # 3: Spark
+    raw = {c["version"]: c["operationMetrics"] for c in DeltaRsTable(str(table)).history()}
+    shown = {r["version"]: (r["operation"], r["rows_written"], r["files_written"])
+             for r in Lakehouse(spark, paths).history("pays").collect()}
+    assert shown == {0: ("WRITE", "2", "1"), 1: ("WRITE", "1", "1"),
+                     2: ("MERGE", str(raw[2]["num_output_rows"]), str(raw[2]["num_target_files_added"])),
+                     3: ("MERGE", str(raw[3]["numOutputRows"]), str(raw[3]["numTargetFilesAdded"]))}
+    assert all(int(rows) > 0 and int(files) > 0 for _, rows, files in shown.values())
 
 
 def test_parse_as_of() -> None:
